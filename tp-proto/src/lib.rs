@@ -1,0 +1,29 @@
+//! The tp wire protocol, sans-IO.
+//!
+//! A tunnel starts with the client's *hello*: one JSON object on one line, at most
+//! [`MAX_LINE_LEN`] bytes including the `\n`. The server answers with one JSON line
+//! (an [`Answer`]), then raw bytes flow both ways. `docs/protocol.md` is the contract;
+//! this crate is its executable form.
+//!
+//! This crate performs no IO, reads no clock and spawns nothing. Decoders take a
+//! [`bytes::BytesMut`] and say explicitly when they need more bytes (`Ok(None)`);
+//! encoders cannot fail.
+
+mod answer;
+mod codec;
+mod hello;
+mod host;
+
+pub use answer::{Answer, ErrorCode};
+pub use codec::{DecodeError, decode_answer, decode_hello, encode_answer, encode_hello};
+pub use hello::{Accept, Connect, ConnectTarget, Hello, Listen, ListenKind, Proto};
+pub use host::{Host, HostError};
+
+/// The ALPN protocol id of tp version 1, offered by clients and required by the server.
+pub const ALPN_TP_V1: &[u8] = b"tp/1";
+
+/// The protocol version carried in every hello and answer as `"v"`.
+pub const PROTOCOL_VERSION: u64 = 1;
+
+/// The longest hello or answer line, in bytes, including its terminating `\n`.
+pub const MAX_LINE_LEN: usize = 8 * 1024;
