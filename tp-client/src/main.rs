@@ -1,1 +1,111 @@
-fn main() {}
+//! The `tp` binary: parse the command line, start logging, load settings, run
+//! the command, exit with its status. Everything else lives in the `tp_client`
+//! library.
+
+use std::io::IsTerminal;
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::runtime::Runtime;
+use tp_client::addr::Target;
+use tp_client::cli::{self, Cli, Command};
+use tp_client::{Connector, config, exit, stdio, up};
+use tracing_subscriber::EnvFilter;
+
+/// Environment variable with a tracing filter that overrides `-v`.
+const ENV_LOG: &str = "TP_LOG";
+
+fn main() {
+    let cli = match cli::parse_from(std::env::args_os()) {
+        Ok(cli) => cli,
+        // Help and version exit 0, usage errors exit 2.
+        Err(e) => e.exit(),
+    };
+    init_logging(cli.global.verbose);
+    let status = run(cli);
+    // Exiting here, rather than returning, ends tokio's blocking stdin read too.
+    std::process::exit(i32::from(status));
+}
+
+fn run(cli: Cli) -> u8 {
+    let env = |name: &str| std::env::var(name).ok();
+    let home = config::home_dir(&env);
+    let flags = cli.global.layer(home.as_deref());
+    let settings = match config::load(flags, cli.global.config.as_deref(), &env) {
+        Ok(settings) => settings,
+        Err(e) => return fail(&e, exit::LOCAL),
+    };
+    // Certificates, key and CA are loaded once, before anything is bound or dialed.
+    let connector = match Connector::from_settings(&settings) {
+        Ok(connector) => connector,
+        Err(e) => return fail(&e, exit::LOCAL),
+    };
+    let runtime = match build_runtime(&cli.command) {
+        Ok(runtime) => runtime,
+        Err(e) => return fail(&format!("{e:#}"), exit::LOCAL),
+    };
+    let status = runtime.block_on(async {
+        match cli.command {
+            Command::Connect { host, port } => {
+                match stdio::run(&connector, &Target { host, port }).await {
+                    Ok(_) => exit::OK,
+                    Err(e) => fail(&e, e.exit_status()),
+                }
+            }
+            Command::Up {
+                target,
+                local_port,
+                bind,
+            } => {
+                let connector = Arc::new(connector);
+                match up::run(connector, target, bind, local_port, up::shutdown_signal()).await {
+                    Ok(()) => exit::OK,
+                    Err(e) => fail(&e, exit::LOCAL),
+                }
+            }
+        }
+    });
+    // Do not wait for blocking tasks: one may be parked in a read of stdin.
+    runtime.shutdown_background();
+    status
+}
+
+fn build_runtime(command: &Command) -> anyhow::Result<Runtime> {
+    let mut builder = match command {
+        Command::Connect { .. } => tokio::runtime::Builder::new_current_thread(),
+        Command::Up { .. } => tokio::runtime::Builder::new_multi_thread(),
+    };
+    builder
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+/// Prints `tp: ERROR` on stderr and returns `status`.
+fn fail(error: &dyn std::fmt::Display, status: u8) -> u8 {
+    eprintln!("tp: {error}");
+    status
+}
+
+/// Logs go to stderr only: stdout is the tunnel.
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let filter = match std::env::var(ENV_LOG) {
+        Ok(spec) if !spec.is_empty() => EnvFilter::try_new(&spec).unwrap_or_else(|e| {
+            eprintln!("tp: ignoring {ENV_LOG}={spec:?}: {e}");
+            EnvFilter::new(default)
+        }),
+        _ => EnvFilter::new(default),
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(verbose >= 2)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+}

@@ -1,1 +1,19 @@
-//! placeholder
+//! Runtime pieces shared by `tp-server` and the `tp` client.
+//!
+//! - [`relay`]: the one byte relay, both directions, half-close, idle timeout,
+//!   byte counts for the close log line.
+//! - [`duration`]: `"10s"`-style durations used by both configs.
+//! - [`message`]: reading one bounded JSON line (hello or answer) from a stream.
+//! - [`pem`]: loading certificate chains and keys with errors that name the file.
+//! - [`tls`]: the tp client's rustls configuration (TLS 1.3, ALPN `tp/1`, aws-lc-rs).
+//!
+//! This crate holds no policy and no protocol rules of its own: those are in
+//! `tp-proto` and `policy`.
+
+pub mod duration;
+pub mod message;
+pub mod pem;
+pub mod relay;
+pub mod tls;
+
+pub use relay::{RelayEnd, RelayOptions, RelayStats, Side, relay};

@@ -1,1 +1,43 @@
-fn main() {}
+//! `tp-server`: parse the command line, start logging, hand off to the library.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use tp_server::cli::{Cli, Command, PolicyCommand, logging, policy_check};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run { config } => with_runtime(cli.log_format, tp_server::cli::run::run(&config)),
+        Command::Quickstart(args) => {
+            with_runtime(cli.log_format, tp_server::cli::quickstart::quickstart(args))
+        }
+        Command::Check { config } => tp_server::cli::check::check(&config, &mut std::io::stdout()),
+        Command::Policy {
+            command: PolicyCommand::Check(args),
+        } => match policy_check::check(&args, &mut std::io::stdout()) {
+            Ok(policy_check::Verdict::Allowed) => Ok(()),
+            Ok(policy_check::Verdict::Denied) => return ExitCode::from(3),
+            Err(e) => Err(e),
+        },
+        Command::Ca { command } => command.run(),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("tp-server: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn with_runtime(
+    format: logging::LogFormat,
+    fut: impl Future<Output = anyhow::Result<()>>,
+) -> anyhow::Result<()> {
+    logging::init(format, "info");
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(fut)
+}

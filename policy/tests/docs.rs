@@ -1,0 +1,142 @@
+//! The example policy in `docs/policy.md` parses, and decides as its examples table says.
+
+use std::net::IpAddr;
+
+use policy::{ConnectRequest, Decision, Identity, IdentityKind, Policy};
+use tp_proto::{Host, Proto};
+
+fn doc_policy() -> Policy {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/policy.md");
+    let doc = std::fs::read_to_string(path).expect("docs/policy.md is readable");
+    let start = doc
+        .find("```toml\n")
+        .expect("docs/policy.md has a toml example")
+        + 8;
+    let len = doc[start..].find("```").expect("the toml example ends");
+    Policy::from_toml(&doc[start..start + len], "docs/policy.md").expect("the example parses")
+}
+
+/// Both server steps; the precheck's denial if it denies, else the decision on `addr`.
+fn check(
+    p: &Policy,
+    who: &Identity,
+    proto: Proto,
+    host: &str,
+    port: u16,
+    addr: Option<&str>,
+) -> Decision {
+    let host = Host::parse(host).expect("valid host");
+    let pre = p.precheck_connect(who, proto, &host, port);
+    if !pre.is_allow() {
+        return pre;
+    }
+    let addr: IpAddr = match (addr, host.ip()) {
+        (Some(a), _) => a.parse().expect("valid address"),
+        (None, Some(ip)) => ip,
+        (None, None) => return pre,
+    };
+    let req = ConnectRequest {
+        proto,
+        host: &host,
+        port,
+        addr,
+    };
+    p.decide_connect(who, &req)
+}
+
+#[test]
+fn the_examples_table_is_true() {
+    let p = doc_policy();
+    assert_eq!(p.rule_count(), 4);
+    let alice = Identity::new(IdentityKind::Email, "alice@corp.example");
+    assert_eq!(p.groups_of(&alice), ["ops"]);
+    let tcp = Proto::Tcp;
+    let udp = Proto::Udp;
+    let cases: [(Proto, &str, u16, Option<&str>, &str); 12] = [
+        (
+            tcp,
+            "db1.internal",
+            22,
+            Some("10.0.0.5"),
+            r#"allow (rule "ops-ssh")"#,
+        ),
+        (
+            tcp,
+            "db1.internal",
+            22,
+            Some("192.168.1.5"),
+            r#"deny: address 192.168.1.5 is private and no rule names it (rule "ops-ssh" matched the name)"#,
+        ),
+        (
+            tcp,
+            "db1.internal",
+            22,
+            Some("127.0.0.1"),
+            r#"deny: address 127.0.0.1 is loopback and no rule names it (rule "ops-ssh" matched the name)"#,
+        ),
+        (
+            tcp,
+            "DB1.Internal.",
+            8080,
+            Some("10.0.0.5"),
+            r#"allow (rule "ops-ssh")"#,
+        ),
+        (
+            tcp,
+            "db1.internal",
+            23,
+            None,
+            "deny: no rule allows alice@corp.example to connect to tcp db1.internal:23",
+        ),
+        (
+            udp,
+            "db1.internal",
+            22,
+            None,
+            "deny: no rule allows alice@corp.example to connect to udp db1.internal:22",
+        ),
+        (tcp, "10.1.2.3", 22, None, r#"allow (rule "ops-ssh")"#),
+        (
+            tcp,
+            "0x7f000001",
+            22,
+            None,
+            "deny: no rule allows alice@corp.example to connect to tcp 127.0.0.1:22",
+        ),
+        (
+            tcp,
+            "www.example.com",
+            443,
+            Some("93.184.216.34"),
+            r#"allow (rule "public-web")"#,
+        ),
+        (
+            tcp,
+            "www.example.com",
+            443,
+            Some("127.0.0.1"),
+            r#"deny: address 127.0.0.1 is loopback and no rule names it (rule "public-web" matched the name)"#,
+        ),
+        (
+            tcp,
+            "169.254.169.254",
+            80,
+            None,
+            r#"deny: address 169.254.169.254 is cloud metadata and no rule names it (rule "public-web" matched the address)"#,
+        ),
+        (
+            udp,
+            "anything.example",
+            53,
+            Some("10.0.0.53"),
+            r#"allow (rule "dns")"#,
+        ),
+    ];
+    for (proto, host, port, addr, want) in cases {
+        let got = check(&p, &alice, proto, host, port, addr).to_string();
+        assert_eq!(got, want, "{proto} {host}:{port} at {addr:?}");
+    }
+    let carol = Identity::new(IdentityKind::Uri, "spiffe://corp/sre/carol");
+    let d = check(&p, &carol, tcp, "169.254.169.254", 80, None);
+    assert_eq!(d.to_string(), r#"allow (rule "sre-metadata")"#);
+}

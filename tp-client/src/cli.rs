@@ -1,0 +1,209 @@
+//! The command line: `tp HOST PORT`, `tp connect HOST PORT`, `tp up HOST:PORT
+//! LOCALPORT`, and the multicall name `tp-up` (= `tp up`).
+
+use std::ffi::OsString;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::{ArgAction, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
+use tp_proto::Host;
+
+use crate::addr::{ServerAddr, Target, parse_host, parse_local_port, parse_port};
+use crate::config::{Layer, expand_tilde};
+use crate::exit;
+use tp_net::duration::parse_timeout;
+
+/// The name that makes the binary behave as `tp up`.
+pub const UP_NAME: &str = "tp-up";
+
+/// Options every command takes.
+#[derive(Debug, Clone, Default, Args)]
+pub struct GlobalArgs {
+    /// Config file [default: $XDG_CONFIG_HOME/tp/config.toml or ~/.config/tp/config.toml]
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// The tp server (port defaults to 443)
+    #[arg(long, global = true, value_name = "HOST:PORT", value_parser = ServerAddr::parse)]
+    pub server: Option<ServerAddr>,
+    /// Name the server's certificate must match [default: the server's host]
+    #[arg(long, global = true, value_name = "NAME")]
+    pub server_name: Option<String>,
+    /// Client certificate chain, PEM, leaf first
+    #[arg(long, global = true, value_name = "PATH")]
+    pub cert: Option<PathBuf>,
+    /// Client private key, PEM
+    #[arg(long, global = true, value_name = "PATH")]
+    pub key: Option<PathBuf>,
+    /// CA certificate(s) that issued the server's certificate, PEM
+    #[arg(long, global = true, value_name = "PATH")]
+    pub ca: Option<PathBuf>,
+    /// Deadline for reaching the server and the TLS handshake [default: 10s]
+    #[arg(long, global = true, value_name = "DURATION", value_parser = parse_timeout)]
+    pub connect_timeout: Option<Duration>,
+    /// More logging on stderr: -v info, -vv debug, -vvv trace
+    #[arg(short, long, global = true, action = ArgAction::Count)]
+    pub verbose: u8,
+}
+
+impl GlobalArgs {
+    /// The settings the flags give, with `~/` expanded against `home`.
+    pub fn layer(&self, home: Option<&Path>) -> Layer {
+        let path = |p: &Option<PathBuf>| p.as_deref().map(|p| expand_tilde(p, home));
+        Layer {
+            server: self.server.clone(),
+            server_name: self.server_name.clone(),
+            cert: path(&self.cert),
+            key: path(&self.key),
+            ca: path(&self.ca),
+            connect_timeout: self.connect_timeout,
+        }
+    }
+}
+
+/// The raw command line, before the default command is filled in.
+#[derive(Debug, Parser)]
+#[command(
+    name = "tp",
+    version,
+    about = "Tunnels through a tp server, authenticated by your client certificate.",
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true,
+    disable_help_subcommand = true,
+    after_help = "Run `tp --help` for the config file, environment variables and exit statuses."
+)]
+struct RawCli {
+    #[command(flatten)]
+    global: GlobalArgs,
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// Target host (for ssh: %h): a name, IPv4, or IPv6 with or without brackets
+    #[arg(value_name = "HOST", required = true, value_parser = parse_host)]
+    host: Option<Host>,
+    /// Target port (for ssh: %p)
+    #[arg(value_name = "PORT", required = true, value_parser = parse_port)]
+    port: Option<u16>,
+}
+
+/// What to do.
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
+pub enum Command {
+    /// Bridge stdin/stdout to a tunnel to HOST:PORT (same as `tp HOST PORT`; for ssh's ProxyCommand)
+    Connect {
+        /// Target host: a name, IPv4, or IPv6 with or without brackets
+        #[arg(value_name = "HOST", value_parser = parse_host)]
+        host: Host,
+        /// Target port
+        #[arg(value_name = "PORT", value_parser = parse_port)]
+        port: u16,
+    },
+    /// Forward a local TCP port to HOST:PORT, one tunnel per connection (also `tp-up`)
+    Up {
+        /// Target host and port.
+        #[arg(
+            value_name = "HOST:PORT",
+            value_parser = Target::parse,
+            help = "Target, e.g. db1.internal:5432 or [2001:db8::5]:22"
+        )]
+        target: Target,
+        /// Local port to listen on; 0 picks a free one (printed on stderr)
+        #[arg(value_name = "LOCALPORT", value_parser = parse_local_port)]
+        local_port: u16,
+        /// Local address to listen on
+        #[arg(long, value_name = "ADDR", default_value_t = IpAddr::V4(Ipv4Addr::LOCALHOST))]
+        bind: IpAddr,
+    },
+}
+
+/// A parsed command line.
+#[derive(Debug, Clone)]
+pub struct Cli {
+    /// Options every command takes.
+    pub global: GlobalArgs,
+    /// The command, with `tp HOST PORT` turned into [`Command::Connect`].
+    pub command: Command,
+}
+
+/// The clap command, with the long help's trailer (config, environment, exit
+/// statuses) filled in.
+pub fn command() -> clap::Command {
+    RawCli::command().after_long_help(long_help_trailer())
+}
+
+/// Parses the command line (program name first). Called as `tp-up`, the
+/// arguments are those of `tp up`.
+pub fn parse_from<I, T>(args: I) -> Result<Cli, clap::Error>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString>,
+{
+    let args = multicall_args(args.into_iter().map(Into::into).collect());
+    let mut cmd = command();
+    let matches = cmd.try_get_matches_from_mut(args)?;
+    let raw = RawCli::from_arg_matches(&matches).map_err(|e| e.format(&mut cmd))?;
+    let command = match (raw.command, raw.host, raw.port) {
+        (Some(command), _, _) => command,
+        (None, Some(host), Some(port)) => Command::Connect { host, port },
+        // clap enforces HOST and PORT when there is no subcommand.
+        (None, _, _) => {
+            return Err(cmd.error(
+                clap::error::ErrorKind::MissingRequiredArgument,
+                "HOST and PORT are required",
+            ));
+        }
+    };
+    Ok(Cli {
+        global: raw.global,
+        command,
+    })
+}
+
+/// `tp-up ARGS` becomes `tp up ARGS`; anything else is left alone.
+fn multicall_args(mut args: Vec<OsString>) -> Vec<OsString> {
+    let invoked_as_up = args
+        .first()
+        .and_then(|argv0| Path::new(argv0).file_stem())
+        .is_some_and(|stem| stem == UP_NAME);
+    if invoked_as_up {
+        // `first()` was Some, so index 0 exists.
+        args[0] = "tp".into();
+        args.insert(1, "up".into());
+    }
+    args
+}
+
+fn long_help_trailer() -> String {
+    format!(
+        "\
+Examples:
+  ssh -o ProxyCommand=\"tp %h %p\" db1.internal
+  tp up db1.internal:5432 15432          (or: tp-up db1.internal:5432 15432)
+
+Settings, later sources overriding earlier ones:
+  1. the config file: --config PATH, else TP_CONFIG, else
+     $XDG_CONFIG_HOME/tp/config.toml, else ~/.config/tp/config.toml
+     (a missing default file is fine; a named one must exist)
+  2. environment: TP_SERVER, TP_SERVER_NAME, TP_CERT, TP_KEY, TP_CA,
+     TP_CONNECT_TIMEOUT (empty counts as unset)
+  3. the flags above
+  server, cert, key and ca are required.
+
+Config file (TOML; relative paths are relative to the file, ~/ is $HOME):
+  server = \"tp.example.org:443\"
+  cert = \"alice.pem\"
+  key = \"alice.key\"
+  ca = \"ca.pem\"
+  # server_name = \"tp.example.org\"
+  # connect_timeout = \"10s\"
+
+Logging goes to stderr (stdout carries only tunnel bytes): warnings by default,
+-v info, -vv debug; TP_LOG (e.g. TP_LOG=debug) overrides.
+
+Exit status (a refused tunnel prints one line, `tp: CODE: MESSAGE`, on stderr):
+{}",
+        exit::help_table()
+    )
+}
+
+#[cfg(test)]
+mod tests;

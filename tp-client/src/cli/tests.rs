@@ -1,0 +1,144 @@
+use super::*;
+
+fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+    parse_from(args.iter().copied())
+}
+
+fn connect(host: &str, port: u16) -> Command {
+    Command::Connect {
+        host: Host::parse(host).unwrap(),
+        port,
+    }
+}
+
+#[test]
+fn clap_definition_is_consistent() {
+    command().debug_assert();
+}
+
+#[test]
+fn host_port_is_the_default_command() {
+    assert_eq!(
+        parse(&["tp", "db1.internal", "22"]).unwrap().command,
+        connect("db1.internal", 22)
+    );
+    assert_eq!(
+        parse(&["tp", "connect", "db1.internal", "22"])
+            .unwrap()
+            .command,
+        connect("db1.internal", 22)
+    );
+    // ssh's %h gives IPv6 without brackets.
+    assert_eq!(
+        parse(&["tp", "::1", "22"]).unwrap().command,
+        connect("::1", 22)
+    );
+    assert_eq!(
+        parse(&["tp", "[::1]", "22"]).unwrap().command,
+        connect("::1", 22)
+    );
+}
+
+#[test]
+fn up_and_the_multicall_name() {
+    let expected = Command::Up {
+        target: Target::parse("db1.internal:5432").unwrap(),
+        local_port: 15432,
+        bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
+    };
+    assert_eq!(
+        parse(&["tp", "up", "db1.internal:5432", "15432"])
+            .unwrap()
+            .command,
+        expected
+    );
+    assert_eq!(
+        parse(&["tp-up", "db1.internal:5432", "15432"])
+            .unwrap()
+            .command,
+        expected
+    );
+    assert_eq!(
+        parse(&["/usr/local/bin/tp-up", "db1.internal:5432", "15432"])
+            .unwrap()
+            .command,
+        expected
+    );
+    let cli = parse(&["tp", "up", "--bind", "::", "[::1]:22", "0"]).unwrap();
+    assert_eq!(
+        cli.command,
+        Command::Up {
+            target: Target::parse("[::1]:22").unwrap(),
+            local_port: 0,
+            bind: "::".parse().unwrap(),
+        }
+    );
+}
+
+#[test]
+fn global_options_go_before_or_after_the_command() {
+    let cli = parse(&[
+        "tp",
+        "--server",
+        "tp.example.org",
+        "-vv",
+        "db1.internal",
+        "22",
+        "--connect-timeout",
+        "3s",
+    ])
+    .unwrap();
+    assert_eq!(cli.global.verbose, 2);
+    assert_eq!(
+        cli.global.server,
+        Some(ServerAddr::parse("tp.example.org:443").unwrap())
+    );
+    assert_eq!(cli.global.connect_timeout, Some(Duration::from_secs(3)));
+
+    let cli = parse(&["tp-up", "db1:5432", "1", "--cert", "~/a.pem", "-v"]).unwrap();
+    assert_eq!(cli.global.verbose, 1);
+    let layer = cli.global.layer(Some(Path::new("/home/a")));
+    assert_eq!(layer.cert, Some(PathBuf::from("/home/a/a.pem")));
+}
+
+#[test]
+fn bad_arguments_are_usage_errors() {
+    for args in [
+        &["tp"][..],
+        &["tp", "db1.internal"],
+        &["tp", "bad host", "22"],
+        &["tp", "db1.internal", "0"],
+        &["tp", "db1.internal", "ssh"],
+        &["tp", "db1.internal", "22", "extra"],
+        &["tp", "up", "db1.internal", "15432"],
+        &["tp", "up", "::1:22", "15432"],
+        &["tp", "up", "db1:22", "70000"],
+        &["tp-up", "db1:22"],
+        &["tp", "--server", "a:0", "db1", "22"],
+        &["tp", "--connect-timeout", "10", "db1", "22"],
+    ] {
+        let err = parse(args).expect_err(&args.join(" "));
+        assert_eq!(err.exit_code(), i32::from(exit::USAGE), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn long_help_documents_config_env_and_exit_statuses() {
+    let err = parse(&["tp", "--help"]).unwrap_err();
+    assert_eq!(err.kind(), clap::error::ErrorKind::DisplayHelp);
+    let help = err.to_string();
+    for needle in [
+        "TP_SERVER",
+        "TP_CA",
+        "TP_CONFIG",
+        "TP_LOG",
+        "config.toml",
+        "ProxyCommand",
+        "10  server answered denied",
+        "19  server answered another error code",
+        "connect",
+        "up",
+    ] {
+        assert!(help.contains(needle), "--help lacks {needle:?}:\n{help}");
+    }
+}

@@ -1,0 +1,196 @@
+//! Test fixtures: a CA made with rcgen, and a tp-speaking TLS server on
+//! 127.0.0.1:0 with canned behaviour.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
+    KeyPair, KeyUsagePurpose,
+};
+use rustls::RootCertStore;
+use rustls::server::WebPkiClientVerifier;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio_rustls::TlsAcceptor;
+use tp_net::message::read_message;
+use tp_proto::{ALPN_TP_V1, Hello, Host, decode_hello};
+
+use crate::addr::ServerAddr;
+use crate::connect::Connector;
+
+/// A certificate, its key, and both as PEM.
+pub(crate) struct Leaf {
+    pub(crate) der: CertificateDer<'static>,
+    pub(crate) key: PrivateKeyDer<'static>,
+    pub(crate) cert_pem: String,
+    pub(crate) key_pem: String,
+}
+
+/// A CA with a server leaf (localhost, 127.0.0.1) and a client leaf.
+pub(crate) struct Pki {
+    pub(crate) ca: CertificateDer<'static>,
+    pub(crate) ca_pem: String,
+    pub(crate) server: Leaf,
+    pub(crate) client: Leaf,
+}
+
+impl Pki {
+    pub(crate) fn new(name: &str) -> Pki {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let ca = CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
+
+        let leaf = |sans: Vec<String>, cn: &str, eku: ExtendedKeyUsagePurpose| {
+            let mut params = CertificateParams::new(sans).unwrap();
+            params.distinguished_name.push(DnType::CommonName, cn);
+            params.extended_key_usages = vec![eku];
+            let key = KeyPair::generate().unwrap();
+            let cert = params.signed_by(&key, &ca).unwrap();
+            Leaf {
+                der: cert.der().clone(),
+                key: PrivatePkcs8KeyDer::from(key.serialize_der()).into(),
+                cert_pem: cert.pem(),
+                key_pem: key.serialize_pem(),
+            }
+        };
+        let server = leaf(
+            vec!["localhost".into(), "127.0.0.1".into()],
+            "localhost",
+            ExtendedKeyUsagePurpose::ServerAuth,
+        );
+        let client = leaf(vec![], "alice@corp", ExtendedKeyUsagePurpose::ClientAuth);
+        Pki {
+            ca: ca.der().clone(),
+            ca_pem: ca.pem(),
+            server,
+            client,
+        }
+    }
+}
+
+/// A connector presenting `client`'s leaf and trusting `server_ca`.
+pub(crate) fn connector(client: &Pki, server_ca: &Pki, port: u16) -> Connector {
+    let config = tp_net::tls::client_config(
+        vec![server_ca.ca.clone()],
+        vec![client.client.der.clone()],
+        client.client.key.clone_key(),
+    )
+    .unwrap();
+    Connector::new(
+        Arc::new(config),
+        ServerAddr {
+            host: Host::Ip([127, 0, 0, 1].into()),
+            port,
+        },
+        ServerName::try_from("localhost").unwrap(),
+        Duration::from_secs(5),
+    )
+}
+
+/// What the test server does once it has read a hello.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Behaviour {
+    /// Answers `denied` with the message `nope` and closes.
+    Deny,
+    /// Answers ok with `early` right behind the answer line, then echoes.
+    Echo,
+    /// Closes (with `close_notify`) without answering.
+    Close,
+}
+
+/// The test server's TLS setup.
+pub(crate) struct ServerSetup<'a> {
+    pub(crate) pki: &'a Pki,
+    /// The CA client certificates must chain to.
+    pub(crate) client_ca: &'a Pki,
+    /// Whether to select ALPN `tp/1`.
+    pub(crate) alpn: bool,
+}
+
+/// The canned denial, spelled as the brief gives it.
+pub(crate) const DENIED: &[u8] =
+    b"{\"v\":1,\"ok\":false,\"code\":\"denied\",\"message\":\"nope\"}\n";
+
+/// Starts a server on 127.0.0.1:0; every hello it reads is sent on the channel.
+pub(crate) async fn start_server(
+    setup: ServerSetup<'_>,
+    behaviour: Behaviour,
+) -> (SocketAddr, mpsc::UnboundedReceiver<Hello>) {
+    let mut roots = RootCertStore::empty();
+    roots.add(setup.client_ca.ca.clone()).unwrap();
+    let verifier =
+        WebPkiClientVerifier::builder_with_provider(Arc::new(roots), tp_net::tls::provider())
+            .build()
+            .unwrap();
+    let mut config = rustls::ServerConfig::builder_with_provider(tp_net::tls::provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(
+            vec![setup.pki.server.der.clone()],
+            setup.pki.server.key.clone_key(),
+        )
+        .unwrap();
+    if setup.alpn {
+        config.alpn_protocols = vec![ALPN_TP_V1.to_vec()];
+    }
+    let acceptor = TlsAcceptor::from(Arc::new(config));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (hellos, rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
+            let acceptor = acceptor.clone();
+            let hellos = hellos.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let mut buf = BytesMut::new();
+                let Ok(hello) = read_message(&mut tls, &mut buf, decode_hello).await else {
+                    return;
+                };
+                let _ = hellos.send(hello);
+                match behaviour {
+                    Behaviour::Close => {
+                        let _ = tls.shutdown().await;
+                    }
+                    Behaviour::Deny => {
+                        tls.write_all(DENIED).await.unwrap();
+                        let _ = tls.shutdown().await;
+                    }
+                    Behaviour::Echo => {
+                        // The answer and the first payload bytes in one write.
+                        tls.write_all(b"{\"v\":1,\"ok\":true}\nearly")
+                            .await
+                            .unwrap();
+                        tls.write_all(&buf).await.unwrap();
+                        let mut chunk = vec![0u8; 16 * 1024];
+                        loop {
+                            match tls.read(&mut chunk).await {
+                                Ok(0) | Err(_) => break,
+                                Ok(n) => {
+                                    if tls.write_all(&chunk[..n]).await.is_err() {
+                                        return;
+                                    }
+                                }
+                            }
+                        }
+                        let _ = tls.shutdown().await;
+                    }
+                }
+            });
+        }
+    });
+    (addr, rx)
+}

@@ -1,0 +1,86 @@
+//! Turning rustls errors into messages that say whose certificate was the problem.
+
+use std::io;
+
+use rustls::{AlertDescription, CertificateError};
+
+/// The rustls error inside an IO error from tokio-rustls, if there is one.
+fn rustls_error(e: &io::Error) -> Option<&rustls::Error> {
+    e.get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+}
+
+/// Whether `e` is a TLS protocol error (as opposed to a plain socket error).
+pub(crate) fn is_tls_error(e: &io::Error) -> bool {
+    rustls_error(e).is_some()
+}
+
+/// A one-line explanation of a handshake failure: a hint saying which side's
+/// certificate or setting is at fault, then the rustls error itself.
+pub(crate) fn describe(e: &io::Error) -> String {
+    let Some(tls) = rustls_error(e) else {
+        return e.to_string();
+    };
+    let hint = match tls {
+        rustls::Error::InvalidCertificate(cert) => match cert {
+            CertificateError::UnknownIssuer | CertificateError::BadSignature => {
+                "server certificate not trusted (is --ca the CA that issued it?)"
+            }
+            CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
+                "server certificate not valid for the server name (see --server-name)"
+            }
+            CertificateError::Expired | CertificateError::ExpiredContext { .. } => {
+                "server certificate expired"
+            }
+            CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
+                "server certificate not yet valid (check the clock)"
+            }
+            _ => "server certificate rejected",
+        },
+        rustls::Error::AlertReceived(alert) => match alert {
+            AlertDescription::CertificateRequired
+            | AlertDescription::BadCertificate
+            | AlertDescription::UnsupportedCertificate
+            | AlertDescription::CertificateRevoked
+            | AlertDescription::CertificateExpired
+            | AlertDescription::CertificateUnknown
+            | AlertDescription::UnknownCA
+            | AlertDescription::AccessDenied => {
+                "server refused our client certificate (expired, revoked, or not from its CA?)"
+            }
+            AlertDescription::NoApplicationProtocol => {
+                "server does not offer ALPN tp/1 (not a tp server?)"
+            }
+            AlertDescription::ProtocolVersion => "server does not speak TLS 1.3",
+            _ => "server sent a TLS alert",
+        },
+        rustls::Error::NoApplicationProtocol => {
+            "server does not offer ALPN tp/1 (not a tp server?)"
+        }
+        _ => "TLS error",
+    };
+    format!("{hint}: {tls}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wrap(e: rustls::Error) -> io::Error {
+        io::Error::new(io::ErrorKind::InvalidData, e)
+    }
+
+    #[test]
+    fn hints_name_the_guilty_certificate() {
+        let untrusted = wrap(rustls::Error::InvalidCertificate(
+            CertificateError::UnknownIssuer,
+        ));
+        assert!(is_tls_error(&untrusted));
+        assert!(describe(&untrusted).starts_with("server certificate not trusted"));
+        let refused = wrap(rustls::Error::AlertReceived(AlertDescription::UnknownCA));
+        assert!(describe(&refused).starts_with("server refused our client certificate"));
+        let plain = io::Error::from(io::ErrorKind::ConnectionReset);
+        assert!(!is_tls_error(&plain));
+        assert_eq!(describe(&plain), plain.to_string());
+    }
+}

@@ -1,0 +1,141 @@
+//! `tp up HOST:PORT LOCALPORT`: a local listener; every accepted connection gets
+//! its own tunnel to the target and is relayed until either side closes.
+//!
+//! A refused or failed tunnel is logged (code and message) and closes only that
+//! local connection; the listener keeps running until the shutdown future fires.
+
+use std::future::Future;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpStream};
+use tp_net::relay::{RelayEnd, RelayOptions, relay};
+use tp_proto::Hello;
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use crate::addr::Target;
+use crate::connect::{ConnectError, Connector};
+
+/// How long to pause accepting after an accept error (e.g. out of file descriptors).
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Why `tp up` could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum UpError {
+    /// The local address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The error.
+        source: io::Error,
+    },
+}
+
+/// Binds `bind:port`, prints the forwarding line to stderr, and serves until
+/// `shutdown` completes.
+pub async fn run(
+    connector: Arc<Connector>,
+    target: Target,
+    bind: IpAddr,
+    port: u16,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), UpError> {
+    let addr = SocketAddr::new(bind, port);
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| UpError::Bind { addr, source })?;
+    let local = listener
+        .local_addr()
+        .map_err(|source| UpError::Bind { addr, source })?;
+    info!("listening on {local}, forwarding to {target}");
+    // Always shown, whatever the log level: it tells the user the chosen port.
+    eprintln!("tp up: forwarding {local} -> {target}");
+    serve(listener, connector, target, shutdown).await;
+    Ok(())
+}
+
+/// Accepts on `listener` until `shutdown` completes, one tunnel per connection.
+/// Connections still open at shutdown are dropped.
+pub async fn serve(
+    listener: TcpListener,
+    connector: Arc<Connector>,
+    target: Target,
+    shutdown: impl Future<Output = ()>,
+) {
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => {
+                info!("stopping");
+                return;
+            }
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let span = info_span!("conn", peer.addr = %peer);
+                    let task = forward(stream, peer, connector.clone(), target.clone());
+                    tokio::spawn(task.instrument(span));
+                }
+                Err(e) => {
+                    warn!("accept failed: {e}");
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                }
+            }
+        }
+    }
+}
+
+/// One accepted connection: open a tunnel, relay, log how it ended.
+async fn forward(stream: TcpStream, peer: SocketAddr, connector: Arc<Connector>, target: Target) {
+    if let Err(e) = stream.set_nodelay(true) {
+        debug!("set_nodelay failed: {e}");
+    }
+    let hello = Hello::connect_tcp(target.host.clone(), target.port);
+    let tunnel = match connector.open(&hello).await {
+        Ok(tunnel) => tunnel,
+        Err(e @ ConnectError::Refused { .. }) => {
+            warn!(%peer, "tunnel to {target} refused: {e}");
+            return;
+        }
+        Err(e) => {
+            warn!(%peer, "tunnel to {target} failed: {e}");
+            return;
+        }
+    };
+    debug!(%target, "tunnel open");
+    let (stats, end) = relay(stream, tunnel, RelayOptions { idle_timeout: None }).await;
+    let (sent, received) = (stats.a_to_b, stats.b_to_a);
+    match end {
+        RelayEnd::Closed | RelayEnd::IdleTimeout => {
+            debug!(sent, received, "tunnel closed");
+        }
+        RelayEnd::Error { side, error } => {
+            debug!(sent, received, ?side, "tunnel ended with an error: {error}");
+        }
+    }
+}
+
+/// Completes on Ctrl-C (SIGINT) or, on Unix, SIGTERM.
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    if tokio::signal::ctrl_c().await.is_err() {
+        // No signal handling available: run until killed.
+        std::future::pending::<()>().await;
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,163 @@
+//! `tp-server policy check --cert C --connect HOST:PORT`: explain a decision.
+
+use std::io::Write;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use policy::{ConnectRequest, Decision, Identity, Policy};
+use tp_proto::{Host, Proto};
+
+use crate::Config;
+
+/// Arguments of `tp-server policy check`.
+#[derive(Debug, clap::Args)]
+pub struct PolicyCheckArgs {
+    /// The client certificate (PEM) whose identity to check. Its chain is not verified here.
+    #[arg(long, value_name = "PEM")]
+    pub cert: PathBuf,
+    /// The target, HOST:PORT (IPv6 in brackets: [::1]:22).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub connect: String,
+    /// UDP instead of TCP.
+    #[arg(long)]
+    pub udp: bool,
+    /// Use this policy file instead of the one the server config names.
+    #[arg(long, value_name = "FILE", conflicts_with = "config")]
+    pub policy: Option<PathBuf>,
+    /// The server config whose policy to use.
+    #[arg(
+        short,
+        long,
+        value_name = "FILE",
+        default_value = "/etc/tp/server.toml"
+    )]
+    pub config: PathBuf,
+    /// Check these addresses instead of resolving HOST (repeatable), to see what a
+    /// given DNS answer would mean.
+    #[arg(long, value_name = "IP")]
+    pub resolve: Vec<IpAddr>,
+}
+
+/// The outcome, for the exit status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// At least one address would be dialed.
+    Allowed,
+    /// Nothing would be dialed.
+    Denied,
+}
+
+fn split_host_port(s: &str) -> anyhow::Result<(Host, u16)> {
+    let (host, port) = s
+        .rsplit_once(':')
+        .with_context(|| format!("{s:?}: write HOST:PORT"))?;
+    if host.contains(':') && !host.starts_with('[') {
+        bail!("{s:?}: write IPv6 addresses in brackets, e.g. [::1]:22");
+    }
+    let port: u16 = port
+        .parse()
+        .ok()
+        .filter(|p| *p != 0)
+        .with_context(|| format!("{port:?} is not a port from 1 to 65535"))?;
+    Ok((
+        Host::parse(host).with_context(|| format!("{host:?}"))?,
+        port,
+    ))
+}
+
+/// Prints the identity, the pre-DNS decision and the decision for each address.
+pub fn check(args: &PolicyCheckArgs, out: &mut dyn Write) -> anyhow::Result<Verdict> {
+    let (host, port) = split_host_port(&args.connect)?;
+    let proto = if args.udp { Proto::Udp } else { Proto::Tcp };
+    let policy = match &args.policy {
+        Some(path) => {
+            let text =
+                std::fs::read_to_string(path).with_context(|| format!("{}", path.display()))?;
+            Policy::from_toml(&text, &path.display().to_string())?
+        }
+        None => Config::load(&args.config)?.policy,
+    };
+    let certs = tp_net::pem::load_certs(&args.cert)?;
+    let who =
+        Identity::from_cert_der(&certs[0]).with_context(|| format!("{}", args.cert.display()))?;
+    let groups = policy.groups_of(&who);
+    writeln!(
+        out,
+        "identity  {who} ({}){}",
+        who.kind(),
+        if groups.is_empty() {
+            String::new()
+        } else {
+            format!(", groups: {}", groups.join(", "))
+        }
+    )?;
+    writeln!(out, "request   connect {proto} {host}:{port}")?;
+
+    let pre = policy.precheck_connect(&who, proto, &host, port);
+    writeln!(out, "pre-DNS   {pre}")?;
+    if !pre.is_allow() {
+        writeln!(out, "result    deny (the name would not even be resolved)")?;
+        return Ok(Verdict::Denied);
+    }
+    let addrs: Vec<IpAddr> = match (&host, args.resolve.is_empty()) {
+        (_, false) => args.resolve.iter().map(|a| a.to_canonical()).collect(),
+        (Host::Ip(ip), true) => vec![*ip],
+        (Host::Name(name), true) => {
+            let resolved = (name.as_str(), port);
+            std::net::ToSocketAddrs::to_socket_addrs(&resolved)
+                .with_context(|| {
+                    format!("cannot resolve {name} (use --resolve IP to try an answer)")
+                })?
+                .map(|a: SocketAddr| a.ip().to_canonical())
+                .collect()
+        }
+    };
+    let mut allowed = None;
+    for addr in addrs {
+        let decision = policy.decide_connect(
+            &who,
+            &ConnectRequest {
+                proto,
+                host: &host,
+                port,
+                addr,
+            },
+        );
+        writeln!(out, "{addr:<9} {decision}")?;
+        if let (None, Decision::Allow { rule }) = (&allowed, &decision) {
+            allowed = Some((addr, rule.clone()));
+        }
+    }
+    match allowed {
+        Some((addr, rule)) => {
+            writeln!(
+                out,
+                "result    allow: would dial {} (rule {rule:?})",
+                SocketAddr::new(addr, port)
+            )?;
+            Ok(Verdict::Allowed)
+        }
+        None => {
+            writeln!(out, "result    deny: no address may be dialed")?;
+            Ok(Verdict::Denied)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_port_spellings() {
+        assert_eq!(
+            split_host_port("[::1]:22").unwrap(),
+            (Host::parse("::1").unwrap(), 22)
+        );
+        assert_eq!(split_host_port("DB1.internal:5432").unwrap().1, 5432);
+        assert!(split_host_port("::1:22").is_err());
+        assert!(split_host_port("db1:0").is_err());
+        assert!(split_host_port("db1").is_err());
+    }
+}

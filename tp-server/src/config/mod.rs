@@ -1,0 +1,255 @@
+//! The server configuration: `server.toml` parsed into typed values.
+//!
+//! Parse, don't validate: [`Config::load`] reads the TOML into `Raw*` structs that
+//! keep spans, then converts every value to its type (socket address, durations,
+//! loaded certificates, the parsed policy), failing with the file, line and column
+//! of the first bad value. `docs/config.md` documents every key.
+
+mod error;
+mod raw;
+
+use std::net::SocketAddr;
+use std::num::NonZeroUsize;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use policy::Policy;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use toml::Spanned;
+
+pub use error::{ConfigError, Location};
+use raw::{RawConfig, RawLimits};
+
+use crate::pki::RevocationList;
+
+/// Timeouts and limits of the server. Defaults are documented on each field.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Total time for the TLS handshake (default 10s).
+    pub handshake_timeout: Duration,
+    /// Total time for the client's hello line after the handshake (default 10s).
+    pub hello_timeout: Duration,
+    /// Time to resolve and dial the target (default 10s).
+    pub connect_timeout: Duration,
+    /// A tunnel with no byte moving either way for this long is closed (default 1h).
+    pub idle_timeout: Duration,
+    /// On shutdown, how long open tunnels may take to finish (default 30s).
+    pub drain_timeout: Duration,
+    /// Connections served at once; more wait in the kernel's accept queue (default 10000).
+    pub max_connections: NonZeroUsize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            handshake_timeout: Duration::from_secs(10),
+            hello_timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(3_600),
+            drain_timeout: Duration::from_secs(30),
+            max_connections: NonZeroUsize::new(10_000).unwrap_or(NonZeroUsize::MIN),
+        }
+    }
+}
+
+/// TLS material, loaded.
+#[derive(Debug)]
+pub struct TlsMaterial {
+    /// The server's certificate chain, leaf first.
+    pub cert_chain: Vec<CertificateDer<'static>>,
+    /// The server's private key.
+    pub key: PrivateKeyDer<'static>,
+    /// Trust anchors (and intermediates) for client certificates.
+    pub client_ca: Vec<CertificateDer<'static>>,
+    /// Refused client certificates.
+    pub revoked: RevocationList,
+}
+
+/// A loaded, typed server configuration.
+#[derive(Debug)]
+pub struct Config {
+    /// The TCP address to listen on.
+    pub listen: SocketAddr,
+    /// Certificates and keys.
+    pub tls: TlsMaterial,
+    /// The access policy.
+    pub policy: Policy,
+    /// Where the policy came from (for logs).
+    pub policy_path: PathBuf,
+    /// Timeouts and limits.
+    pub limits: Limits,
+}
+
+/// Conversion context: the file being read, for locations and relative paths.
+struct Source<'a> {
+    path: &'a Path,
+    text: &'a str,
+}
+
+impl Source<'_> {
+    fn at<T>(&self, spanned: &Spanned<T>) -> Location {
+        Location::at(self.path.to_owned(), self.text, spanned.span().start)
+    }
+
+    fn invalid<T>(
+        &self,
+        spanned: &Spanned<T>,
+        field: &'static str,
+        message: impl ToString,
+    ) -> ConfigError {
+        ConfigError::Invalid {
+            at: self.at(spanned),
+            field,
+            message: message.to_string(),
+        }
+    }
+
+    /// A path from the file, relative to the file's directory.
+    fn path(&self, value: &str) -> PathBuf {
+        let p = Path::new(value);
+        if p.is_absolute() {
+            p.to_owned()
+        } else {
+            self.path.parent().unwrap_or(Path::new(".")).join(p)
+        }
+    }
+
+    fn duration(
+        &self,
+        raw: &Option<Spanned<String>>,
+        field: &'static str,
+        default: Duration,
+    ) -> Result<Duration, ConfigError> {
+        match raw {
+            None => Ok(default),
+            Some(s) => {
+                tp_net::duration::parse_timeout(s.get_ref()).map_err(|e| self.invalid(s, field, e))
+            }
+        }
+    }
+
+    fn limits(&self, raw: &RawLimits) -> Result<Limits, ConfigError> {
+        let d = Limits::default();
+        let max_connections = match &raw.max_connections {
+            None => d.max_connections,
+            Some(n) => usize::try_from(*n.get_ref())
+                .ok()
+                .and_then(NonZeroUsize::new)
+                .filter(|n| n.get() <= 1_000_000)
+                .ok_or_else(|| {
+                    self.invalid(n, "max_connections", "must be between 1 and 1000000")
+                })?,
+        };
+        Ok(Limits {
+            handshake_timeout: self.duration(
+                &raw.handshake_timeout,
+                "handshake_timeout",
+                d.handshake_timeout,
+            )?,
+            hello_timeout: self.duration(&raw.hello_timeout, "hello_timeout", d.hello_timeout)?,
+            connect_timeout: self.duration(
+                &raw.connect_timeout,
+                "connect_timeout",
+                d.connect_timeout,
+            )?,
+            idle_timeout: self.duration(&raw.idle_timeout, "idle_timeout", d.idle_timeout)?,
+            drain_timeout: self.duration(&raw.drain_timeout, "drain_timeout", d.drain_timeout)?,
+            max_connections,
+        })
+    }
+
+    fn certs(&self, raw: &Spanned<String>) -> Result<Vec<CertificateDer<'static>>, ConfigError> {
+        tp_net::pem::load_certs(&self.path(raw.get_ref())).map_err(|source| ConfigError::Pem {
+            at: self.at(raw),
+            source,
+        })
+    }
+}
+
+impl Config {
+    /// Reads and converts the config file at `path`, loading every file it names.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Config::from_toml(&text, path)
+    }
+
+    /// Converts config text; `path` locates errors and anchors relative paths.
+    pub fn from_toml(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let src = Source { path, text };
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Syntax {
+            at: Location::at(path.to_owned(), text, e.span().map_or(0, |s| s.start)),
+            message: e.message().to_owned(),
+        })?;
+
+        let listen: SocketAddr = raw.listen.get_ref().parse().map_err(|_| {
+            src.invalid(
+                &raw.listen,
+                "listen",
+                "expected an address like \"0.0.0.0:443\" or \"[::]:443\"",
+            )
+        })?;
+
+        let cert_chain = src.certs(&raw.tls.cert)?;
+        let key_path = src.path(raw.tls.key.get_ref());
+        let key = tp_net::pem::load_key(&key_path).map_err(|source| ConfigError::Pem {
+            at: src.at(&raw.tls.key),
+            source,
+        })?;
+        let ca_at = src.at(&raw.tls.client_ca);
+        let mut client_ca = Vec::new();
+        let ca_files = raw.tls.client_ca.into_inner().into_vec();
+        if ca_files.is_empty() {
+            return Err(ConfigError::Invalid {
+                at: ca_at,
+                field: "client_ca",
+                message: "name at least one CA file".into(),
+            });
+        }
+        for file in ca_files {
+            let certs =
+                tp_net::pem::load_certs(&src.path(&file)).map_err(|source| ConfigError::Pem {
+                    at: ca_at.clone(),
+                    source,
+                })?;
+            client_ca.extend(certs);
+        }
+        let revoked = match &raw.tls.revoked {
+            None => RevocationList::default(),
+            Some(file) => RevocationList::load(&src.path(file.get_ref())).map_err(|source| {
+                ConfigError::Revocation {
+                    at: src.at(file),
+                    source,
+                }
+            })?,
+        };
+
+        let policy_path = src.path(raw.policy.get_ref());
+        let policy_text =
+            std::fs::read_to_string(&policy_path).map_err(|source| ConfigError::PolicyRead {
+                at: src.at(&raw.policy),
+                path: policy_path.clone(),
+                source,
+            })?;
+        let policy = Policy::from_toml(&policy_text, &policy_path.display().to_string())?;
+
+        let limits = src.limits(&raw.limits)?;
+        let config = Config {
+            listen,
+            tls: TlsMaterial {
+                cert_chain,
+                key,
+                client_ca,
+                revoked,
+            },
+            policy,
+            policy_path,
+            limits,
+        };
+        // Building the TLS config checks that the key fits the certificate and the CAs are usable.
+        crate::tls::server_config(&config.tls).map_err(|e| ConfigError::Tls(e.to_string()))?;
+        Ok(config)
+    }
+}

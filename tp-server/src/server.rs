@@ -1,0 +1,141 @@
+//! The accept loop and shutdown.
+//!
+//! The loop only accepts: a connection-limit permit is taken before `accept`, and the
+//! TLS handshake, hello and tunnel run in a spawned task under their own deadlines.
+//! On shutdown the listener closes, open tunnels get `drain_timeout` to finish, and
+//! whatever is left is then closed.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use crate::config::{Config, Limits};
+use crate::conn;
+
+/// Why the server could not run.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RunError {
+    /// The TLS configuration could not be built.
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsSetupError),
+    /// The listener's address could not be read.
+    #[error("listener: {0}")]
+    Listener(std::io::Error),
+}
+
+/// State shared by every connection of one server.
+pub(crate) struct Shared {
+    pub(crate) acceptor: TlsAcceptor,
+    pub(crate) policy: policy::Policy,
+    pub(crate) limits: Limits,
+    pub(crate) listen: SocketAddr,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("listen", &self.listen)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Pause after an accept error that means the process is out of resources
+/// (EMFILE, ENFILE, ENOBUFS, ENOMEM), instead of spinning.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Serves tunnels on `listener` until `shutdown` is cancelled, then drains.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), RunError> {
+    let listen = listener.local_addr().map_err(RunError::Listener)?;
+    let tls = crate::tls::server_config(&config.tls)?;
+    let shared = Arc::new(Shared {
+        acceptor: TlsAcceptor::from(tls),
+        policy: config.policy,
+        limits: config.limits,
+        listen,
+    });
+    let permits = Arc::new(Semaphore::new(shared.limits.max_connections.get()));
+    let tracker = TaskTracker::new();
+    let force = CancellationToken::new();
+    info!(
+        listen = %listen,
+        rules = shared.policy.rule_count(),
+        "tp-server listening (TLS 1.3, ALPN tp/1, client certificate required)"
+    );
+
+    loop {
+        let permit = tokio::select! {
+            p = permits.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break, // the semaphore is never closed
+            },
+            () = shutdown.cancelled() => break,
+        };
+        let (tcp, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    if is_resource_exhaustion(&e) {
+                        warn!(error = %e, "accept failed: out of resources; backing off");
+                        tokio::time::sleep(ACCEPT_BACKOFF).await;
+                    } else {
+                        debug!(error = %e, "accept failed");
+                    }
+                    continue;
+                }
+            },
+            () = shutdown.cancelled() => break,
+        };
+        let span = info_span!(
+            "conn",
+            listen = %listen,
+            peer = %peer,
+            id = tracing::field::Empty,
+        );
+        let shared = shared.clone();
+        let force = force.clone();
+        tracker.spawn(
+            async move {
+                tokio::select! {
+                    () = conn::serve(shared, tcp) => {}
+                    () = force.cancelled() => debug!("closed by shutdown deadline"),
+                }
+                drop(permit);
+            }
+            .instrument(span),
+        );
+    }
+
+    drop(listener);
+    tracker.close();
+    let open = tracker.len();
+    let drain = shared.limits.drain_timeout;
+    info!(listen = %listen, open, drain = ?drain, "shutting down: no new connections; draining");
+    if tokio::time::timeout(drain, tracker.wait()).await.is_err() {
+        warn!(
+            listen = %listen,
+            open = tracker.len(),
+            "drain deadline passed; closing remaining connections"
+        );
+        force.cancel();
+        tracker.wait().await;
+    }
+    info!(listen = %listen, "tp-server stopped");
+    Ok(())
+}
+
+fn is_resource_exhaustion(e: &std::io::Error) -> bool {
+    // EMFILE 24, ENFILE 23, ENOBUFS 105, ENOMEM 12 on Linux.
+    matches!(e.raw_os_error(), Some(24 | 23 | 105 | 12))
+}

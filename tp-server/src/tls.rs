@@ -1,0 +1,123 @@
+//! The server's rustls configuration: TLS 1.3 only, ALPN `tp/1`, client certificate
+//! required and verified against the configured CAs, revoked certificates refused.
+//!
+//! Session resumption is off (no session cache, no tickets) and 0-RTT is off, so every
+//! connection runs the client-certificate verification and the revocation check; a
+//! resumed session could otherwise present a certificate revoked since.
+
+use std::sync::Arc;
+
+use rustls::client::danger::HandshakeSignatureValid;
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::server::{NoServerSessionStorage, WebPkiClientVerifier};
+use rustls::{
+    CertificateError, DigitallySignedStruct, DistinguishedName, RootCertStore, SignatureScheme,
+};
+use rustls_pki_types::{CertificateDer, UnixTime};
+
+use crate::config::TlsMaterial;
+use crate::pki::RevocationList;
+
+/// Why the TLS configuration could not be built.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TlsSetupError {
+    /// A client CA certificate is not usable as a trust anchor.
+    #[error("client CA not usable: {0}")]
+    ClientCa(rustls::Error),
+    /// The client verifier could not be built.
+    #[error("client certificate verifier: {0}")]
+    Verifier(String),
+    /// The server certificate and key do not fit together.
+    #[error("server certificate or key: {0}")]
+    ServerCert(rustls::Error),
+}
+
+/// Wraps rustls's WebPKI client verifier and refuses revoked certificates after the
+/// chain verified.
+#[derive(Debug)]
+struct RevocationCheckingVerifier {
+    inner: Arc<dyn ClientCertVerifier>,
+    revoked: RevocationList,
+}
+
+impl ClientCertVerifier for RevocationCheckingVerifier {
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        self.inner.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        let verified = self
+            .inner
+            .verify_client_cert(end_entity, intermediates, now)?;
+        let revoked = std::iter::once(end_entity)
+            .chain(intermediates)
+            .any(|cert| self.revoked.is_revoked(cert));
+        if revoked {
+            return Err(rustls::Error::InvalidCertificate(CertificateError::Revoked));
+        }
+        Ok(verified)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        true
+    }
+}
+
+/// Builds the tunnel listener's rustls configuration from loaded material.
+pub fn server_config(tls: &TlsMaterial) -> Result<Arc<rustls::ServerConfig>, TlsSetupError> {
+    let provider = tp_net::tls::provider();
+    let mut roots = RootCertStore::empty();
+    for ca in &tls.client_ca {
+        roots.add(ca.clone()).map_err(TlsSetupError::ClientCa)?;
+    }
+    let webpki = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+        .build()
+        .map_err(|e| TlsSetupError::Verifier(e.to_string()))?;
+    let verifier = Arc::new(RevocationCheckingVerifier {
+        inner: webpki,
+        revoked: tls.revoked.clone(),
+    });
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(TlsSetupError::ServerCert)?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(tls.cert_chain.clone(), tls.key.clone_key())
+        .map_err(TlsSetupError::ServerCert)?;
+    config.alpn_protocols = vec![tp_proto::ALPN_TP_V1.to_vec()];
+    config.session_storage = Arc::new(NoServerSessionStorage {});
+    config.send_tls13_tickets = 0;
+    config.max_early_data_size = 0;
+    Ok(Arc::new(config))
+}

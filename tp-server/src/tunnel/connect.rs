@@ -1,0 +1,227 @@
+//! `connect` over TCP: policy before DNS, resolution, policy on every address that
+//! may be dialed, dial under the connect timeout, answer, relay.
+
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Instant;
+
+use bytes::BytesMut;
+use policy::{ConnectRequest, Decision, Identity};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tp_net::relay::{RelayEnd, RelayOptions, Side, relay};
+use tp_proto::{Answer, Connect, ConnectTarget, ErrorCode, Host, Proto};
+use tracing::{Instrument, debug, info, info_span};
+
+use crate::audit::{self, ConnectAsk};
+use crate::conn::{Stream, finish};
+use crate::server::Shared;
+
+/// Handles a `connect` hello; `early` holds payload the client sent behind its hello.
+pub(crate) async fn serve(
+    shared: &Shared,
+    mut tls: Stream,
+    who: &Identity,
+    hello: Connect,
+    early: BytesMut,
+) {
+    let (host, port) = match (&hello.proto, hello.target) {
+        (Proto::Tcp, ConnectTarget::Addr { host, port }) => (host, port),
+        (Proto::Udp, _) => {
+            let why = "UDP tunnels are not supported by this server yet";
+            audit::refused_op(who, "connect", why);
+            return finish(&mut tls, &Answer::err(ErrorCode::Unsupported, why)).await;
+        }
+        (_, ConnectTarget::Service { name, .. }) => {
+            let why = format!("exposed services (\"{name}\") are not supported by this server yet");
+            audit::refused_op(who, "connect", &why);
+            return finish(&mut tls, &Answer::err(ErrorCode::Unsupported, why)).await;
+        }
+    };
+    let span =
+        info_span!("tunnel", target = %format_args!("{host}:{port}"), addr = tracing::field::Empty);
+    async move {
+        let target = match open(shared, who, &host, port).await {
+            Ok(target) => target,
+            Err(answer) => return finish(&mut tls, &answer).await,
+        };
+        tracing::Span::current().record(
+            "addr",
+            tracing::field::display(
+                target
+                    .peer_addr()
+                    .map_or_else(|_| "?".into(), |a| a.to_string()),
+            ),
+        );
+        bridge(shared, tls, target, early).await;
+    }
+    .instrument(span)
+    .await
+}
+
+/// Decides and dials. On failure returns the answer to send.
+async fn open(
+    shared: &Shared,
+    who: &Identity,
+    host: &Host,
+    port: u16,
+) -> Result<TcpStream, Answer> {
+    let proto = Proto::Tcp;
+    let mut ask = ConnectAsk {
+        who,
+        proto,
+        host,
+        port,
+        addr: None,
+    };
+    let pre = shared.policy.precheck_connect(who, proto, host, port);
+    if let Decision::Deny { reason } = &pre {
+        audit::connect_decision(&ask, &pre);
+        return Err(Answer::err(ErrorCode::Denied, reason.to_string()));
+    }
+
+    let deadline = Instant::now() + shared.limits.connect_timeout;
+    let addrs = resolve(host, port, shared.limits.connect_timeout).await?;
+
+    // Policy on every address; only allowed ones are dialed, in resolver order.
+    let mut allowed = Vec::new();
+    let mut first_denial = None;
+    for addr in addrs {
+        let ip = addr.ip().to_canonical();
+        let req = ConnectRequest {
+            proto,
+            host,
+            port,
+            addr: ip,
+        };
+        match shared.policy.decide_connect(who, &req) {
+            d @ Decision::Allow { .. } => allowed.push((SocketAddr::new(ip, port), d)),
+            d @ Decision::Deny { .. } => {
+                if first_denial.is_none() {
+                    first_denial = Some((ip, d));
+                }
+            }
+        }
+    }
+    if allowed.is_empty() {
+        let (ip, denial) = first_denial.unwrap_or((IpAddr::from([0, 0, 0, 0]), pre));
+        ask.addr = Some(ip);
+        audit::connect_decision(&ask, &denial);
+        let message = match denial {
+            Decision::Deny { reason } => reason.to_string(),
+            Decision::Allow { .. } => "no address to dial".to_owned(),
+        };
+        return Err(Answer::err(ErrorCode::Denied, message));
+    }
+
+    let mut last_error = None;
+    for (addr, decision) in &allowed {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        if remaining.is_zero() {
+            break;
+        }
+        ask.addr = Some(addr.ip());
+        match tokio::time::timeout(remaining, TcpStream::connect(addr)).await {
+            Ok(Ok(stream)) => {
+                audit::connect_decision(&ask, decision);
+                let _ = stream.set_nodelay(true);
+                return Ok(stream);
+            }
+            Ok(Err(e)) => {
+                debug!(addr = %addr, error = %e, "dial failed");
+                last_error = Some(e);
+            }
+            Err(_) => break,
+        }
+    }
+    // Allowed but not reachable: the decision was still an allow; log it with the failure.
+    audit::connect_decision(&ask, &allowed[0].1);
+    Err(match last_error {
+        Some(e) if e.kind() == io::ErrorKind::ConnectionRefused => Answer::err(
+            ErrorCode::Refused,
+            format!("{host}:{port} refused the connection"),
+        ),
+        Some(e) => Answer::err(
+            ErrorCode::Unreachable,
+            format!("cannot reach {host}:{port}: {e}"),
+        ),
+        None => Answer::err(
+            ErrorCode::Timeout,
+            format!(
+                "{host}:{port} did not answer within {:?}",
+                shared.limits.connect_timeout
+            ),
+        ),
+    })
+}
+
+async fn resolve(
+    host: &Host,
+    port: u16,
+    timeout: std::time::Duration,
+) -> Result<Vec<SocketAddr>, Answer> {
+    let name = match host {
+        Host::Ip(ip) => return Ok(vec![SocketAddr::new(*ip, port)]),
+        Host::Name(name) => name,
+    };
+    match tokio::time::timeout(timeout, tokio::net::lookup_host((name.as_str(), port))).await {
+        Err(_) => Err(Answer::err(
+            ErrorCode::Timeout,
+            format!("resolving {name} timed out"),
+        )),
+        Ok(Err(e)) => Err(Answer::err(
+            ErrorCode::Unreachable,
+            format!("cannot resolve {name}: {e}"),
+        )),
+        Ok(Ok(addrs)) => {
+            let addrs: Vec<SocketAddr> = addrs.collect();
+            if addrs.is_empty() {
+                Err(Answer::err(
+                    ErrorCode::Unreachable,
+                    format!("{name} has no address"),
+                ))
+            } else {
+                Ok(addrs)
+            }
+        }
+    }
+}
+
+/// Answers ok, forwards the early payload, then relays until both sides are done.
+async fn bridge(shared: &Shared, mut tls: Stream, mut target: TcpStream, early: BytesMut) {
+    let started = Instant::now();
+    let mut line = Vec::with_capacity(32);
+    tp_proto::encode_answer(&Answer::Ok, &mut line);
+    if let Err(e) = tls.write_all(&line).await {
+        debug!(error = %e, "client went away before the answer");
+        return;
+    }
+    if !early.is_empty() {
+        if let Err(e) = target.write_all(&early).await {
+            debug!(error = %e, "target failed while receiving early payload");
+            return;
+        }
+    }
+    let options = RelayOptions {
+        idle_timeout: Some(shared.limits.idle_timeout),
+    };
+    let (stats, end) = relay(tls, target, options).await;
+    let up = stats.a_to_b + early.len() as u64;
+    let down = stats.b_to_a;
+    let duration = started.elapsed();
+    match end {
+        RelayEnd::Closed => {
+            info!(bytes.up = up, bytes.down = down, duration = ?duration, "tunnel closed")
+        }
+        RelayEnd::IdleTimeout => {
+            info!(bytes.up = up, bytes.down = down, duration = ?duration, "tunnel closed: idle timeout")
+        }
+        RelayEnd::Error { side, error } => {
+            let side = match side {
+                Side::A => "client",
+                Side::B => "target",
+            };
+            info!(bytes.up = up, bytes.down = down, duration = ?duration, side, error = %error, "tunnel closed: {side} failed")
+        }
+    }
+}
