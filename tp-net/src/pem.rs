@@ -10,12 +10,12 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 #[non_exhaustive]
 pub enum PemError {
     /// The file could not be read or held malformed PEM.
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {error}", path.display())]
     Read {
         /// The file.
         path: PathBuf,
         /// What failed.
-        source: rustls_pki_types::pem::Error,
+        error: rustls_pki_types::pem::Error,
     },
     /// The file held no certificate.
     #[error("{}: no CERTIFICATE block found", path.display())]
@@ -29,9 +29,9 @@ pub enum PemError {
 pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, PemError> {
     let certs = CertificateDer::pem_file_iter(path)
         .and_then(|iter| iter.collect::<Result<Vec<_>, _>>())
-        .map_err(|source| PemError::Read {
+        .map_err(|error| PemError::Read {
             path: path.to_owned(),
-            source,
+            error,
         })?;
     if certs.is_empty() {
         return Err(PemError::NoCertificates {
@@ -43,8 +43,8 @@ pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, PemError>
 
 /// Reads the first private key (PKCS#8, SEC1 or PKCS#1) in a PEM file.
 pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, PemError> {
-    PrivateKeyDer::from_pem_file(path).map_err(|source| PemError::Read {
+    PrivateKeyDer::from_pem_file(path).map_err(|error| PemError::Read {
         path: path.to_owned(),
-        source,
+        error,
     })
 }

@@ -38,12 +38,12 @@ pub enum QuickstartError {
     #[error(transparent)]
     Pki(#[from] PkiError),
     /// Writing a file failed.
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {error}", path.display())]
     Write {
         /// The file.
         path: PathBuf,
         /// What failed.
-        source: std::io::Error,
+        error: std::io::Error,
     },
 }
 
@@ -65,9 +65,9 @@ pub struct Files {
 }
 
 fn write(path: &Path, text: &str) -> Result<(), QuickstartError> {
-    std::fs::write(path, text).map_err(|source| QuickstartError::Write {
+    std::fs::write(path, text).map_err(|error| QuickstartError::Write {
         path: path.to_owned(),
-        source,
+        error,
     })
 }
 
@@ -88,13 +88,13 @@ fn still_valid(path: &Path, now: SystemTime, margin: Duration) -> bool {
 
 /// Creates or refreshes the quickstart folder. `listen` goes into the server config.
 pub fn prepare(dir: &Path, listen: SocketAddr, now: SystemTime) -> Result<Files, QuickstartError> {
-    std::fs::create_dir_all(dir).map_err(|source| QuickstartError::Write {
+    std::fs::create_dir_all(dir).map_err(|error| QuickstartError::Write {
         path: dir.to_owned(),
-        source,
+        error,
     })?;
-    let dir = std::fs::canonicalize(dir).map_err(|source| QuickstartError::Write {
+    let dir = std::fs::canonicalize(dir).map_err(|error| QuickstartError::Write {
         path: dir.to_owned(),
-        source,
+        error,
     })?;
     let ca_dir = dir.join("ca");
     let ca = if ca_dir.join("ca.pem").exists() {

@@ -12,18 +12,17 @@ pub fn check(config_path: &Path, out: &mut dyn Write) -> anyhow::Result<()> {
     let config = Config::load(config_path)?;
     writeln!(out, "{}: ok", config_path.display())?;
     writeln!(out, "  listen            {}", config.listen)?;
-    if let Some(leaf) = config.tls.cert_chain.first() {
-        if let Ok((_, cert)) = X509Certificate::from_der(leaf) {
-            let not_after = cert.validity().not_after;
-            let left = cert.validity().time_to_expiration();
-            writeln!(
-                out,
-                "  server cert       {} (expires {not_after})",
-                cert.subject()
-            )?;
-            if left.is_none() {
-                writeln!(out, "  warning: the server certificate has expired")?;
-            }
+    if let Some(leaf) = config.tls.cert_chain.first()
+        && let Ok((_, cert)) = X509Certificate::from_der(leaf)
+    {
+        let not_after = cert.validity().not_after;
+        writeln!(
+            out,
+            "  server cert       {} (expires {not_after})",
+            cert.subject()
+        )?;
+        if cert.validity().time_to_expiration().is_none() {
+            writeln!(out, "  warning: the server certificate has expired")?;
         }
     }
     writeln!(out, "  client CAs        {}", config.tls.client_ca.len())?;

@@ -35,12 +35,12 @@ impl fmt::Display for Location {
 #[non_exhaustive]
 pub enum ConfigError {
     /// The config file could not be read.
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {error}", path.display())]
     Read {
         /// The file.
         path: PathBuf,
         /// What failed.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The file is not valid TOML or does not fit the schema (unknown key, wrong type).
     #[error("{at}: {message}")]
@@ -61,33 +61,33 @@ pub enum ConfigError {
         message: String,
     },
     /// A certificate or key file named by the config is unusable.
-    #[error("{at}: {source}")]
+    #[error("{at}: {error}")]
     Pem {
         /// Where the file is named.
         at: Location,
         /// What failed.
-        source: tp_net::pem::PemError,
+        error: tp_net::pem::PemError,
     },
     /// The policy file is invalid (its own error carries its file and line).
     #[error(transparent)]
     Policy(#[from] policy::PolicyError),
     /// The policy file could not be read.
-    #[error("{at}: cannot read policy {}: {source}", path.display())]
+    #[error("{at}: cannot read policy {}: {error}", path.display())]
     PolicyRead {
         /// Where the file is named.
         at: Location,
         /// The policy file.
         path: PathBuf,
         /// What failed.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The revocation list is unreadable or has a bad line.
-    #[error("{at}: {source}")]
+    #[error("{at}: {error}")]
     Revocation {
         /// Where the file is named.
         at: Location,
         /// What failed.
-        source: crate::pki::PkiError,
+        error: crate::pki::PkiError,
     },
     /// The certificates and key do not make a working TLS configuration.
     #[error("TLS setup: {0}")]

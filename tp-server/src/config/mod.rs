@@ -159,9 +159,9 @@ impl Source<'_> {
     }
 
     fn certs(&self, raw: &Spanned<String>) -> Result<Vec<CertificateDer<'static>>, ConfigError> {
-        tp_net::pem::load_certs(&self.path(raw.get_ref())).map_err(|source| ConfigError::Pem {
+        tp_net::pem::load_certs(&self.path(raw.get_ref())).map_err(|error| ConfigError::Pem {
             at: self.at(raw),
-            source,
+            error,
         })
     }
 }
@@ -169,9 +169,9 @@ impl Source<'_> {
 impl Config {
     /// Reads and converts the config file at `path`, loading every file it names.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
             path: path.to_owned(),
-            source,
+            error,
         })?;
         Config::from_toml(&text, path)
     }
@@ -194,9 +194,9 @@ impl Config {
 
         let cert_chain = src.certs(&raw.tls.cert)?;
         let key_path = src.path(raw.tls.key.get_ref());
-        let key = tp_net::pem::load_key(&key_path).map_err(|source| ConfigError::Pem {
+        let key = tp_net::pem::load_key(&key_path).map_err(|error| ConfigError::Pem {
             at: src.at(&raw.tls.key),
-            source,
+            error,
         })?;
         let ca_at = src.at(&raw.tls.client_ca);
         let mut client_ca = Vec::new();
@@ -210,28 +210,28 @@ impl Config {
         }
         for file in ca_files {
             let certs =
-                tp_net::pem::load_certs(&src.path(&file)).map_err(|source| ConfigError::Pem {
+                tp_net::pem::load_certs(&src.path(&file)).map_err(|error| ConfigError::Pem {
                     at: ca_at.clone(),
-                    source,
+                    error,
                 })?;
             client_ca.extend(certs);
         }
         let revoked = match &raw.tls.revoked {
             None => RevocationList::default(),
-            Some(file) => RevocationList::load(&src.path(file.get_ref())).map_err(|source| {
+            Some(file) => RevocationList::load(&src.path(file.get_ref())).map_err(|error| {
                 ConfigError::Revocation {
                     at: src.at(file),
-                    source,
+                    error,
                 }
             })?,
         };
 
         let policy_path = src.path(raw.policy.get_ref());
         let policy_text =
-            std::fs::read_to_string(&policy_path).map_err(|source| ConfigError::PolicyRead {
+            std::fs::read_to_string(&policy_path).map_err(|error| ConfigError::PolicyRead {
                 at: src.at(&raw.policy),
                 path: policy_path.clone(),
-                source,
+                error,
             })?;
         let policy = Policy::from_toml(&policy_text, &policy_path.display().to_string())?;
 
@@ -253,3 +253,6 @@ impl Config {
         Ok(config)
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -196,11 +196,11 @@ async fn bridge(shared: &Shared, mut tls: Stream, mut target: TcpStream, early: 
         debug!(error = %e, "client went away before the answer");
         return;
     }
-    if !early.is_empty() {
-        if let Err(e) = target.write_all(&early).await {
-            debug!(error = %e, "target failed while receiving early payload");
-            return;
-        }
+    if !early.is_empty()
+        && let Err(e) = target.write_all(&early).await
+    {
+        debug!(error = %e, "target failed while receiving early payload");
+        return;
     }
     let options = RelayOptions {
         idle_timeout: Some(shared.limits.idle_timeout),

@@ -1,0 +1,100 @@
+//! One broken config per rule, under `tp-server/tests/fixtures/config/`. Each fixture's
+//! first line is `# expect: TEXT`: the error must contain `server.toml:TEXT`-style
+//! location text (or just TEXT when it names another file), or the file must load
+//! when TEXT is `ok`.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use super::Config;
+use crate::pki::{Ca, LeafSpec, Validity};
+
+fn fixture_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/config")
+}
+
+/// Writes the files fixtures refer to into `dir`.
+fn write_support_files(dir: &Path) {
+    let now = SystemTime::now();
+    let ca = Ca::generate(
+        "test CA",
+        Validity::for_ttl(now, Duration::from_secs(86_400)),
+    )
+    .unwrap();
+    let validity = Validity::for_ttl(now, Duration::from_secs(3_600));
+    let server = ca
+        .issue(&LeafSpec::server(
+            vec!["localhost".into()],
+            vec![],
+            validity,
+        ))
+        .unwrap();
+    server.save(dir, "server").unwrap();
+    let other = ca.issue(&LeafSpec::client("other@test", validity)).unwrap();
+    other.save(dir, "other").unwrap();
+    std::fs::write(dir.join("ca.pem"), ca.cert_pem()).unwrap();
+    std::fs::write(
+        dir.join("policy.toml"),
+        "[[rule]]\nname = \"r\"\nwho = [\"*\"]\nconnect = [\"10.0.0.0/8\"]\nports = [22]\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("broken-policy.toml"), "[[rule]]\nname = 1\n").unwrap();
+    std::fs::write(dir.join("revoked.txt"), "# none yet\n01:02:03\n").unwrap();
+    std::fs::write(dir.join("bad-revoked.txt"), "0102\nnot a serial\n").unwrap();
+}
+
+#[test]
+fn every_fixture_gives_its_documented_result() {
+    let tmp = tempfile::tempdir().unwrap();
+    write_support_files(tmp.path());
+    let mut seen = 0;
+    let mut entries: Vec<_> = std::fs::read_dir(fixture_dir())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    entries.sort();
+    for fixture in entries {
+        let text = std::fs::read_to_string(&fixture).unwrap();
+        let expect = text
+            .lines()
+            .next()
+            .and_then(|l| l.strip_prefix("# expect: "))
+            .unwrap_or_else(|| panic!("{}: first line must be `# expect: ...`", fixture.display()));
+        let path = tmp.path().join("server.toml");
+        std::fs::write(&path, &text).unwrap();
+        let result = Config::load(&path);
+        let name = fixture.file_name().unwrap().to_string_lossy().into_owned();
+        match (expect, result) {
+            ("ok", Ok(config)) => {
+                assert_eq!(
+                    config.limits.hello_timeout,
+                    Duration::from_secs(90),
+                    "{name}"
+                );
+                assert_eq!(
+                    config.limits.connect_timeout,
+                    Duration::from_millis(500),
+                    "{name}"
+                );
+                assert_eq!(config.limits.max_connections.get(), 100, "{name}");
+                assert_eq!(config.tls.revoked.len(), 1, "{name}");
+            }
+            ("ok", Err(e)) => panic!("{name}: expected to load, got: {e}"),
+            (expect, Ok(_)) => {
+                panic!("{name}: expected an error containing {expect:?}, but it loaded")
+            }
+            (expect, Err(e)) => {
+                let message = e.to_string();
+                let located = format!("server.toml:{expect}");
+                assert!(
+                    message.contains(&located)
+                        || (!expect.starts_with(|c: char| c.is_ascii_digit())
+                            && message.contains(expect)),
+                    "{name}: expected {expect:?} in: {message}"
+                );
+            }
+        }
+        seen += 1;
+    }
+    assert!(seen >= 12, "fixtures missing: saw {seen}");
+}
