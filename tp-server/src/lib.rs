@@ -4,8 +4,8 @@
 //! bound themselves.
 //!
 //! What it does not do (yet): QUIC, reverse tunnels (`listen`/`accept`), UDP, the
-//! shared-443 website/Signal demux, reload on SIGHUP. Those hellos are answered
-//! `unsupported`.
+//! shared-443 website/Signal demux, reload on file change (SIGHUP reloads). Those
+//! hellos are answered `unsupported`.
 
 pub mod cli;
 pub mod config;
@@ -19,4 +19,4 @@ mod server;
 mod tunnel;
 
 pub use config::Config;
-pub use server::{RunError, run};
+pub use server::{RunError, run, run_with_reload};

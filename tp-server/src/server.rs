@@ -4,13 +4,17 @@
 //! TLS handshake, hello and tunnel run in a spawned task under their own deadlines.
 //! On shutdown the listener closes, open tunnels get `drain_timeout` to finish, and
 //! whatever is left is then closed.
+//!
+//! A reload (a new [`Config`] sent to [`run_with_reload`]) swaps the TLS configuration
+//! (certificates, client CAs, revocation list), the policy and the timeouts for
+//! connections accepted from then on; established tunnels keep running untouched.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, mpsc};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -51,20 +55,39 @@ impl std::fmt::Debug for Shared {
 /// (EMFILE, ENFILE, ENOBUFS, ENOMEM), instead of spinning.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
+impl Shared {
+    fn new(config: Config, listen: SocketAddr) -> Result<Shared, RunError> {
+        let tls = crate::tls::server_config(&config.tls)?;
+        Ok(Shared {
+            acceptor: TlsAcceptor::from(tls),
+            policy: config.policy,
+            limits: config.limits,
+            listen,
+        })
+    }
+}
+
 /// Serves tunnels on `listener` until `shutdown` is cancelled, then drains.
 pub async fn run(
     config: Config,
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> Result<(), RunError> {
+    let (_no_reloads, reloads) = mpsc::channel(1);
+    run_with_reload(config, listener, shutdown, reloads).await
+}
+
+/// Like [`run`], and applies every [`Config`] received on `reloads` to the connections
+/// accepted after it (`listen` and `max_connections` cannot change without a restart).
+pub async fn run_with_reload(
+    config: Config,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+    mut reloads: mpsc::Receiver<Config>,
+) -> Result<(), RunError> {
     let listen = listener.local_addr().map_err(RunError::Listener)?;
-    let tls = crate::tls::server_config(&config.tls)?;
-    let shared = Arc::new(Shared {
-        acceptor: TlsAcceptor::from(tls),
-        policy: config.policy,
-        limits: config.limits,
-        listen,
-    });
+    let mut shared = Arc::new(Shared::new(config, listen)?);
+    let mut reloads_open = true;
     let permits = Arc::new(Semaphore::new(shared.limits.max_connections.get()));
     let tracker = TaskTracker::new();
     let force = CancellationToken::new();
@@ -80,6 +103,13 @@ pub async fn run(
                 Ok(p) => p,
                 Err(_) => break, // the semaphore is never closed
             },
+            reload = reloads.recv(), if reloads_open => {
+                match reload {
+                    Some(config) => shared = reload_into(&shared, config),
+                    None => reloads_open = false,
+                }
+                continue;
+            }
             () = shutdown.cancelled() => break,
         };
         let (tcp, peer) = tokio::select! {
@@ -133,6 +163,33 @@ pub async fn run(
     }
     info!(listen = %listen, "tp-server stopped");
     Ok(())
+}
+
+/// Builds the state for a reloaded config, or keeps the current one if it is unusable.
+fn reload_into(current: &Arc<Shared>, config: Config) -> Arc<Shared> {
+    if config.limits.max_connections != current.limits.max_connections {
+        warn!(
+            "max_connections changes only on restart; keeping {}",
+            current.limits.max_connections
+        );
+    }
+    if config.listen != current.listen {
+        warn!(listen = %current.listen, "listen changes only on restart");
+    }
+    match Shared::new(config, current.listen) {
+        Ok(next) => {
+            info!(
+                listen = %current.listen,
+                rules = next.policy.rule_count(),
+                "configuration reloaded: new connections use the new certificates, revocation list and policy"
+            );
+            Arc::new(next)
+        }
+        Err(e) => {
+            warn!(error = %e, "reload refused; keeping the running configuration");
+            current.clone()
+        }
+    }
 }
 
 fn is_resource_exhaustion(e: &std::io::Error) -> bool {

@@ -72,5 +72,5 @@ pub async fn quickstart(args: QuickstartArgs) -> anyhow::Result<()> {
             "(The tp client was not found next to tp-server; build it with `cargo build --release`.)\n"
         );
     }
-    super::run::serve_until_signal(config, listener).await
+    super::run::serve_until_signal(config, &files.server_config, listener).await
 }

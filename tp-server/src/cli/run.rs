@@ -1,8 +1,10 @@
-//! `tp-server run -c FILE`: load, bind, serve until a signal, drain.
+//! `tp-server run -c FILE`: load, bind, serve until a signal, drain. SIGHUP reloads.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -14,22 +16,50 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
-    serve_until_signal(config, listener).await
+    serve_until_signal(config, config_path, listener).await
 }
 
-/// Runs the server on a bound listener; the first SIGTERM/SIGINT drains, a second exits.
+/// Runs the server on a bound listener. The first SIGTERM/SIGINT drains, a second
+/// exits; SIGHUP re-reads `config_path` (and every file it names) and applies it to
+/// new connections, or logs why not and keeps the running configuration.
 pub async fn serve_until_signal(
     config: Config,
+    config_path: &Path,
     listener: tokio::net::TcpListener,
 ) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
-    tokio::spawn(watch_signals(shutdown.clone()));
-    crate::run(config, listener, shutdown).await?;
+    let (reload_tx, reloads) = mpsc::channel(1);
+    tokio::spawn(watch_shutdown_signals(shutdown.clone()));
+    tokio::spawn(watch_reload_signal(config_path.to_owned(), reload_tx));
+    crate::run_with_reload(config, listener, shutdown, reloads).await?;
     Ok(())
 }
 
-async fn watch_signals(shutdown: CancellationToken) {
-    use tokio::signal::unix::{SignalKind, signal};
+async fn watch_reload_signal(path: PathBuf, reloads: mpsc::Sender<Config>) {
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        warn!("cannot install the SIGHUP handler; reload by restarting");
+        return;
+    };
+    while hup.recv().await.is_some() {
+        info!(config = %path.display(), "SIGHUP: reloading");
+        let loaded = tokio::task::spawn_blocking({
+            let path = path.clone();
+            move || Config::load(&path)
+        })
+        .await;
+        match loaded {
+            Ok(Ok(config)) => {
+                if reloads.send(config).await.is_err() {
+                    return;
+                }
+            }
+            Ok(Err(e)) => warn!("reload refused, keeping the running configuration: {e}"),
+            Err(e) => warn!("reload failed: {e}"),
+        }
+    }
+}
+
+async fn watch_shutdown_signals(shutdown: CancellationToken) {
     let (Ok(mut term), Ok(mut int)) = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
