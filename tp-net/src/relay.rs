@@ -7,9 +7,10 @@
 //! byte for the idle timeout.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::time::Instant;
 
 /// Size of the copy buffer of each direction.
 const BUF_SIZE: usize = 16 * 1024;
@@ -93,6 +94,9 @@ where
         }
         activity.touch();
         to.write_all(&buf[..n]).await.map_err(|e| (to_side, e))?;
+        // A TLS writer may hold ciphertext until flushed; without this, bytes can
+        // sit in its buffer while the reader waits for more from the peer.
+        to.flush().await.map_err(|e| (to_side, e))?;
         count.fetch_add(n as u64, Ordering::Relaxed);
         activity.touch();
     }
@@ -178,11 +182,16 @@ mod tests {
         assert_eq!(got, b"request", "EOF from the client reaches the target");
 
         // After the client's EOF the target still sends, and everything arrives.
+        // Write and read at once: the duplex buffers are far smaller than the reply.
         let reply = vec![7u8; 100_000];
-        target.write_all(&reply).await.unwrap();
-        target.shutdown().await.unwrap();
+        let send = async {
+            target.write_all(&reply).await.unwrap();
+            target.shutdown().await.unwrap();
+        };
         let mut back = Vec::new();
-        client.read_to_end(&mut back).await.unwrap();
+        let receive = client.read_to_end(&mut back);
+        let ((), got_back) = tokio::join!(send, receive);
+        got_back.unwrap();
         assert_eq!(back, reply);
 
         let (stats, end) = task.await.unwrap();
@@ -194,6 +203,22 @@ mod tests {
                 b_to_a: 100_000
             }
         );
+    }
+
+    #[tokio::test]
+    async fn buffered_writers_are_flushed_without_waiting_for_eof() {
+        // A TLS stream behaves like this BufWriter: written bytes wait for a flush.
+        let (mut client, a) = duplex(1024);
+        let (b, mut target) = duplex(1024);
+        let _task = tokio::spawn(relay(a, tokio::io::BufWriter::new(b), NO_IDLE));
+
+        client.write_all(b"ping").await.unwrap();
+        let mut got = [0u8; 4];
+        tokio::time::timeout(Duration::from_secs(5), target.read_exact(&mut got))
+            .await
+            .expect("the relay flushed what it wrote")
+            .unwrap();
+        assert_eq!(&got, b"ping");
     }
 
     #[tokio::test(start_paused = true)]
