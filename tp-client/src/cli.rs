@@ -67,7 +67,6 @@ impl GlobalArgs {
     name = "tp",
     version,
     about = "Tunnels through a tp server, authenticated by your client certificate.",
-    args_conflicts_with_subcommands = true,
     subcommand_negates_reqs = true,
     disable_help_subcommand = true,
     after_help = "Run `tp --help` for the config file, environment variables and exit statuses."

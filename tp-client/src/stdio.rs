@@ -3,11 +3,18 @@
 //!
 //! stdin EOF shuts down the tunnel's write side (TLS `close_notify`) and the
 //! tunnel keeps flowing to stdout. Tunnel EOF ends the bridge at once, without
-//! waiting for stdin: the caller then exits the process, which also ends tokio's
-//! blocking read of stdin.
+//! waiting for stdin (ssh keeps stdin open until the proxy command exits): tp
+//! closes its write side in turn, so the server sees an orderly close, and the
+//! caller exits the process, which also ends tokio's blocking read of stdin.
+//!
+//! ssh sends SIGHUP to its `ProxyCommand` when it is done; SIGHUP, SIGTERM and
+//! SIGINT end the bridge the same orderly way instead of killing the process
+//! with the tunnel half open.
 
+use std::future::Future;
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tp_proto::Hello;
@@ -20,6 +27,9 @@ use crate::exit;
 /// Copy buffer size of each direction.
 pub const BUF_SIZE: usize = 64 * 1024;
 
+/// How long closing the tunnel's write side may take once the bridge is over.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
+
 /// Why the bridge ended badly after the tunnel was open.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -30,6 +40,9 @@ pub enum BridgeError {
     /// Writing to stdout failed (the reader went away).
     #[error("writing to stdout failed: {0}")]
     Stdout(io::Error),
+    /// Installing the signal handlers failed.
+    #[error("installing signal handlers failed: {0}")]
+    Signal(io::Error),
 }
 
 /// Why `tp HOST PORT` failed.
@@ -70,7 +83,8 @@ pub async fn run(connector: &Connector, target: &Target) -> Result<BridgeStats, 
     let hello = Hello::connect_tcp(target.host.clone(), target.port);
     let tunnel = connector.open(&hello).await?;
     info!(%target, server = %connector.server(), "tunnel open");
-    match bridge(tunnel, tokio::io::stdin(), tokio::io::stdout()).await {
+    let stop = stop_signal()?;
+    match bridge(tunnel, tokio::io::stdin(), tokio::io::stdout(), stop).await {
         Ok(stats) => {
             info!(
                 sent = stats.sent,
@@ -88,27 +102,64 @@ pub async fn run(connector: &Connector, target: &Target) -> Result<BridgeStats, 
     }
 }
 
+/// Resolves at the first SIGHUP, SIGTERM or SIGINT.
+fn stop_signal() -> Result<impl Future<Output = &'static str>, BridgeError> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hup = signal(SignalKind::hangup()).map_err(BridgeError::Signal)?;
+    let mut term = signal(SignalKind::terminate()).map_err(BridgeError::Signal)?;
+    let mut int = signal(SignalKind::interrupt()).map_err(BridgeError::Signal)?;
+    Ok(async move {
+        tokio::select! {
+            _ = hup.recv() => "SIGHUP",
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        }
+    })
+}
+
 /// Bridges `tunnel` with `input` (stdin) and `output` (stdout) until the tunnel
-/// reaches EOF or fails. See the module docs for the half-close rules.
-pub async fn bridge<T, R, W>(tunnel: T, input: R, output: W) -> Result<BridgeStats, BridgeError>
+/// reaches EOF or fails, or `stop` resolves. See the module docs for the
+/// half-close rules.
+pub async fn bridge<T, R, W, S>(
+    tunnel: T,
+    input: R,
+    output: W,
+    stop: S,
+) -> Result<BridgeStats, BridgeError>
 where
     T: AsyncRead + AsyncWrite,
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
+    S: Future<Output = &'static str>,
 {
-    let (from_tunnel, to_tunnel) = tokio::io::split(tunnel);
+    let (from_tunnel, mut to_tunnel) = tokio::io::split(tunnel);
     let sent = AtomicU64::new(0);
     let received = AtomicU64::new(0);
-    let down = copy_down(from_tunnel, output, &received);
-    let up = copy_up(input, to_tunnel, &sent);
-    tokio::pin!(down, up);
     let mut up_done = false;
-    let result = loop {
-        tokio::select! {
-            r = &mut down => break r,
-            () = &mut up, if !up_done => up_done = true,
+    let result = {
+        let down = copy_down(from_tunnel, output, &received);
+        let up = copy_up(input, &mut to_tunnel, &sent);
+        tokio::pin!(down, up, stop);
+        loop {
+            tokio::select! {
+                r = &mut down => break r,
+                () = &mut up, if !up_done => up_done = true,
+                signal = &mut stop => {
+                    debug!("{signal}: closing the tunnel");
+                    break Ok(());
+                }
+            }
         }
     };
+    if !up_done {
+        // The tunnel ended (or we were told to stop) while stdin was still open:
+        // close our side too, so the server sees close_notify, not a dropped link.
+        match tokio::time::timeout(CLOSE_GRACE, to_tunnel.shutdown()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => debug!("closing the tunnel's write side failed: {e}"),
+            Err(_) => debug!("closing the tunnel's write side timed out"),
+        }
+    }
     result.map(|()| BridgeStats {
         sent: sent.load(Ordering::Relaxed),
         received: received.load(Ordering::Relaxed),
@@ -136,7 +187,7 @@ where
 
 /// stdin → tunnel; at stdin EOF (or a stdin error) shuts the tunnel's write side.
 /// A failing tunnel write ends this direction; the other one reports the failure.
-async fn copy_up<R, W>(mut from: R, mut to: W, count: &AtomicU64)
+async fn copy_up<R, W>(mut from: R, to: &mut W, count: &AtomicU64)
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
@@ -154,7 +205,7 @@ where
                 break;
             }
         };
-        if let Err(e) = write_flush(&mut to, &buf[..n]).await {
+        if let Err(e) = write_flush(to, &buf[..n]).await {
             debug!("writing to the tunnel failed: {e}");
             return;
         }
@@ -177,12 +228,60 @@ mod tests {
     use super::*;
     use tokio::io::duplex;
 
+    fn never() -> std::future::Pending<&'static str> {
+        std::future::pending()
+    }
+
+    #[tokio::test]
+    async fn tunnel_eof_closes_our_side_too() {
+        let (tunnel, server) = duplex(1024);
+        let (mut server_r, mut server_w) = tokio::io::split(server);
+        let (_stdin_w, stdin) = duplex(1024); // stays open, as ssh keeps it
+        let (stdout, _stdout_r) = duplex(1024);
+        server_w.write_all(b"bye").await.unwrap();
+        server_w.shutdown().await.unwrap();
+        let task = tokio::spawn(bridge(tunnel, stdin, stdout, never()));
+        let mut rest = Vec::new();
+        tokio::time::timeout(Duration::from_secs(5), server_r.read_to_end(&mut rest))
+            .await
+            .expect("the server sees our EOF")
+            .unwrap();
+        assert!(rest.is_empty());
+        task.await.unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_stop_signal_closes_the_tunnel_in_order() {
+        let (tunnel, mut server) = duplex(1024);
+        let (mut stdin_w, stdin) = duplex(1024);
+        let (stdout, _stdout_r) = duplex(1024);
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let stop = async move {
+            let _ = stop_rx.await;
+            "SIGHUP"
+        };
+        let task = tokio::spawn(bridge(tunnel, stdin, stdout, stop));
+        stdin_w.write_all(b"last words").await.unwrap();
+        let mut got = [0u8; 10];
+        server.read_exact(&mut got).await.unwrap();
+        stop_tx.send(()).unwrap();
+        let mut rest = Vec::new();
+        tokio::time::timeout(Duration::from_secs(5), server.read_to_end(&mut rest))
+            .await
+            .expect("the server sees our EOF")
+            .unwrap();
+        assert_eq!(&got, b"last words");
+        assert!(rest.is_empty());
+        let stats = task.await.unwrap().unwrap();
+        assert_eq!(stats.sent, 10);
+    }
+
     #[tokio::test]
     async fn stdin_eof_half_closes_and_the_reply_still_arrives() {
         let (tunnel, mut server) = duplex(1024);
         let (mut stdin_w, stdin) = duplex(1024);
         let (stdout, mut stdout_r) = duplex(256 * 1024);
-        let task = tokio::spawn(bridge(tunnel, stdin, stdout));
+        let task = tokio::spawn(bridge(tunnel, stdin, stdout, never()));
 
         stdin_w.write_all(b"request").await.unwrap();
         drop(stdin_w);
@@ -213,10 +312,13 @@ mod tests {
         let (stdout, mut stdout_r) = duplex(1024);
         server.write_all(b"bye").await.unwrap();
         drop(server);
-        let stats = tokio::time::timeout(Duration::from_secs(5), bridge(tunnel, stdin, stdout))
-            .await
-            .expect("bridge ends at tunnel EOF")
-            .unwrap();
+        let stats = tokio::time::timeout(
+            Duration::from_secs(5),
+            bridge(tunnel, stdin, stdout, never()),
+        )
+        .await
+        .expect("bridge ends at tunnel EOF")
+        .unwrap();
         assert_eq!(stats.received, 3);
         let mut out = [0u8; 3];
         stdout_r.read_exact(&mut out).await.unwrap();
@@ -230,7 +332,7 @@ mod tests {
         let (stdout, stdout_r) = duplex(1024);
         drop(stdout_r);
         server.write_all(b"data").await.unwrap();
-        let err = bridge(tunnel, stdin, stdout).await.unwrap_err();
+        let err = bridge(tunnel, stdin, stdout, never()).await.unwrap_err();
         assert!(matches!(err, BridgeError::Stdout(_)), "{err:?}");
     }
 }

@@ -142,3 +142,42 @@ fn long_help_documents_config_env_and_exit_statuses() {
         assert!(help.contains(needle), "--help lacks {needle:?}:\n{help}");
     }
 }
+
+#[test]
+fn global_flags_go_before_or_after_the_subcommand() {
+    for args in [
+        &[
+            "tp",
+            "--server",
+            "tp.example.org:443",
+            "up",
+            "db1:5432",
+            "15432",
+        ][..],
+        &[
+            "tp",
+            "up",
+            "db1:5432",
+            "15432",
+            "--server",
+            "tp.example.org:443",
+        ][..],
+        &[
+            "tp-up",
+            "--server",
+            "tp.example.org:443",
+            "db1:5432",
+            "15432",
+        ][..],
+    ] {
+        let cli = parse(args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+        assert!(matches!(cli.command, Command::Up { .. }), "{args:?}");
+        assert_eq!(
+            cli.global.server.map(|s| s.to_string()).as_deref(),
+            Some("tp.example.org:443"),
+            "{args:?}"
+        );
+    }
+    let cli = parse(&["tp", "--server", "tp.example.org:443", "db1", "22"]).unwrap();
+    assert_eq!(cli.command, connect("db1", 22));
+}

@@ -81,10 +81,13 @@ async fn stdio_bridge_over_a_real_tunnel_half_closes() {
             // Dropping stdin_w is stdin EOF.
         })
     };
-    let stats = tokio::time::timeout(Duration::from_secs(20), bridge(tunnel, stdin, stdout))
-        .await
-        .expect("the bridge ends after stdin EOF and the echo's EOF")
-        .unwrap();
+    let stats = tokio::time::timeout(
+        Duration::from_secs(20),
+        bridge(tunnel, stdin, stdout, std::future::pending()),
+    )
+    .await
+    .expect("the bridge ends after stdin EOF and the echo's EOF")
+    .unwrap();
     writer.await.unwrap();
     let mut out = Vec::new();
     stdout_r.read_to_end(&mut out).await.unwrap();
