@@ -1,1 +1,14 @@
-//! e2e
+//! End-to-end tests of tp: the real server (in-process, `tp_server::run`), the real
+//! `tp` and `tp-server` binaries, and real peers (OpenSSH) on loopback, with
+//! certificates made at test time. One module per topic; the harness is the
+//! `tp_tests` library (`tests/src`).
+
+mod certs;
+mod cli;
+mod halfclose;
+mod hello;
+mod limits;
+mod quickstart;
+mod ssh;
+mod ssrf;
+mod transfer;

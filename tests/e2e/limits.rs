@@ -1,0 +1,142 @@
+//! Server limits through `tp_server::run`: the idle timeout closes a quiet tunnel,
+//! `max_connections` holds further clients in the accept queue until a slot frees,
+//! and shutdown closes tunnels still open at the drain deadline.
+
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tp_tests::client::{connect_as, connect_hello, open_tunnel, send_hello};
+use tp_tests::target::EchoTarget;
+use tp_tests::{TestServer, pki, within};
+
+#[tokio::test]
+async fn idle_tunnel_is_closed() {
+    let server = TestServer::builder()
+        .limit("idle_timeout", "1s")
+        .start()
+        .await;
+    let target = EchoTarget::start().await;
+    let mut tls = open_tunnel(server.addr(), &pki().alice, "127.0.0.1", target.port()).await;
+    // Traffic keeps it open past the timeout...
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        tls.write_all(b"tick").await.expect("write");
+        let mut back = [0u8; 4];
+        within("echo", Duration::from_secs(5), tls.read_exact(&mut back))
+            .await
+            .expect("read");
+    }
+    // ...silence ends it.
+    let started = Instant::now();
+    let mut rest = Vec::new();
+    let _ = within(
+        "the idle close",
+        Duration::from_secs(5),
+        tls.read_to_end(&mut rest),
+    )
+    .await;
+    let waited = started.elapsed();
+    assert!(rest.is_empty(), "{rest:?}");
+    assert!(
+        waited >= Duration::from_millis(900) && waited < Duration::from_secs(3),
+        "closed after {waited:?} of silence, idle_timeout is 1s"
+    );
+    server
+        .expect_log(&["tunnel closed: idle timeout", "bytes.up=12"])
+        .await;
+}
+
+#[tokio::test]
+async fn max_connections_queues_the_next_client() {
+    let server = TestServer::builder()
+        .limit("max_connections", "1")
+        .start()
+        .await;
+    let target = EchoTarget::start().await;
+    let mut first = open_tunnel(server.addr(), &pki().alice, "127.0.0.1", target.port()).await;
+
+    // The second client's TCP connect succeeds (kernel backlog), but the server does
+    // not serve it while the first tunnel holds the only slot.
+    let addr = server.addr();
+    let port = target.port();
+    let second = tokio::spawn(async move {
+        let mut tls = connect_as(addr, &pki().bob).await;
+        let reply = send_hello(&mut tls, &connect_hello("127.0.0.1", port)).await;
+        (reply, Instant::now())
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !second.is_finished(),
+        "the second client was served at once"
+    );
+    assert_eq!(target.accepted(), 1);
+
+    first.shutdown().await.expect("shutdown");
+    let mut rest = Vec::new();
+    within(
+        "the first tunnel's end",
+        Duration::from_secs(5),
+        first.read_to_end(&mut rest),
+    )
+    .await
+    .expect("read");
+    let released = Instant::now();
+    let (reply, answered) = within("the second client", Duration::from_secs(10), second)
+        .await
+        .expect("second client task");
+    assert_eq!(reply.code(), "ok", "{reply:?}");
+    assert!(answered >= released);
+    assert_eq!(target.accepted(), 2);
+}
+
+#[tokio::test]
+async fn shutdown_closes_tunnels_left_at_the_drain_deadline() {
+    let server = TestServer::builder()
+        .limit("drain_timeout", "1s")
+        .start()
+        .await;
+    let target = EchoTarget::start().await;
+    let mut tls = open_tunnel(server.addr(), &pki().alice, "127.0.0.1", target.port()).await;
+    let addr = server.addr();
+    let started = Instant::now();
+    let stopping = tokio::spawn(server.shutdown());
+
+    // During the drain the open tunnel still works...
+    tls.write_all(b"draining").await.expect("write");
+    let mut back = [0u8; 8];
+    within(
+        "echo while draining",
+        Duration::from_secs(5),
+        tls.read_exact(&mut back),
+    )
+    .await
+    .expect("read");
+    assert_eq!(&back, b"draining");
+    // ...and run() returns once the deadline has passed, closing it.
+    within("run() returning", Duration::from_secs(5), stopping)
+        .await
+        .expect("join")
+        .expect("run() returns Ok");
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(900),
+        "returned after {waited:?}, before the 1s drain deadline"
+    );
+    let mut rest = Vec::new();
+    let _ = within(
+        "the forced close",
+        Duration::from_secs(5),
+        tls.read_to_end(&mut rest),
+    )
+    .await;
+    assert!(rest.is_empty());
+    let lines = tp_tests::logs::lines_for(addr);
+    assert!(
+        lines.iter().any(|l| l.contains("drain deadline passed")),
+        "{lines:#?}"
+    );
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "still listening"
+    );
+}

@@ -1,0 +1,211 @@
+//! A raw TLS client for protocol tests: any certificate (or none), any ALPN, and
+//! hand-written hello lines.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::RootCertStore;
+use rustls_pki_types::ServerName;
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
+use tp_server::pki::Issued;
+
+use crate::pki::pki;
+
+/// The client side of a raw TLS connection to a test server.
+pub type TlsClient = TlsStream<TcpStream>;
+
+/// How the raw client presents itself.
+#[derive(Debug, Clone)]
+pub struct ClientOptions<'a> {
+    /// The leaf (with its chain) to present, or none.
+    pub cert: Option<&'a Issued>,
+    /// ALPN protocols to offer.
+    pub alpn: Vec<Vec<u8>>,
+}
+
+impl<'a> ClientOptions<'a> {
+    /// Presents `leaf` and offers `tp/1`: an ordinary client.
+    pub fn with(leaf: &'a Issued) -> Self {
+        ClientOptions {
+            cert: Some(leaf),
+            alpn: vec![tp_proto::ALPN_TP_V1.to_vec()],
+        }
+    }
+
+    /// Offers `tp/1` but presents no certificate.
+    pub fn anonymous() -> Self {
+        ClientOptions {
+            cert: None,
+            alpn: vec![tp_proto::ALPN_TP_V1.to_vec()],
+        }
+    }
+}
+
+/// The rustls client configuration for `options`: TLS 1.3 only, aws-lc-rs, the test
+/// root as trust anchor, no resumption.
+pub fn tls_config(options: &ClientOptions<'_>) -> rustls::ClientConfig {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut roots = RootCertStore::empty();
+    roots
+        .add(pki().root.cert_der().clone())
+        .expect("the test root is a usable trust anchor");
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .expect("TLS 1.3 is supported")
+        .with_root_certificates(roots);
+    let mut config = match options.cert {
+        Some(leaf) => builder
+            .with_client_auth_cert(leaf.chain_der(), leaf.key_der())
+            .expect("the leaf and its key fit"),
+        None => builder.with_no_client_auth(),
+    };
+    config.alpn_protocols.clone_from(&options.alpn);
+    config.resumption = rustls::client::Resumption::disabled();
+    config
+}
+
+/// Connects and completes the client side of the TLS handshake. With TLS 1.3 the
+/// server checks the client certificate after that, so a refusal shows up on the
+/// first read.
+pub async fn connect(addr: SocketAddr, options: &ClientOptions<'_>) -> io::Result<TlsClient> {
+    let tcp = TcpStream::connect(addr).await?;
+    handshake(tcp, options).await
+}
+
+/// Runs the client side of the TLS handshake on a connected `tcp`.
+pub async fn handshake(tcp: TcpStream, options: &ClientOptions<'_>) -> io::Result<TlsClient> {
+    tcp.set_nodelay(true)?;
+    let connector = TlsConnector::from(Arc::new(tls_config(options)));
+    let name = ServerName::try_from("localhost").expect("valid name");
+    crate::within(
+        "TLS handshake",
+        Duration::from_secs(10),
+        connector.connect(name, tcp),
+    )
+    .await
+}
+
+/// Connects as `leaf` with ALPN `tp/1`; panics if the handshake fails.
+pub async fn connect_as(addr: SocketAddr, leaf: &Issued) -> TlsClient {
+    connect(addr, &ClientOptions::with(leaf))
+        .await
+        .expect("TLS handshake with the test server")
+}
+
+/// What came back for a hello.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reply {
+    /// One answer line, parsed.
+    Answer(Value),
+    /// The stream ended (cleanly or not) before a full line.
+    Closed {
+        /// Bytes received before the end.
+        partial: Vec<u8>,
+        /// The read error, if it was not a clean EOF.
+        error: Option<String>,
+    },
+}
+
+impl Reply {
+    /// The answer's `code`, or `"ok"` for `{"ok":true}`; panics if there is no answer.
+    pub fn code(&self) -> String {
+        let answer = self.answer();
+        if answer["ok"] == Value::Bool(true) {
+            return "ok".into();
+        }
+        answer["code"]
+            .as_str()
+            .unwrap_or_else(|| panic!("answer without a code: {answer}"))
+            .to_owned()
+    }
+
+    /// The answer's `message` (empty if none).
+    pub fn message(&self) -> String {
+        self.answer()["message"].as_str().unwrap_or("").to_owned()
+    }
+
+    /// The answer; panics if the connection closed without one.
+    pub fn answer(&self) -> &Value {
+        match self {
+            Reply::Answer(v) => v,
+            Reply::Closed { partial, error } => panic!(
+                "expected an answer, the connection closed (received {:?}, error {error:?})",
+                String::from_utf8_lossy(partial)
+            ),
+        }
+    }
+}
+
+/// Reads one answer line, a byte at a time so that nothing behind it is consumed.
+pub async fn read_reply(tls: &mut TlsClient) -> Reply {
+    let read = async {
+        let mut line = Vec::new();
+        loop {
+            let mut byte = [0u8; 1];
+            match tls.read(&mut byte).await {
+                Ok(0) => {
+                    return Reply::Closed {
+                        partial: line,
+                        error: None,
+                    };
+                }
+                Ok(_) if byte[0] == b'\n' => break,
+                Ok(_) => line.push(byte[0]),
+                Err(e) => {
+                    return Reply::Closed {
+                        partial: line,
+                        error: Some(e.to_string()),
+                    };
+                }
+            }
+        }
+        let value: Value = serde_json::from_slice(&line).unwrap_or_else(|e| {
+            panic!(
+                "answer line is not JSON ({e}): {:?}",
+                String::from_utf8_lossy(&line)
+            )
+        });
+        Reply::Answer(value)
+    };
+    crate::within("the server's answer", Duration::from_secs(15), read).await
+}
+
+/// Sends `bytes` (a hello line, maybe with payload behind it) and reads the reply.
+pub async fn send_hello(tls: &mut TlsClient, bytes: &[u8]) -> Reply {
+    if let Err(e) = tls.write_all(bytes).await {
+        return Reply::Closed {
+            partial: Vec::new(),
+            error: Some(format!("write: {e}")),
+        };
+    }
+    if let Err(e) = tls.flush().await {
+        return Reply::Closed {
+            partial: Vec::new(),
+            error: Some(format!("flush: {e}")),
+        };
+    }
+    read_reply(tls).await
+}
+
+/// A connect hello line for `host:port`.
+pub fn connect_hello(host: &str, port: u16) -> Vec<u8> {
+    let mut line = serde_json::json!({"v": 1, "op": "connect", "host": host, "port": port})
+        .to_string()
+        .into_bytes();
+    line.push(b'\n');
+    line
+}
+
+/// Connects as `leaf`, asks for `host:port` and expects `ok`; returns the tunnel.
+pub async fn open_tunnel(server: SocketAddr, leaf: &Issued, host: &str, port: u16) -> TlsClient {
+    let mut tls = connect_as(server, leaf).await;
+    let reply = send_hello(&mut tls, &connect_hello(host, port)).await;
+    assert_eq!(reply.code(), "ok", "tunnel to {host}:{port}: {reply:?}");
+    tls
+}

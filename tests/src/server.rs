@@ -1,0 +1,229 @@
+//! [`TestServer`]: the real server (`tp_server::run`, the code production runs) on
+//! `127.0.0.1:0`, configured through a real `server.toml` loaded by
+//! `tp_server::Config::load`. Dropping it cancels it.
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tempfile::TempDir;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tp_server::pki::Issued;
+
+use crate::logs;
+use crate::pki::pki;
+
+/// A policy letting every verified identity reach anything on loopback (and nothing
+/// else).
+pub const LOOPBACK_POLICY: &str = r#"
+[[rule]]
+name = "test-loopback"
+who = ["*"]
+connect = ["localhost", "127.0.0.0/8", "::1/128"]
+ports = ["*"]
+"#;
+
+/// Builds a [`TestServer`]. Defaults: [`LOOPBACK_POLICY`], the test root as client CA,
+/// short timeouts (`connect_timeout = "2s"`, `drain_timeout = "1s"`).
+#[derive(Debug)]
+pub struct TestServerBuilder {
+    policy: String,
+    limits: Vec<(String, String)>,
+    revoked: Vec<String>,
+}
+
+/// A running server. See the module docs.
+#[derive(Debug)]
+pub struct TestServer {
+    addr: SocketAddr,
+    dir: TempDir,
+    shutdown: CancellationToken,
+    task: Option<JoinHandle<Result<(), tp_server::RunError>>>,
+}
+
+impl TestServer {
+    /// A builder with the defaults.
+    pub fn builder() -> TestServerBuilder {
+        TestServerBuilder {
+            policy: LOOPBACK_POLICY.to_owned(),
+            limits: vec![
+                ("connect_timeout".into(), "\"2s\"".into()),
+                ("drain_timeout".into(), "\"1s\"".into()),
+            ],
+            revoked: Vec::new(),
+        }
+    }
+
+    /// Starts a server with the defaults.
+    pub async fn start() -> TestServer {
+        TestServer::builder().start().await
+    }
+
+    /// The address it listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Its working directory (config, policy, certificates, client configs).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Its log lines so far.
+    pub fn logs(&self) -> Vec<String> {
+        logs::lines_for(self.addr)
+    }
+
+    /// Waits (up to [`crate::EVENTUALLY`]) for a log line containing every one of
+    /// `parts` and returns it; panics with all of the server's lines otherwise.
+    pub async fn expect_log(&self, parts: &[&str]) -> String {
+        let deadline = tokio::time::Instant::now() + crate::EVENTUALLY;
+        loop {
+            let lines = self.logs();
+            if let Some(line) = lines.iter().find(|l| parts.iter().all(|p| l.contains(p))) {
+                return line.clone();
+            }
+            if tokio::time::Instant::now() >= deadline {
+                panic!(
+                    "no log line of the server on {} contains all of {parts:?}; its lines:\n{}",
+                    self.addr,
+                    lines.join("\n")
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Lines (so far) containing every one of `parts`.
+    pub fn log_lines_with(&self, parts: &[&str]) -> Vec<String> {
+        self.logs()
+            .into_iter()
+            .filter(|l| parts.iter().all(|p| l.contains(p)))
+            .collect()
+    }
+
+    /// Writes a `tp` client config for `leaf` (its chain and key, the root as the
+    /// server CA, `server_name = "localhost"`) and returns its path.
+    pub fn client_config_for(&self, leaf: &Issued) -> PathBuf {
+        let stem = format!("client-{}", leaf.serial_hex);
+        let dir = self.dir.path();
+        leaf.save(dir, &stem).expect("saving the client leaf");
+        let path = dir.join(format!("{stem}.toml"));
+        let text = format!(
+            "server = \"{}\"\nserver_name = \"localhost\"\ncert = \"{stem}.pem\"\nkey = \"{stem}.key\"\nca = \"root.pem\"\nconnect_timeout = \"5s\"\n",
+            self.addr
+        );
+        std::fs::write(&path, text).expect("writing the client config");
+        path
+    }
+
+    /// Tells the server to shut down (it stops listening and drains), keeping its
+    /// directory and client configs.
+    pub fn cancel(&self) {
+        self.shutdown.cancel();
+    }
+
+    /// Cancels the server and waits for `run` to return (drain included).
+    pub async fn shutdown(mut self) -> Result<(), tp_server::RunError> {
+        self.shutdown.cancel();
+        let task = self
+            .task
+            .take()
+            .expect("the server task is there until shutdown");
+        crate::within("server shutdown", Duration::from_secs(10), task)
+            .await
+            .expect("the server task panicked")
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+        if std::thread::panicking() {
+            eprintln!(
+                "---- log of the server on {} ----\n{}\n----",
+                self.addr,
+                self.logs().join("\n")
+            );
+        }
+    }
+}
+
+impl TestServerBuilder {
+    /// The policy file's text.
+    pub fn policy(mut self, toml: &str) -> Self {
+        toml.clone_into(&mut self.policy);
+        self
+    }
+
+    /// Sets a `[limits]` key to a duration string (`"1s"`) or a number.
+    pub fn limit(mut self, key: &str, value: &str) -> Self {
+        let value = if value.bytes().all(|b| b.is_ascii_digit()) {
+            value.to_owned()
+        } else {
+            format!("{value:?}")
+        };
+        self.limits.retain(|(k, _)| k != key);
+        self.limits.push((key.to_owned(), value));
+        self
+    }
+
+    /// Puts `leaf`'s serial on the revocation list.
+    pub fn revoked(mut self, leaf: &Issued) -> Self {
+        self.revoked.push(leaf.serial_hex.clone());
+        self
+    }
+
+    /// Writes `server.toml` and the files it names into `dir` and returns its path.
+    pub fn write_files(&self, dir: &Path) -> PathBuf {
+        let pki = pki();
+        pki.server
+            .save(dir, "server")
+            .expect("saving the server certificate");
+        std::fs::write(dir.join("root.pem"), pki.root.cert_pem()).expect("writing root.pem");
+        std::fs::write(dir.join("policy.toml"), &self.policy).expect("writing policy.toml");
+        let mut config = String::from(
+            "listen = \"127.0.0.1:0\"\npolicy = \"policy.toml\"\n\n[tls]\ncert = \"server.pem\"\nkey = \"server.key\"\nclient_ca = \"root.pem\"\n",
+        );
+        if !self.revoked.is_empty() {
+            let mut list = String::from("# revoked by the test\n");
+            for serial in &self.revoked {
+                let _ = writeln!(list, "{serial}");
+            }
+            std::fs::write(dir.join("revoked.txt"), list).expect("writing revoked.txt");
+            config.push_str("revoked = \"revoked.txt\"\n");
+        }
+        config.push_str("\n[limits]\n");
+        for (key, value) in &self.limits {
+            let _ = writeln!(config, "{key} = {value}");
+        }
+        let path = dir.join("server.toml");
+        std::fs::write(&path, config).expect("writing server.toml");
+        path
+    }
+
+    /// Writes the files, loads them with `Config::load`, binds `127.0.0.1:0` and runs
+    /// the server in a task.
+    pub async fn start(self) -> TestServer {
+        logs::init();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = self.write_files(dir.path());
+        let config = tp_server::Config::load(&path)
+            .unwrap_or_else(|e| panic!("the test server config does not load: {e}"));
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("binding 127.0.0.1:0");
+        let addr = listener.local_addr().expect("local_addr");
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(tp_server::run(config, listener, shutdown.clone()));
+        TestServer {
+            addr,
+            dir,
+            shutdown,
+            task: Some(task),
+        }
+    }
+}
