@@ -140,3 +140,82 @@ async fn shutdown_closes_tunnels_left_at_the_drain_deadline() {
         "still listening"
     );
 }
+
+#[tokio::test]
+async fn a_hello_during_the_drain_gets_busy() {
+    let server = TestServer::builder()
+        .limit("drain_timeout", "5s")
+        .start()
+        .await;
+    let target = EchoTarget::start().await;
+    let mut tls = connect_as(server.addr(), &pki().alice).await;
+    // The handshake is done; the hello comes after the drain began.
+    server.cancel();
+    let reply = send_hello(&mut tls, &connect_hello("127.0.0.1", target.port())).await;
+    assert_eq!(reply.code(), "busy", "{reply:?}");
+    assert!(reply.message().contains("shutting down"), "{reply:?}");
+    assert_eq!(target.accepted(), 0);
+}
+
+/// A TCP connection to `server` from the loopback address `source`.
+async fn tcp_from(source: &str, server: std::net::SocketAddr) -> tokio::net::TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket
+        .bind(format!("{source}:0").parse().expect("source address"))
+        .expect("bind the source address");
+    socket.connect(server).await.expect("TCP connect")
+}
+
+#[tokio::test]
+async fn one_source_cannot_hold_every_handshake_slot() {
+    let server = TestServer::builder()
+        .limit("max_handshakes_per_source", "2")
+        .limit("handshake_timeout", "30s")
+        .start()
+        .await;
+    let target = EchoTarget::start().await;
+    let options = tp_tests::client::ClientOptions::with(&pki().alice);
+
+    // Two silent connections from 127.0.0.1 hold its two slots...
+    let idle_a = tcp_from("127.0.0.1", server.addr()).await;
+    let _idle_b = tcp_from("127.0.0.1", server.addr()).await;
+    // (The accept loop takes connections in order: these two come first.)
+    // ...so a third from there is closed without a handshake...
+    let mut third = tcp_from("127.0.0.1", server.addr()).await;
+    let mut buf = [0u8; 1];
+    let n = within(
+        "the third connection's close",
+        Duration::from_secs(5),
+        third.read(&mut buf),
+    )
+    .await
+    .unwrap_or(0);
+    assert_eq!(n, 0, "the third connection was served");
+    server
+        .expect_log(&["too many handshakes from this source"])
+        .await;
+
+    // ...while another source is served as usual.
+    let tcp = tcp_from("127.0.0.2", server.addr()).await;
+    let mut tls = tp_tests::client::handshake(tcp, &options)
+        .await
+        .expect("handshake from another source");
+    let reply = send_hello(&mut tls, &connect_hello("127.0.0.1", target.port())).await;
+    assert_eq!(reply.code(), "ok", "{reply:?}");
+
+    // Once a silent connection goes away, its slot comes back.
+    drop(idle_a);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let tcp = tcp_from("127.0.0.1", server.addr()).await;
+        if let Ok(mut tls) = tp_tests::client::handshake(tcp, &options).await {
+            let reply = send_hello(&mut tls, &connect_hello("127.0.0.1", target.port())).await;
+            if matches!(reply, tp_tests::client::Reply::Answer(_)) {
+                assert_eq!(reply.code(), "ok", "{reply:?}");
+                break;
+            }
+        }
+        assert!(Instant::now() < deadline, "the slot never came back");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

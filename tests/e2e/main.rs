@@ -9,6 +9,7 @@ mod halfclose;
 mod hello;
 mod limits;
 mod quickstart;
+mod reload;
 mod ssh;
 mod ssrf;
 mod transfer;

@@ -282,12 +282,18 @@ pub fn parse_forwarding_port(line: &str) -> Option<u16> {
     local.rsplit_once(':')?.1.parse().ok()
 }
 
-/// Sends SIGTERM to `pid` (through kill(1): no libc binding in this crate).
+/// Sends SIGTERM to `pid`.
 pub fn sigterm(pid: u32) {
+    send_signal(pid, "TERM");
+}
+
+/// Sends the signal named `name` (`"HUP"`, `"TERM"`...) to `pid`, through kill(1):
+/// no libc binding in this crate.
+pub fn send_signal(pid: u32, name: &str) {
     let status = std::process::Command::new("kill")
-        .arg("-TERM")
+        .arg(format!("-{name}"))
         .arg(pid.to_string())
         .status()
         .expect("running kill");
-    assert!(status.success(), "kill -TERM {pid} failed");
+    assert!(status.success(), "kill -{name} {pid} failed");
 }

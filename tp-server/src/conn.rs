@@ -8,37 +8,53 @@ use policy::Identity;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
+use tokio_util::sync::CancellationToken;
 use tp_net::message::{ReadMessageError, read_message};
 use tp_proto::{ALPN_TP_V1, Answer, ErrorCode, Hello};
 use tracing::{Span, debug, info};
 
 use crate::audit;
+use crate::preauth::Slot;
 use crate::server::Shared;
 use crate::tunnel;
 
 /// The TLS stream of an accepted tunnel connection.
 pub(crate) type Stream = TlsStream<TcpStream>;
 
-/// Serves one connection to its end. Never panics on peer input; every outcome is logged.
-pub(crate) async fn serve(shared: Arc<Shared>, tcp: TcpStream) {
+/// Serves one connection to its end. Never panics on peer input; every outcome is
+/// logged: certificate verdicts at info, scanners and dropped connections at debug.
+/// `slot` is held until the handshake ends. A hello that arrives once `draining` is
+/// cancelled gets `busy`.
+pub(crate) async fn serve(
+    shared: Arc<Shared>,
+    tcp: TcpStream,
+    slot: Slot,
+    draining: CancellationToken,
+) {
     let _ = tcp.set_nodelay(true);
     let handshake =
         tokio::time::timeout(shared.limits.handshake_timeout, shared.acceptor.accept(tcp));
     let mut tls = match handshake.await {
         Err(_) => {
-            info!(timeout = ?shared.limits.handshake_timeout, "TLS handshake refused: timed out");
+            debug!(timeout = ?shared.limits.handshake_timeout, "TLS handshake refused: timed out");
             return;
         }
         Ok(Err(e)) => {
-            info!(error = %e, "TLS handshake refused: {e}");
+            match tls_error(&e) {
+                // A TLS-level verdict (bad certificate, no shared version...) is news.
+                Some(reason) => info!("TLS handshake refused: {reason}"),
+                // EOF or reset mid-handshake: port scanners and impatient clients.
+                None => debug!(error = %e, "TLS handshake refused: connection ended"),
+            }
             return;
         }
         Ok(Ok(tls)) => tls,
     };
+    drop(slot);
 
     let (_, session) = tls.get_ref();
     if session.alpn_protocol() != Some(ALPN_TP_V1) {
-        info!("connection refused: client did not negotiate ALPN tp/1");
+        debug!("connection refused: client did not negotiate ALPN tp/1");
         return;
     }
     // rustls only completes a handshake with a verified chain (client auth is mandatory),
@@ -77,6 +93,12 @@ pub(crate) async fn serve(shared: Arc<Shared>, tcp: TcpStream) {
         }
         Ok(Ok(hello)) => hello,
     };
+    if draining.is_cancelled() {
+        info!(op = hello.op(), "hello refused: server is shutting down");
+        let answer = Answer::err(ErrorCode::Busy, "server is shutting down; retry shortly");
+        finish(&mut tls, &answer).await;
+        return;
+    }
 
     match hello {
         Hello::Connect(c) => tunnel::connect::serve(&shared, tls, &who, c, buf).await,
@@ -97,4 +119,10 @@ pub(crate) async fn finish(tls: &mut Stream, answer: &Answer) {
         return;
     }
     let _ = tls.shutdown().await;
+}
+
+/// The rustls error inside a failed handshake, if the failure was a TLS verdict
+/// rather than the connection dropping.
+fn tls_error(e: &std::io::Error) -> Option<&rustls::Error> {
+    e.get_ref()?.downcast_ref::<rustls::Error>()
 }

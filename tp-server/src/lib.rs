@@ -15,6 +15,7 @@ pub mod tls;
 
 mod audit;
 mod conn;
+mod preauth;
 mod server;
 mod tunnel;
 

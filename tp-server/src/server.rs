@@ -1,7 +1,8 @@
 //! The accept loop and shutdown.
 //!
-//! The loop only accepts: a connection-limit permit is taken before `accept`, and the
-//! TLS handshake, hello and tunnel run in a spawned task under their own deadlines.
+//! The loop only accepts: a connection-limit permit is taken before `accept`, a
+//! per-source handshake slot right after it (see [`crate::preauth`]), and the TLS
+//! handshake, hello and tunnel run in a spawned task under their own deadlines.
 //! On shutdown the listener closes, open tunnels get `drain_timeout` to finish, and
 //! whatever is left is then closed.
 //!
@@ -22,6 +23,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::config::{Config, Limits};
 use crate::conn;
+use crate::preauth::HandshakeSlots;
 
 /// Why the server could not run.
 #[derive(Debug, thiserror::Error)]
@@ -86,9 +88,11 @@ pub async fn run_with_reload(
     mut reloads: mpsc::Receiver<Config>,
 ) -> Result<(), RunError> {
     let listen = listener.local_addr().map_err(RunError::Listener)?;
+    let configured_listen = config.listen;
     let mut shared = Arc::new(Shared::new(config, listen)?);
     let mut reloads_open = true;
     let permits = Arc::new(Semaphore::new(shared.limits.max_connections.get()));
+    let slots = HandshakeSlots::new(shared.limits.max_handshakes_per_source);
     let tracker = TaskTracker::new();
     let force = CancellationToken::new();
     info!(
@@ -98,34 +102,43 @@ pub async fn run_with_reload(
     );
 
     loop {
-        let permit = tokio::select! {
-            p = permits.clone().acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => break, // the semaphore is never closed
-            },
+        // Reloads are taken in the same select as accepts, so a connection accepted
+        // after a reload arrived is always served with the reloaded configuration.
+        let next = async {
+            let permit = permits.clone().acquire_owned().await;
+            (permit, listener.accept().await)
+        };
+        let (permit, accepted) = tokio::select! {
+            biased;
+            () = shutdown.cancelled() => break,
             reload = reloads.recv(), if reloads_open => {
                 match reload {
-                    Some(config) => shared = reload_into(&shared, config),
+                    Some(config) => shared = reload_into(&shared, configured_listen, config),
                     None => reloads_open = false,
                 }
                 continue;
             }
-            () = shutdown.cancelled() => break,
+            // Both halves are cancel-safe: a reload or shutdown loses no connection.
+            next = next => next,
         };
-        let (tcp, peer) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(accepted) => accepted,
-                Err(e) => {
-                    if is_resource_exhaustion(&e) {
-                        warn!(error = %e, "accept failed: out of resources; backing off");
-                        tokio::time::sleep(ACCEPT_BACKOFF).await;
-                    } else {
-                        debug!(error = %e, "accept failed");
-                    }
-                    continue;
+        let Ok(permit) = permit else {
+            break; // the semaphore is never closed
+        };
+        let (tcp, peer) = match accepted {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                if is_resource_exhaustion(&e) {
+                    warn!(error = %e, "accept failed: out of resources; backing off");
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                } else {
+                    debug!(error = %e, "accept failed");
                 }
-            },
-            () = shutdown.cancelled() => break,
+                continue;
+            }
+        };
+        let Some(slot) = slots.try_take(peer.ip()) else {
+            debug!(listen = %listen, peer = %peer, "connection closed: too many handshakes from this source");
+            continue;
         };
         let span = info_span!(
             "conn",
@@ -135,10 +148,11 @@ pub async fn run_with_reload(
         );
         let shared = shared.clone();
         let force = force.clone();
+        let draining = shutdown.clone();
         tracker.spawn(
             async move {
                 tokio::select! {
-                    () = conn::serve(shared, tcp) => {}
+                    () = conn::serve(shared, tcp, slot, draining) => {}
                     () = force.cancelled() => debug!("closed by shutdown deadline"),
                 }
                 drop(permit);
@@ -166,14 +180,24 @@ pub async fn run_with_reload(
 }
 
 /// Builds the state for a reloaded config, or keeps the current one if it is unusable.
-fn reload_into(current: &Arc<Shared>, config: Config) -> Arc<Shared> {
+fn reload_into(
+    current: &Arc<Shared>,
+    configured_listen: SocketAddr,
+    config: Config,
+) -> Arc<Shared> {
     if config.limits.max_connections != current.limits.max_connections {
         warn!(
             "max_connections changes only on restart; keeping {}",
             current.limits.max_connections
         );
     }
-    if config.listen != current.listen {
+    if config.limits.max_handshakes_per_source != current.limits.max_handshakes_per_source {
+        warn!(
+            "max_handshakes_per_source changes only on restart; keeping {}",
+            current.limits.max_handshakes_per_source
+        );
+    }
+    if config.listen != configured_listen {
         warn!(listen = %current.listen, "listen changes only on restart");
     }
     match Shared::new(config, current.listen) {

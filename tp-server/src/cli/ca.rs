@@ -304,7 +304,7 @@ fn revoke(args: RevokeArgs, out: &mut dyn Write, now: SystemTime) -> anyhow::Res
     )?;
     writeln!(
         out,
-        "  the server applies it on reload (file change or SIGHUP)"
+        "  running servers apply it on SIGHUP (`kill -HUP $(pidof tp-server)`)"
     )?;
     Ok(())
 }

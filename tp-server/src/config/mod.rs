@@ -37,6 +37,9 @@ pub struct Limits {
     pub drain_timeout: Duration,
     /// Connections served at once; more wait in the kernel's accept queue (default 10000).
     pub max_connections: NonZeroUsize,
+    /// Connections from one source (an IPv4 address or an IPv6 /64) that may be in
+    /// the TLS handshake at once; more are closed at once (default 64).
+    pub max_handshakes_per_source: NonZeroUsize,
 }
 
 impl Default for Limits {
@@ -48,6 +51,7 @@ impl Default for Limits {
             idle_timeout: Duration::from_secs(3_600),
             drain_timeout: Duration::from_secs(30),
             max_connections: NonZeroUsize::new(10_000).unwrap_or(NonZeroUsize::MIN),
+            max_handshakes_per_source: NonZeroUsize::new(64).unwrap_or(NonZeroUsize::MIN),
         }
     }
 }
@@ -130,16 +134,13 @@ impl Source<'_> {
 
     fn limits(&self, raw: &RawLimits) -> Result<Limits, ConfigError> {
         let d = Limits::default();
-        let max_connections = match &raw.max_connections {
-            None => d.max_connections,
-            Some(n) => usize::try_from(*n.get_ref())
-                .ok()
-                .and_then(NonZeroUsize::new)
-                .filter(|n| n.get() <= 1_000_000)
-                .ok_or_else(|| {
-                    self.invalid(n, "max_connections", "must be between 1 and 1000000")
-                })?,
-        };
+        let max_connections =
+            self.count(&raw.max_connections, "max_connections", d.max_connections)?;
+        let max_handshakes_per_source = self.count(
+            &raw.max_handshakes_per_source,
+            "max_handshakes_per_source",
+            d.max_handshakes_per_source,
+        )?;
         Ok(Limits {
             handshake_timeout: self.duration(
                 &raw.handshake_timeout,
@@ -155,7 +156,24 @@ impl Source<'_> {
             idle_timeout: self.duration(&raw.idle_timeout, "idle_timeout", d.idle_timeout)?,
             drain_timeout: self.duration(&raw.drain_timeout, "drain_timeout", d.drain_timeout)?,
             max_connections,
+            max_handshakes_per_source,
         })
+    }
+
+    fn count(
+        &self,
+        raw: &Option<Spanned<i64>>,
+        field: &'static str,
+        default: NonZeroUsize,
+    ) -> Result<NonZeroUsize, ConfigError> {
+        let Some(n) = raw else {
+            return Ok(default);
+        };
+        usize::try_from(*n.get_ref())
+            .ok()
+            .and_then(NonZeroUsize::new)
+            .filter(|n| n.get() <= 1_000_000)
+            .ok_or_else(|| self.invalid(n, field, "must be between 1 and 1000000"))
     }
 
     fn certs(&self, raw: &Spanned<String>) -> Result<Vec<CertificateDer<'static>>, ConfigError> {
@@ -225,6 +243,19 @@ impl Config {
                 }
             })?,
         };
+        // The verifier checks the presented chain, which need not include the root:
+        // a revoked trust anchor must be removed from client_ca, not listed.
+        if let Some(ca) = client_ca.iter().find(|ca| revoked.is_revoked(ca)) {
+            let serial = crate::pki::serial_hex(ca).unwrap_or_else(|_| "?".into());
+            return Err(ConfigError::Invalid {
+                at: ca_at,
+                field: "client_ca",
+                message: format!(
+                    "the CA certificate with serial {serial} is on the revocation list; \
+                     remove it from client_ca instead of trusting and revoking it"
+                ),
+            });
+        }
 
         let policy_path = src.path(raw.policy.get_ref());
         let policy_text =

@@ -33,6 +33,12 @@ fn write_support_files(dir: &Path) {
     let other = ca.issue(&LeafSpec::client("other@test", validity)).unwrap();
     other.save(dir, "other").unwrap();
     std::fs::write(dir.join("ca.pem"), ca.cert_pem()).unwrap();
+    let ca_der = {
+        use rustls_pki_types::pem::PemObject;
+        rustls_pki_types::CertificateDer::from_pem_slice(ca.cert_pem().as_bytes()).unwrap()
+    };
+    let ca_serial = crate::pki::serial_hex(&ca_der).unwrap();
+    std::fs::write(dir.join("revoked-ca.txt"), format!("{ca_serial}\n")).unwrap();
     std::fs::write(
         dir.join("policy.toml"),
         "[[rule]]\nname = \"r\"\nwho = [\"*\"]\nconnect = [\"10.0.0.0/8\"]\nports = [22]\n",

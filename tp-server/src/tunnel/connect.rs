@@ -114,10 +114,13 @@ async fn open(
         return Err(Answer::err(ErrorCode::Denied, message));
     }
 
+    // The last failure decides the answer; running out of time is a timeout even if
+    // an earlier address refused.
     let mut last_error = None;
     for (addr, decision) in &allowed {
         let remaining = deadline.saturating_duration_since(Instant::now());
         if remaining.is_zero() {
+            last_error = None;
             break;
         }
         ask.addr = Some(addr.ip());
@@ -131,12 +134,31 @@ async fn open(
                 debug!(addr = %addr, error = %e, "dial failed");
                 last_error = Some(e);
             }
-            Err(_) => break,
+            Err(_) => {
+                debug!(addr = %addr, "dial timed out");
+                last_error = None;
+                break;
+            }
         }
     }
     // Allowed but not reachable: the decision was still an allow; log it with the failure.
     audit::connect_decision(&ask, &allowed[0].1);
-    Err(match last_error {
+    Err(dial_failure(
+        host,
+        port,
+        last_error,
+        shared.limits.connect_timeout,
+    ))
+}
+
+/// The answer for a dial that failed with `last_error` (`None`: out of time).
+fn dial_failure(
+    host: &Host,
+    port: u16,
+    last_error: Option<io::Error>,
+    timeout: std::time::Duration,
+) -> Answer {
+    match last_error {
         Some(e) if e.kind() == io::ErrorKind::ConnectionRefused => Answer::err(
             ErrorCode::Refused,
             format!("{host}:{port} refused the connection"),
@@ -147,12 +169,9 @@ async fn open(
         ),
         None => Answer::err(
             ErrorCode::Timeout,
-            format!(
-                "{host}:{port} did not answer within {:?}",
-                shared.limits.connect_timeout
-            ),
+            format!("{host}:{port} did not answer within {timeout:?}"),
         ),
-    })
+    }
 }
 
 async fn resolve(
@@ -192,7 +211,7 @@ async fn bridge(shared: &Shared, mut tls: Stream, mut target: TcpStream, early: 
     let started = Instant::now();
     let mut line = Vec::with_capacity(32);
     tp_proto::encode_answer(&Answer::Ok, &mut line);
-    if let Err(e) = tls.write_all(&line).await {
+    if let Err(e) = write_flush(&mut tls, &line).await {
         debug!(error = %e, "client went away before the answer");
         return;
     }
@@ -223,5 +242,34 @@ async fn bridge(shared: &Shared, mut tls: Stream, mut target: TcpStream, early: 
             };
             info!(bytes.up = up, bytes.down = down, duration = ?duration, side, error = %error, "tunnel closed: {side} failed")
         }
+    }
+}
+
+async fn write_flush(tls: &mut Stream, bytes: &[u8]) -> io::Result<()> {
+    tls.write_all(bytes).await?;
+    tls.flush().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dial_failures_map_to_codes() {
+        let host = Host::parse("db1").expect("host");
+        let t = std::time::Duration::from_secs(3);
+        let code = |e: Option<io::Error>| match dial_failure(&host, 22, e, t) {
+            Answer::Err { code, .. } => code,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            code(Some(io::ErrorKind::ConnectionRefused.into())),
+            ErrorCode::Refused
+        );
+        assert_eq!(
+            code(Some(io::ErrorKind::HostUnreachable.into())),
+            ErrorCode::Unreachable
+        );
+        assert_eq!(code(None), ErrorCode::Timeout);
     }
 }

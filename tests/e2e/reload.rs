@@ -1,0 +1,150 @@
+//! `tp-server run` as a process and SIGHUP: a reloaded revocation list and policy
+//! apply to the next connection at once, open tunnels keep running, and a broken
+//! config is refused while the running one stays.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::process::{Child, Command};
+use tp_tests::bins::{Lines, send_signal, tp_server_bin};
+use tp_tests::client::{
+    self, ClientOptions, Reply, TlsClient, connect_hello, open_tunnel, send_hello,
+};
+use tp_tests::target::EchoTarget;
+use tp_tests::{TestServer, pki, within};
+
+/// `tp-server run -c CONFIG` on the port the config names (`127.0.0.1:0`).
+struct ServerProcess {
+    child: Child,
+    stderr: Lines,
+    addr: std::net::SocketAddr,
+}
+
+impl ServerProcess {
+    async fn start(config: &Path) -> ServerProcess {
+        let mut child = Command::new(tp_server_bin())
+            .arg("run")
+            .arg("-c")
+            .arg(config)
+            .env("TP_LOG", "info,tp_server=debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("starting tp-server");
+        let stderr = Lines::collect(child.stderr.take().expect("piped stderr"));
+        let line = stderr
+            .wait_for("saying where it listens", |l| {
+                l.contains("tp-server listening")
+            })
+            .await;
+        let addr = line
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("listen="))
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("no listen=ADDR in {line:?}"));
+        ServerProcess {
+            child,
+            stderr,
+            addr,
+        }
+    }
+
+    /// Sends SIGHUP and waits for a line after it containing `outcome`.
+    async fn reload(&self, outcome: &str) -> String {
+        let before = self.stderr.snapshot().len();
+        send_signal(self.child.id().expect("running"), "HUP");
+        let deadline = tokio::time::Instant::now() + tp_tests::EVENTUALLY;
+        loop {
+            let lines = self.stderr.snapshot();
+            if let Some(line) = lines[before..].iter().find(|l| l.contains(outcome)) {
+                return line.clone();
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no {outcome:?} line after SIGHUP:\n{}",
+                lines[before..].join("\n")
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+async fn echo(tls: &mut TlsClient, bytes: &[u8]) {
+    tls.write_all(bytes).await.expect("write");
+    tls.flush().await.expect("flush");
+    let mut back = vec![0u8; bytes.len()];
+    within(
+        "the echo",
+        Duration::from_secs(5),
+        tls.read_exact(&mut back),
+    )
+    .await
+    .expect("read the echo");
+    assert_eq!(back, bytes);
+}
+
+/// The server refuses `leaf` now: at the handshake or by closing before any answer.
+async fn assert_refused(addr: std::net::SocketAddr, leaf: &tp_server::pki::Issued, port: u16) {
+    let tcp = TcpStream::connect(addr).await.expect("TCP connect");
+    if let Ok(mut tls) = client::handshake(tcp, &ClientOptions::with(leaf)).await {
+        let reply = send_hello(&mut tls, &connect_hello("127.0.0.1", port)).await;
+        assert!(
+            matches!(reply, Reply::Closed { ref partial, .. } if partial.is_empty()),
+            "a revoked client got an answer: {reply:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn sighup_applies_revocation_and_policy_to_new_connections_only() {
+    let pki = pki();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = TestServer::builder()
+        .revoked(&pki.revoked)
+        .write_files(dir.path());
+    let server = ServerProcess::start(&config).await;
+    let target = EchoTarget::start().await;
+
+    let mut open = open_tunnel(server.addr, &pki.alice, "127.0.0.1", target.port()).await;
+    echo(&mut open, b"before the reload").await;
+
+    // Revoke alice and reload: her next connection is refused at once...
+    let mut list = std::fs::read_to_string(dir.path().join("revoked.txt")).expect("list");
+    list.push_str(&format!("{}\n", pki.alice.serial_hex));
+    std::fs::write(dir.path().join("revoked.txt"), list).expect("writing the list");
+    server.reload("configuration reloaded").await;
+    assert_refused(server.addr, &pki.alice, target.port()).await;
+    server
+        .stderr
+        .wait_for("a revocation refusal", |l| {
+            l.contains("TLS handshake refused") && l.to_lowercase().contains("revoked")
+        })
+        .await;
+    // ...while her open tunnel keeps running, and bob is unaffected.
+    echo(&mut open, b"after the reload").await;
+    let mut bob = open_tunnel(server.addr, &pki.bob, "127.0.0.1", target.port()).await;
+    echo(&mut bob, b"bob").await;
+
+    // A broken policy is refused; the running policy (loopback allowed) stays.
+    std::fs::write(dir.path().join("policy.toml"), "[[rule]]\nname = 1\n").expect("policy");
+    server.reload("reload refused").await;
+    let mut bob2 = open_tunnel(server.addr, &pki.bob, "127.0.0.1", target.port()).await;
+    echo(&mut bob2, b"still allowed").await;
+
+    // A valid policy that no longer allows loopback takes effect.
+    std::fs::write(
+        dir.path().join("policy.toml"),
+        "[[rule]]\nname = \"public-only\"\nwho = [\"*\"]\nconnect = [\"192.0.2.0/24\"]\nports = [22]\n",
+    )
+    .expect("policy");
+    server.reload("configuration reloaded").await;
+    let mut tls = client::connect_as(server.addr, &pki.bob).await;
+    let reply = send_hello(&mut tls, &connect_hello("127.0.0.1", target.port())).await;
+    assert_eq!(reply.code(), "denied", "{reply:?}");
+    echo(&mut bob, b"open tunnels are untouched").await;
+}
