@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use tokio::process::Command;
-use tp_tests::bins::{TpUp, run, run_tp, tp_bin};
+use tp_tests::bins::{Finished, TpUp, run, run_tp, tp_bin};
 use tp_tests::data::{random_bytes, sha256_hex};
 use tp_tests::{Sshd, TestServer, pki};
 
@@ -16,19 +16,24 @@ fn proxy_command(config: &Path) -> String {
     )
 }
 
+/// Runs `ssh -o ProxyCommand="tp ... %h %p" DEST COMMAND` against `sshd`.
+async fn ssh_through_tp(sshd: &Sshd, config: &Path, command: &str) -> Finished {
+    let mut ssh = sshd.ssh();
+    ssh.arg("-o")
+        .arg(proxy_command(config))
+        .arg("-p")
+        .arg(sshd.port().to_string())
+        .arg(sshd.destination())
+        .arg(command);
+    run(ssh, b"").await
+}
+
 #[tokio::test]
 async fn ssh_with_tp_as_proxy_command() {
     let sshd = Sshd::start().await;
     let server = TestServer::start().await;
     let config = server.client_config_for(&pki().alice);
-    let mut ssh = sshd.ssh();
-    ssh.arg("-o")
-        .arg(proxy_command(&config))
-        .arg("-p")
-        .arg(sshd.port().to_string())
-        .arg(sshd.destination())
-        .arg("echo hello-from-sshd");
-    let out = run(ssh, b"").await;
+    let out = ssh_through_tp(&sshd, &config, "echo hello-from-sshd").await;
     assert_eq!(out.code(), 0, "ssh failed: {}", out.stderr);
     assert_eq!(out.stdout_text(), "hello-from-sshd\n");
 
@@ -59,14 +64,7 @@ async fn ssh_session_end_is_a_clean_close_on_the_server() {
     let sshd = Sshd::start().await;
     let server = TestServer::start().await;
     let config = server.client_config_for(&pki().alice);
-    let mut ssh = sshd.ssh();
-    ssh.arg("-o")
-        .arg(proxy_command(&config))
-        .arg("-p")
-        .arg(sshd.port().to_string())
-        .arg(sshd.destination())
-        .arg("echo bye");
-    let out = run(ssh, b"").await;
+    let out = ssh_through_tp(&sshd, &config, "echo bye").await;
     assert_eq!(out.code(), 0, "ssh failed: {}", out.stderr);
     let closed = server.expect_log(&["tunnel closed"]).await;
     assert!(
@@ -147,14 +145,7 @@ ports = [{other_port}]
         sshd.port()
     );
 
-    let mut ssh = sshd.ssh();
-    ssh.arg("-o")
-        .arg(proxy_command(&config))
-        .arg("-p")
-        .arg(sshd.port().to_string())
-        .arg(sshd.destination())
-        .arg("echo should-not-run");
-    let out = run(ssh, b"").await;
+    let out = ssh_through_tp(&sshd, &config, "echo should-not-run").await;
     assert_ne!(out.code(), 0, "ssh must fail: {out:?}");
     assert!(out.stdout.is_empty(), "{out:?}");
     assert!(
