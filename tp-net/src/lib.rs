@@ -6,6 +6,7 @@
 //! - [`message`]: reading one bounded JSON line (hello or answer) from a stream.
 //! - [`pem`]: loading certificate chains and keys with errors that name the file.
 //! - [`tls`]: the tp client's rustls configuration (TLS 1.3, ALPN `tp/1`, aws-lc-rs).
+//! - [`quic`]: the QUIC transport limits and a bidirectional stream as one duplex value.
 //!
 //! This crate holds no policy and no protocol rules of its own: those are in
 //! `tp-proto` and `policy`.
@@ -13,6 +14,7 @@
 pub mod duration;
 pub mod message;
 pub mod pem;
+pub mod quic;
 pub mod relay;
 pub mod tls;
 

@@ -1,0 +1,105 @@
+//! QUIC pieces shared by the server and the client: one transport configuration
+//! with explicit limits, and a bidirectional stream as one `AsyncRead + AsyncWrite`
+//! value, so a tunnel handler does not care which transport carried it.
+//!
+//! quinn's defaults allow large per-connection buffers (a 1.25 MB stream window
+//! times 100 streams, and an unbounded connection window); a tunnel server takes
+//! many connections, so every window here is explicit.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use quinn::crypto::rustls::{NoInitialCipherSuite, QuicClientConfig};
+use quinn::{IdleTimeout, TransportConfig, VarInt};
+
+/// A QUIC bidirectional stream as one duplex byte stream. Shutting down its write
+/// side finishes the send stream (the peer reads EOF), like a TLS `close_notify`.
+pub type QuicStream = tokio::io::Join<quinn::RecvStream, quinn::SendStream>;
+
+/// Joins the two halves of a bidirectional stream.
+pub fn stream(send: quinn::SendStream, recv: quinn::RecvStream) -> QuicStream {
+    tokio::io::join(recv, send)
+}
+
+/// Limits of one QUIC connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QuicLimits {
+    /// Bidirectional streams (tunnels) the peer may have open at once.
+    pub max_streams: u32,
+    /// Bytes in flight per stream before the sender waits (receive window).
+    pub stream_window: u32,
+    /// Bytes in flight per connection, all streams together.
+    pub connection_window: u32,
+    /// Bytes of received datagrams buffered before old ones are dropped.
+    pub datagram_buffer: u32,
+    /// Close the connection after this long without any packet from the peer.
+    pub idle_timeout: Duration,
+    /// Send a keep-alive after this long without sending, so NATs keep the path
+    /// open and the idle timeout does not fire while tunnels are merely quiet.
+    pub keep_alive: Option<Duration>,
+}
+
+impl Default for QuicLimits {
+    fn default() -> Self {
+        QuicLimits {
+            max_streams: 256,
+            stream_window: 1024 * 1024,
+            connection_window: 8 * 1024 * 1024,
+            datagram_buffer: 1024 * 1024,
+            idle_timeout: Duration::from_secs(60),
+            keep_alive: Some(Duration::from_secs(15)),
+        }
+    }
+}
+
+impl QuicLimits {
+    /// The quinn transport configuration for these limits. No unidirectional
+    /// streams: tp uses only bidirectional ones.
+    pub fn transport_config(&self) -> TransportConfig {
+        let mut t = TransportConfig::default();
+        t.max_concurrent_bidi_streams(VarInt::from_u32(self.max_streams))
+            .max_concurrent_uni_streams(VarInt::from_u32(0))
+            .stream_receive_window(VarInt::from_u32(self.stream_window))
+            .receive_window(VarInt::from_u32(self.connection_window))
+            .send_window(u64::from(self.connection_window))
+            .datagram_receive_buffer_size(Some(self.datagram_buffer as usize))
+            .datagram_send_buffer_size(self.datagram_buffer as usize)
+            .keep_alive_interval(self.keep_alive)
+            // A duration of at most 24 hours always fits a QUIC idle timeout.
+            .max_idle_timeout(IdleTimeout::try_from(self.idle_timeout).ok());
+        t
+    }
+}
+
+/// A QUIC client configuration from the tp client's TLS configuration (see
+/// [`crate::tls::client_config`]: TLS 1.3, ALPN `tp/1`, no resumption, no 0-RTT).
+pub fn client_config(
+    tls: rustls::ClientConfig,
+    limits: &QuicLimits,
+) -> Result<quinn::ClientConfig, NoInitialCipherSuite> {
+    let crypto = QuicClientConfig::try_from(Arc::new(tls))?;
+    let mut config = quinn::ClientConfig::new(Arc::new(crypto));
+    config.transport_config(Arc::new(limits.transport_config()));
+    Ok(config)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_limits_make_a_transport_config() {
+        let limits = QuicLimits::default();
+        // Building must not panic for the defaults or for extreme values.
+        let _ = limits.transport_config();
+        let _ = QuicLimits {
+            max_streams: u32::MAX,
+            stream_window: u32::MAX,
+            connection_window: u32::MAX,
+            datagram_buffer: 0,
+            idle_timeout: Duration::from_secs(86_400),
+            keep_alive: None,
+        }
+        .transport_config();
+    }
+}
