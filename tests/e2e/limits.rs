@@ -219,3 +219,60 @@ async fn one_source_cannot_hold_every_handshake_slot() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// `max_tunnels_per_identity` counts one identity's tunnels on both transports.
+async fn an_identity_over_its_tunnel_limit_gets_busy(transport: tp_tests::Transport) {
+    use tp_tests::client::{connect_as_over, open_tunnel_over};
+    let server = TestServer::builder()
+        .limit("max_tunnels_per_identity", "1")
+        .start()
+        .await;
+    let target = EchoTarget::start().await;
+    let mut first = open_tunnel_over(
+        transport,
+        server.addr(),
+        &pki().alice,
+        "127.0.0.1",
+        target.port(),
+    )
+    .await;
+
+    let mut second = connect_as_over(transport, server.addr(), &pki().alice).await;
+    let reply = send_hello(&mut second, &connect_hello("127.0.0.1", target.port())).await;
+    assert_eq!(reply.code(), "busy", "{reply:?}");
+    assert!(reply.message().contains("alice@test"), "{reply:?}");
+    // Another identity is not affected.
+    let _bob = open_tunnel_over(
+        transport,
+        server.addr(),
+        &pki().bob,
+        "127.0.0.1",
+        target.port(),
+    )
+    .await;
+
+    // When the first tunnel ends, alice may open another.
+    first.shutdown().await.expect("shutdown");
+    let mut rest = Vec::new();
+    within(
+        "the first tunnel's end",
+        Duration::from_secs(5),
+        first.read_to_end(&mut rest),
+    )
+    .await
+    .expect("read");
+    drop(first);
+    tp_tests::assert_eventually!(
+        server
+            .log_lines_with(&["tunnel closed", "id=alice@test"])
+            .len()
+            == 1,
+        "the first tunnel never closed"
+    );
+    let mut third = connect_as_over(transport, server.addr(), &pki().alice).await;
+    let reply = send_hello(&mut third, &connect_hello("127.0.0.1", target.port())).await;
+    assert_eq!(reply.code(), "ok", "{reply:?}");
+    assert_eq!(target.accepted(), 3);
+}
+
+tp_tests::over_both_transports!(an_identity_over_its_tunnel_limit_gets_busy);

@@ -8,6 +8,7 @@ mod cli;
 mod halfclose;
 mod hello;
 mod limits;
+mod quic;
 mod quickstart;
 mod reload;
 mod ssh;

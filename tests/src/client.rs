@@ -1,5 +1,7 @@
-//! A raw TLS client for protocol tests: any certificate (or none), any ALPN, and
-//! hand-written hello lines.
+//! A raw client for protocol tests: any certificate (or none), any ALPN, and
+//! hand-written hello lines, over TLS/TCP or (through [`crate::quic`]) QUIC.
+//! Tests that must hold for both transports take a [`Transport`] and run under
+//! [`crate::over_both_transports!`].
 
 use std::io;
 use std::net::SocketAddr;
@@ -9,7 +11,7 @@ use std::time::Duration;
 use rustls::RootCertStore;
 use rustls_pki_types::ServerName;
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
@@ -19,6 +21,59 @@ use crate::pki::pki;
 
 /// The client side of a raw TLS connection to a test server.
 pub type TlsClient = TlsStream<TcpStream>;
+
+/// Which transport a tunnel runs over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// TLS 1.3 over TCP: one connection per tunnel.
+    Tcp,
+    /// QUIC on the same port over UDP: here, one connection with one stream.
+    Quic,
+}
+
+/// A duplex byte stream: a TLS connection or a QUIC stream.
+pub trait Duplex: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<S: AsyncRead + AsyncWrite + Unpin + Send> Duplex for S {}
+
+/// A raw tunnel stream over either transport.
+pub type Tunnel = Box<dyn Duplex>;
+
+/// Connects over `transport`; see [`connect`] for when a refusal shows.
+pub async fn connect_over(
+    transport: Transport,
+    addr: SocketAddr,
+    options: &ClientOptions<'_>,
+) -> io::Result<Tunnel> {
+    Ok(match transport {
+        Transport::Tcp => Box::new(connect(addr, options).await?),
+        Transport::Quic => Box::new(crate::quic::connect(addr, options).await?),
+    })
+}
+
+/// Connects over `transport` as `leaf` with ALPN `tp/1`; panics if that fails.
+pub async fn connect_as_over(transport: Transport, addr: SocketAddr, leaf: &Issued) -> Tunnel {
+    connect_over(transport, addr, &ClientOptions::with(leaf))
+        .await
+        .unwrap_or_else(|e| panic!("{transport:?} handshake with the test server: {e}"))
+}
+
+/// Connects over `transport` as `leaf`, asks for `host:port` and expects `ok`.
+pub async fn open_tunnel_over(
+    transport: Transport,
+    server: SocketAddr,
+    leaf: &Issued,
+    host: &str,
+    port: u16,
+) -> Tunnel {
+    let mut tunnel = connect_as_over(transport, server, leaf).await;
+    let reply = send_hello(&mut tunnel, &connect_hello(host, port)).await;
+    assert_eq!(
+        reply.code(),
+        "ok",
+        "{transport:?} tunnel to {host}:{port}: {reply:?}"
+    );
+    tunnel
+}
 
 /// How the raw client presents itself.
 #[derive(Debug, Clone)]
@@ -143,7 +198,7 @@ impl Reply {
 }
 
 /// Reads one answer line, a byte at a time so that nothing behind it is consumed.
-pub async fn read_reply(tls: &mut TlsClient) -> Reply {
+pub async fn read_reply<S: AsyncRead + Unpin + ?Sized>(tls: &mut S) -> Reply {
     let read = async {
         let mut line = Vec::new();
         loop {
@@ -177,7 +232,10 @@ pub async fn read_reply(tls: &mut TlsClient) -> Reply {
 }
 
 /// Sends `bytes` (a hello line, maybe with payload behind it) and reads the reply.
-pub async fn send_hello(tls: &mut TlsClient, bytes: &[u8]) -> Reply {
+pub async fn send_hello<S: AsyncRead + AsyncWrite + Unpin + ?Sized>(
+    tls: &mut S,
+    bytes: &[u8],
+) -> Reply {
     if let Err(e) = tls.write_all(bytes).await {
         return Reply::Closed {
             partial: Vec::new(),

@@ -14,6 +14,7 @@ pub mod client;
 pub mod data;
 pub mod logs;
 pub mod pki;
+pub mod quic;
 pub mod server;
 pub mod sshd;
 pub mod target;
@@ -21,6 +22,7 @@ pub mod target;
 use std::future::Future;
 use std::time::Duration;
 
+pub use client::Transport;
 pub use pki::{TestPki, pki};
 pub use server::{TestServer, TestServerBuilder};
 pub use sshd::Sshd;
@@ -63,4 +65,28 @@ macro_rules! assert_eventually {
             ::tokio::time::sleep(::std::time::Duration::from_millis(20)).await;
         }
     }};
+}
+
+/// Runs each named `async fn NAME(transport: Transport)` of the calling module as
+/// two tests, `tcp::NAME` and `quic::NAME`: one test body, both transports.
+#[macro_export]
+macro_rules! over_both_transports {
+    ($($name:ident),+ $(,)?) => {
+        mod tcp {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name($crate::Transport::Tcp).await
+                }
+            )+
+        }
+        mod quic {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name($crate::Transport::Quic).await
+                }
+            )+
+        }
+    };
 }

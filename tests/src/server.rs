@@ -8,7 +8,6 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use tempfile::TempDir;
-use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tp_server::pki::Issued;
@@ -32,6 +31,7 @@ ports = ["*"]
 pub struct TestServerBuilder {
     policy: String,
     limits: Vec<(String, String)>,
+    sections: Vec<(String, String, String)>,
     revoked: Vec<String>,
 }
 
@@ -53,6 +53,7 @@ impl TestServer {
                 ("connect_timeout".into(), "\"2s\"".into()),
                 ("drain_timeout".into(), "\"1s\"".into()),
             ],
+            sections: Vec::new(),
             revoked: Vec::new(),
         }
     }
@@ -171,6 +172,13 @@ impl TestServerBuilder {
         self
     }
 
+    /// Sets `key` in `[section]` (e.g. `quic`) to a TOML value written as is.
+    pub fn section(mut self, section: &str, key: &str, toml_value: &str) -> Self {
+        self.sections
+            .push((section.to_owned(), key.to_owned(), toml_value.to_owned()));
+        self
+    }
+
     /// Puts `leaf`'s serial on the revocation list.
     pub fn revoked(mut self, leaf: &Issued) -> Self {
         self.revoked.push(leaf.serial_hex.clone());
@@ -200,6 +208,9 @@ impl TestServerBuilder {
         for (key, value) in &self.limits {
             let _ = writeln!(config, "{key} = {value}");
         }
+        for (section, key, value) in &self.sections {
+            let _ = writeln!(config, "\n[{section}]\n{key} = {value}");
+        }
         let path = dir.join("server.toml");
         std::fs::write(&path, config).expect("writing server.toml");
         path
@@ -213,12 +224,13 @@ impl TestServerBuilder {
         let path = self.write_files(dir.path());
         let config = tp_server::Config::load(&path)
             .unwrap_or_else(|e| panic!("the test server config does not load: {e}"));
-        let listener = TcpListener::bind("127.0.0.1:0")
+        // TLS/TCP and QUIC on one port, as in production.
+        let listeners = tp_server::Listeners::bind(([127, 0, 0, 1], 0).into(), true)
             .await
-            .expect("binding 127.0.0.1:0");
-        let addr = listener.local_addr().expect("local_addr");
+            .expect("binding 127.0.0.1:0 (TCP and UDP)");
+        let addr = listeners.local_addr().expect("local_addr");
         let shutdown = CancellationToken::new();
-        let task = tokio::spawn(tp_server::run(config, listener, shutdown.clone()));
+        let task = tokio::spawn(tp_server::run(config, listeners, shutdown.clone()));
         TestServer {
             addr,
             dir,

@@ -3,7 +3,10 @@
 //! is a thin shell over [`cli`]; tests drive [`run`] directly on a listener they
 //! bound themselves.
 //!
-//! What it does not do (yet): QUIC, reverse tunnels (`listen`/`accept`), UDP, the
+//! Tunnels arrive over TLS/TCP ([`conn`]) or as QUIC streams on the same port over
+//! UDP ([`quic`]); both hand an authenticated byte stream to [`session`].
+//!
+//! What it does not do (yet): reverse tunnels (`listen`/`accept`), UDP tunnels, the
 //! shared-443 website/Signal demux, reload on file change (SIGHUP reloads). Those
 //! hellos are answered `unsupported`.
 
@@ -15,9 +18,13 @@ pub mod tls;
 
 mod audit;
 mod conn;
-mod preauth;
+mod listeners;
+mod quic;
 mod server;
+mod session;
+mod slots;
 mod tunnel;
 
 pub use config::Config;
+pub use listeners::Listeners;
 pub use server::{RunError, run, run_with_reload};

@@ -1,29 +1,32 @@
-//! The accept loop and shutdown.
+//! The accept loops and shutdown.
 //!
-//! The loop only accepts: a connection-limit permit is taken before `accept`, a
-//! per-source handshake slot right after it (see [`crate::preauth`]), and the TLS
-//! handshake, hello and tunnel run in a spawned task under their own deadlines.
-//! On shutdown the listener closes, open tunnels get `drain_timeout` to finish, and
+//! The TLS/TCP loop only accepts: a connection-limit permit is taken before
+//! `accept`, a per-source handshake slot right after it (see [`crate::slots`]), and
+//! the TLS handshake, hello and tunnel run in a spawned task under their own
+//! deadlines. QUIC connections ([`crate::quic`]) take the same permits and slots.
+//! On shutdown the listeners close, open tunnels get `drain_timeout` to finish, and
 //! whatever is left is then closed.
 //!
 //! A reload (a new [`Config`] sent to [`run_with_reload`]) swaps the TLS configuration
 //! (certificates, client CAs, revocation list), the policy and the timeouts for
-//! connections accepted from then on; established tunnels keep running untouched.
+//! connections and QUIC streams opened from then on; established tunnels keep
+//! running untouched.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{Semaphore, mpsc, watch};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use crate::config::{Config, Limits};
-use crate::conn;
-use crate::preauth::HandshakeSlots;
+use crate::config::{Config, Limits, QuicSettings};
+use crate::listeners::Listeners;
+use crate::pki::RevocationList;
+use crate::slots::{HandshakeSlots, Source, TunnelSlots};
+use crate::{conn, quic};
 
 /// Why the server could not run.
 #[derive(Debug, thiserror::Error)]
@@ -32,17 +35,22 @@ pub enum RunError {
     /// The TLS configuration could not be built.
     #[error(transparent)]
     Tls(#[from] crate::tls::TlsSetupError),
-    /// The listener's address could not be read.
+    /// A listener could not be used.
     #[error("listener: {0}")]
     Listener(std::io::Error),
 }
 
-/// State shared by every connection of one server.
+/// State shared by every connection of one server; replaced whole on reload.
 pub(crate) struct Shared {
     pub(crate) acceptor: TlsAcceptor,
+    pub(crate) tls: Arc<rustls::ServerConfig>,
+    pub(crate) quic: QuicSettings,
+    pub(crate) revoked: RevocationList,
     pub(crate) policy: policy::Policy,
     pub(crate) limits: Limits,
     pub(crate) listen: SocketAddr,
+    /// Open tunnels per identity; the same counter across reloads.
+    pub(crate) tunnels: Arc<TunnelSlots>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -53,59 +61,130 @@ impl std::fmt::Debug for Shared {
     }
 }
 
+/// What the accept loops and their connections share for one run of the server.
+#[derive(Debug, Clone)]
+pub(crate) struct RunContext {
+    /// The current configuration; connections read it when they start.
+    pub(crate) shared: watch::Receiver<Arc<Shared>>,
+    pub(crate) permits: Arc<Semaphore>,
+    pub(crate) handshakes: Arc<HandshakeSlots>,
+    pub(crate) tracker: TaskTracker,
+    /// Cancelled when the drain starts: no new connections, hellos get `busy`.
+    pub(crate) draining: CancellationToken,
+    /// Cancelled at the drain deadline: whatever is still open is closed.
+    pub(crate) force: CancellationToken,
+    pub(crate) listen: SocketAddr,
+}
+
+impl RunContext {
+    /// The configuration new work should use.
+    pub(crate) fn current(&self) -> Arc<Shared> {
+        self.shared.borrow().clone()
+    }
+}
+
 /// Pause after an accept error that means the process is out of resources
 /// (EMFILE, ENFILE, ENOBUFS, ENOMEM), instead of spinning.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
+/// How long the QUIC endpoint gets to tell its peers it is closing.
+const QUIC_CLOSE_GRACE: Duration = Duration::from_secs(1);
+
 impl Shared {
-    fn new(config: Config, listen: SocketAddr) -> Result<Shared, RunError> {
+    fn new(
+        config: Config,
+        listen: SocketAddr,
+        tunnels: Arc<TunnelSlots>,
+    ) -> Result<Shared, RunError> {
         let tls = crate::tls::server_config(&config.tls)?;
         Ok(Shared {
-            acceptor: TlsAcceptor::from(tls),
+            acceptor: TlsAcceptor::from(tls.clone()),
+            tls,
+            quic: config.quic,
+            revoked: config.tls.revoked,
             policy: config.policy,
             limits: config.limits,
             listen,
+            tunnels,
         })
+    }
+
+    fn quic_config(&self) -> Result<quinn::ServerConfig, RunError> {
+        Ok(crate::tls::quic_server_config(
+            self.tls.clone(),
+            &self.quic.limits,
+        )?)
     }
 }
 
-/// Serves tunnels on `listener` until `shutdown` is cancelled, then drains.
+/// Serves tunnels on `listeners` until `shutdown` is cancelled, then drains.
 pub async fn run(
     config: Config,
-    listener: TcpListener,
+    listeners: Listeners,
     shutdown: CancellationToken,
 ) -> Result<(), RunError> {
     let (_no_reloads, reloads) = mpsc::channel(1);
-    run_with_reload(config, listener, shutdown, reloads).await
+    run_with_reload(config, listeners, shutdown, reloads).await
 }
 
 /// Like [`run`], and applies every [`Config`] received on `reloads` to the connections
-/// accepted after it (`listen` and `max_connections` cannot change without a restart).
+/// accepted after it (`listen`, `max_connections`, `max_handshakes_per_source`,
+/// `max_tunnels_per_identity` and whether QUIC runs cannot change without a restart).
 pub async fn run_with_reload(
     config: Config,
-    listener: TcpListener,
+    listeners: Listeners,
     shutdown: CancellationToken,
     mut reloads: mpsc::Receiver<Config>,
 ) -> Result<(), RunError> {
+    let Listeners { tcp: listener, udp } = listeners;
     let listen = listener.local_addr().map_err(RunError::Listener)?;
     let configured_listen = config.listen;
-    let mut shared = Arc::new(Shared::new(config, listen)?);
-    let mut reloads_open = true;
-    let permits = Arc::new(Semaphore::new(shared.limits.max_connections.get()));
-    let slots = HandshakeSlots::new(shared.limits.max_handshakes_per_source);
-    let tracker = TaskTracker::new();
-    let force = CancellationToken::new();
+    let quic_wanted = config.quic.enabled;
+    let tunnels = TunnelSlots::new(config.limits.max_tunnels_per_identity);
+    let first = Arc::new(Shared::new(config, listen, tunnels)?);
+    let (shared_tx, shared_rx) = watch::channel(first.clone());
+    let ctx = RunContext {
+        shared: shared_rx,
+        permits: Arc::new(Semaphore::new(first.limits.max_connections.get())),
+        handshakes: HandshakeSlots::new(first.limits.max_handshakes_per_source),
+        tracker: TaskTracker::new(),
+        draining: shutdown.clone(),
+        force: CancellationToken::new(),
+        listen,
+    };
+    let endpoint = match (quic_wanted, udp) {
+        (true, Some(udp)) => {
+            let endpoint = quinn::Endpoint::new(
+                quinn::EndpointConfig::default(),
+                Some(first.quic_config()?),
+                udp,
+                Arc::new(quinn::TokioRuntime),
+            )
+            .map_err(RunError::Listener)?;
+            ctx.tracker
+                .spawn(quic::accept_loop(endpoint.clone(), ctx.clone()));
+            Some(endpoint)
+        }
+        (true, None) => {
+            warn!(listen = %listen, "QUIC is enabled but no UDP socket was given; serving TLS/TCP only");
+            None
+        }
+        (false, _) => None,
+    };
     info!(
         listen = %listen,
-        rules = shared.policy.rule_count(),
+        quic = endpoint.is_some(),
+        rules = first.policy.rule_count(),
         "tp-server listening (TLS 1.3, ALPN tp/1, client certificate required)"
     );
+    drop(first);
 
+    let mut reloads_open = true;
     loop {
         // Reloads are taken in the same select as accepts, so a connection accepted
         // after a reload arrived is always served with the reloaded configuration.
         let next = async {
-            let permit = permits.clone().acquire_owned().await;
+            let permit = ctx.permits.clone().acquire_owned().await;
             (permit, listener.accept().await)
         };
         let (permit, accepted) = tokio::select! {
@@ -113,7 +192,19 @@ pub async fn run_with_reload(
             () = shutdown.cancelled() => break,
             reload = reloads.recv(), if reloads_open => {
                 match reload {
-                    Some(config) => shared = reload_into(&shared, configured_listen, config),
+                    Some(config) => {
+                        let current = ctx.current();
+                        let next = reload_into(&current, configured_listen, config);
+                        if let Some(endpoint) = &endpoint
+                            && !Arc::ptr_eq(&current, &next)
+                        {
+                            match next.quic_config() {
+                                Ok(quic) => endpoint.set_server_config(Some(quic)),
+                                Err(e) => warn!(error = %e, "QUIC keeps its running TLS configuration"),
+                            }
+                        }
+                        shared_tx.send_replace(next);
+                    }
                     None => reloads_open = false,
                 }
                 continue;
@@ -136,7 +227,7 @@ pub async fn run_with_reload(
                 continue;
             }
         };
-        let Some(slot) = slots.try_take(peer.ip()) else {
+        let Some(slot) = ctx.handshakes.try_take(Source::of(peer.ip())) else {
             debug!(listen = %listen, peer = %peer, "connection closed: too many handshakes from this source");
             continue;
         };
@@ -144,12 +235,13 @@ pub async fn run_with_reload(
             "conn",
             listen = %listen,
             peer = %peer,
+            transport = "tcp",
             id = tracing::field::Empty,
         );
-        let shared = shared.clone();
-        let force = force.clone();
-        let draining = shutdown.clone();
-        tracker.spawn(
+        let shared = ctx.current();
+        let force = ctx.force.clone();
+        let draining = ctx.draining.clone();
+        ctx.tracker.spawn(
             async move {
                 tokio::select! {
                     () = conn::serve(shared, tcp, slot, draining) => {}
@@ -162,9 +254,14 @@ pub async fn run_with_reload(
     }
 
     drop(listener);
+    if let Some(endpoint) = &endpoint {
+        // No new QUIC connections; streams on open ones are answered `busy`.
+        endpoint.set_server_config(None);
+    }
+    let tracker = &ctx.tracker;
     tracker.close();
     let open = tracker.len();
-    let drain = shared.limits.drain_timeout;
+    let drain = ctx.current().limits.drain_timeout;
     info!(listen = %listen, open, drain = ?drain, "shutting down: no new connections; draining");
     if tokio::time::timeout(drain, tracker.wait()).await.is_err() {
         warn!(
@@ -172,8 +269,12 @@ pub async fn run_with_reload(
             open = tracker.len(),
             "drain deadline passed; closing remaining connections"
         );
-        force.cancel();
+        ctx.force.cancel();
         tracker.wait().await;
+    }
+    if let Some(endpoint) = endpoint {
+        endpoint.close(quic::CLOSE_SHUTDOWN, b"server stopped");
+        let _ = tokio::time::timeout(QUIC_CLOSE_GRACE, endpoint.wait_idle()).await;
     }
     info!(listen = %listen, "tp-server stopped");
     Ok(())
@@ -185,23 +286,33 @@ fn reload_into(
     configured_listen: SocketAddr,
     config: Config,
 ) -> Arc<Shared> {
-    if config.limits.max_connections != current.limits.max_connections {
-        warn!(
-            "max_connections changes only on restart; keeping {}",
-            current.limits.max_connections
-        );
+    let fixed = [
+        (
+            "max_connections",
+            config.limits.max_connections != current.limits.max_connections,
+        ),
+        (
+            "max_handshakes_per_source",
+            config.limits.max_handshakes_per_source != current.limits.max_handshakes_per_source,
+        ),
+        (
+            "max_tunnels_per_identity",
+            config.limits.max_tunnels_per_identity != current.limits.max_tunnels_per_identity,
+        ),
+        ("quic.enabled", config.quic.enabled != current.quic.enabled),
+        ("listen", config.listen != configured_listen),
+    ];
+    for (field, changed) in fixed {
+        if changed {
+            warn!(listen = %current.listen, "{field} changes only on restart; keeping the running value");
+        }
     }
-    if config.limits.max_handshakes_per_source != current.limits.max_handshakes_per_source {
-        warn!(
-            "max_handshakes_per_source changes only on restart; keeping {}",
-            current.limits.max_handshakes_per_source
-        );
-    }
-    if config.listen != configured_listen {
-        warn!(listen = %current.listen, "listen changes only on restart");
-    }
-    match Shared::new(config, current.listen) {
-        Ok(next) => {
+    match Shared::new(config, current.listen, current.tunnels.clone()) {
+        Ok(mut next) => {
+            next.limits.max_connections = current.limits.max_connections;
+            next.limits.max_handshakes_per_source = current.limits.max_handshakes_per_source;
+            next.limits.max_tunnels_per_identity = current.limits.max_tunnels_per_identity;
+            next.quic.enabled = current.quic.enabled;
             info!(
                 listen = %current.listen,
                 rules = next.policy.rule_count(),

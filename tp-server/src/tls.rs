@@ -31,6 +31,9 @@ pub enum TlsSetupError {
     /// The server certificate and key do not fit together.
     #[error("server certificate or key: {0}")]
     ServerCert(rustls::Error),
+    /// The TLS configuration cannot carry QUIC.
+    #[error("QUIC: {0}")]
+    Quic(String),
 }
 
 /// Wraps rustls's WebPKI client verifier and refuses revoked certificates after the
@@ -120,4 +123,19 @@ pub fn server_config(tls: &TlsMaterial) -> Result<Arc<rustls::ServerConfig>, Tls
     config.send_tls13_tickets = 0;
     config.max_early_data_size = 0;
     Ok(Arc::new(config))
+}
+
+/// The QUIC listener's configuration: the same rustls configuration as TLS/TCP
+/// (client certificate required, revocation checked, no resumption, no 0-RTT) and
+/// the configured transport limits. Clients may migrate to a new address.
+pub fn quic_server_config(
+    tls: Arc<rustls::ServerConfig>,
+    limits: &tp_net::quic::QuicLimits,
+) -> Result<quinn::ServerConfig, TlsSetupError> {
+    let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls)
+        .map_err(|e| TlsSetupError::Quic(e.to_string()))?;
+    let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+    config.transport_config(Arc::new(limits.transport_config()));
+    config.migration(true);
+    Ok(config)
 }

@@ -6,8 +6,8 @@ use std::time::SystemTime;
 
 use anyhow::Context;
 
-use crate::Config;
 use crate::quickstart::{self, DEV_IDENTITY};
+use crate::{Config, Listeners};
 
 /// Arguments of `tp-server quickstart`.
 #[derive(Debug, clap::Args)]
@@ -26,15 +26,16 @@ const DEFAULT_LISTEN: &str = "127.0.0.1:8443";
 pub async fn quickstart(args: QuickstartArgs) -> anyhow::Result<()> {
     let default: SocketAddr = DEFAULT_LISTEN.parse().context("default address")?;
     let wanted = args.listen.unwrap_or(default);
-    let listener = match tokio::net::TcpListener::bind(wanted).await {
+    // TLS/TCP and QUIC (UDP) on the same port.
+    let listeners = match Listeners::bind(wanted, true).await {
         Ok(l) => l,
         Err(e) if args.listen.is_none() && e.kind() == std::io::ErrorKind::AddrInUse => {
             eprintln!("tp quickstart: {wanted} is in use; using a free port instead");
-            tokio::net::TcpListener::bind((wanted.ip(), 0)).await?
+            Listeners::bind(SocketAddr::new(wanted.ip(), 0), true).await?
         }
         Err(e) => return Err(e).with_context(|| format!("cannot listen on {wanted}")),
     };
-    let addr = listener.local_addr()?;
+    let addr = listeners.local_addr()?;
     let files = quickstart::prepare(&args.dir, addr, SystemTime::now())?;
     quickstart::write_client_config(&files, addr)?;
     let config = Config::load(&files.server_config)?;
@@ -47,7 +48,7 @@ pub async fn quickstart(args: QuickstartArgs) -> anyhow::Result<()> {
     let tp_cmd = format!("{tp} --config {}", files.client_config.display());
     println!(
         "\ntp quickstart: dev CA, certificates, policy and configs in {dir}\n\
-         tp-server listening on {addr} as the TLS tunnel endpoint; the dev identity is {DEV_IDENTITY}.\n\
+         tp-server listening on {addr} (TLS over TCP and QUIC over UDP); the dev identity is {DEV_IDENTITY}.\n\
          \n\
          In another terminal:\n\
          \n  # ssh to this machine through tp (needs a local sshd):\n\
@@ -72,5 +73,5 @@ pub async fn quickstart(args: QuickstartArgs) -> anyhow::Result<()> {
             "(The tp client was not found next to tp-server; build it with `cargo build --release`.)\n"
         );
     }
-    super::run::serve_until_signal(config, &files.server_config, listener).await
+    super::run::serve_until_signal(config, &files.server_config, listeners).await
 }

@@ -8,15 +8,16 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::Config;
+use crate::{Config, Listeners};
 
-/// Loads the config, binds its address and serves until SIGTERM/SIGINT.
+/// Loads the config, binds its address (TCP, and UDP for QUIC) and serves until
+/// SIGTERM/SIGINT.
 pub async fn run(config_path: &Path) -> anyhow::Result<()> {
     let config = Config::load(config_path)?;
-    let listener = tokio::net::TcpListener::bind(config.listen)
+    let listeners = Listeners::bind(config.listen, config.quic.enabled)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
-    serve_until_signal(config, config_path, listener).await
+    serve_until_signal(config, config_path, listeners).await
 }
 
 /// Runs the server on a bound listener. The first SIGTERM/SIGINT drains, a second
@@ -25,13 +26,13 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
 pub async fn serve_until_signal(
     config: Config,
     config_path: &Path,
-    listener: tokio::net::TcpListener,
+    listeners: Listeners,
 ) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     let (reload_tx, reloads) = mpsc::channel(1);
     tokio::spawn(watch_shutdown_signals(shutdown.clone()));
     tokio::spawn(watch_reload_signal(config_path.to_owned(), reload_tx));
-    crate::run_with_reload(config, listener, shutdown, reloads).await?;
+    crate::run_with_reload(config, listeners, shutdown, reloads).await?;
     Ok(())
 }
 

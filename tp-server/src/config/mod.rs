@@ -18,7 +18,8 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use toml::Spanned;
 
 pub use error::{ConfigError, Location};
-use raw::{RawConfig, RawLimits};
+use raw::{RawConfig, RawLimits, RawQuic};
+use tp_net::quic::QuicLimits;
 
 use crate::pki::RevocationList;
 
@@ -40,6 +41,9 @@ pub struct Limits {
     /// Connections from one source (an IPv4 address or an IPv6 /64) that may be in
     /// the TLS handshake at once; more are closed at once (default 64).
     pub max_handshakes_per_source: NonZeroUsize,
+    /// Tunnels one identity may have open at once, over both transports; more are
+    /// answered `busy` (default 1000).
+    pub max_tunnels_per_identity: NonZeroUsize,
 }
 
 impl Default for Limits {
@@ -52,6 +56,7 @@ impl Default for Limits {
             drain_timeout: Duration::from_secs(30),
             max_connections: NonZeroUsize::new(10_000).unwrap_or(NonZeroUsize::MIN),
             max_handshakes_per_source: NonZeroUsize::new(64).unwrap_or(NonZeroUsize::MIN),
+            max_tunnels_per_identity: NonZeroUsize::new(1_000).unwrap_or(NonZeroUsize::MIN),
         }
     }
 }
@@ -82,6 +87,26 @@ pub struct Config {
     pub policy_path: PathBuf,
     /// Timeouts and limits.
     pub limits: Limits,
+    /// QUIC on the same port over UDP.
+    pub quic: QuicSettings,
+}
+
+/// The QUIC listener's settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QuicSettings {
+    /// Serve QUIC on UDP at the `listen` address (default true).
+    pub enabled: bool,
+    /// Windows, stream count, idle timeout and keep-alive of each connection.
+    pub limits: QuicLimits,
+}
+
+impl Default for QuicSettings {
+    fn default() -> Self {
+        QuicSettings {
+            enabled: true,
+            limits: QuicLimits::default(),
+        }
+    }
 }
 
 /// Conversion context: the file being read, for locations and relative paths.
@@ -141,6 +166,11 @@ impl Source<'_> {
             "max_handshakes_per_source",
             d.max_handshakes_per_source,
         )?;
+        let max_tunnels_per_identity = self.count(
+            &raw.max_tunnels_per_identity,
+            "max_tunnels_per_identity",
+            d.max_tunnels_per_identity,
+        )?;
         Ok(Limits {
             handshake_timeout: self.duration(
                 &raw.handshake_timeout,
@@ -157,6 +187,62 @@ impl Source<'_> {
             drain_timeout: self.duration(&raw.drain_timeout, "drain_timeout", d.drain_timeout)?,
             max_connections,
             max_handshakes_per_source,
+            max_tunnels_per_identity,
+        })
+    }
+
+    fn quic(&self, raw: &RawQuic) -> Result<QuicSettings, ConfigError> {
+        let d = QuicSettings::default();
+        let window = |raw: &Option<Spanned<i64>>, field, default: u32| match raw {
+            None => Ok(default),
+            Some(n) => u32::try_from(*n.get_ref())
+                .ok()
+                .filter(|n| (16 * 1024..=1 << 30).contains(n))
+                .ok_or_else(|| self.invalid(n, field, "bytes, between 16384 and 1073741824")),
+        };
+        let max_streams = match &raw.max_streams_per_connection {
+            None => d.limits.max_streams,
+            Some(n) => u32::try_from(*n.get_ref())
+                .ok()
+                .filter(|n| (1..=10_000).contains(n))
+                .ok_or_else(|| {
+                    self.invalid(
+                        n,
+                        "max_streams_per_connection",
+                        "must be between 1 and 10000",
+                    )
+                })?,
+        };
+        let keep_alive = match &raw.keep_alive {
+            Some(s) if s.get_ref() == "off" => None,
+            other => Some(self.duration(
+                other,
+                "keep_alive",
+                d.limits.keep_alive.unwrap_or(Duration::from_secs(15)),
+            )?),
+        };
+        Ok(QuicSettings {
+            enabled: raw.enabled.unwrap_or(d.enabled),
+            limits: QuicLimits {
+                max_streams,
+                stream_window: window(&raw.stream_window, "stream_window", d.limits.stream_window)?,
+                connection_window: window(
+                    &raw.connection_window,
+                    "connection_window",
+                    d.limits.connection_window,
+                )?,
+                datagram_buffer: window(
+                    &raw.datagram_buffer,
+                    "datagram_buffer",
+                    d.limits.datagram_buffer,
+                )?,
+                idle_timeout: self.duration(
+                    &raw.idle_timeout,
+                    "idle_timeout",
+                    d.limits.idle_timeout,
+                )?,
+                keep_alive,
+            },
         })
     }
 
@@ -267,6 +353,7 @@ impl Config {
         let policy = Policy::from_toml(&policy_text, &policy_path.display().to_string())?;
 
         let limits = src.limits(&raw.limits)?;
+        let quic = src.quic(&raw.quic)?;
         let config = Config {
             listen,
             tls: TlsMaterial {
@@ -278,6 +365,7 @@ impl Config {
             policy,
             policy_path,
             limits,
+            quic,
         };
         // Building the TLS config checks that the key fits the certificate and the CAs are usable.
         crate::tls::server_config(&config.tls).map_err(|e| ConfigError::Tls(e.to_string()))?;

@@ -12,6 +12,8 @@ pub(super) struct RawConfig {
     pub(super) tls: RawTls,
     #[serde(default)]
     pub(super) limits: RawLimits,
+    #[serde(default)]
+    pub(super) quic: RawQuic,
 }
 
 #[derive(Debug, Deserialize)]
@@ -50,4 +52,17 @@ pub(super) struct RawLimits {
     pub(super) drain_timeout: Option<Spanned<String>>,
     pub(super) max_connections: Option<Spanned<i64>>,
     pub(super) max_handshakes_per_source: Option<Spanned<i64>>,
+    pub(super) max_tunnels_per_identity: Option<Spanned<i64>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawQuic {
+    pub(super) enabled: Option<bool>,
+    pub(super) max_streams_per_connection: Option<Spanned<i64>>,
+    pub(super) stream_window: Option<Spanned<i64>>,
+    pub(super) connection_window: Option<Spanned<i64>>,
+    pub(super) datagram_buffer: Option<Spanned<i64>>,
+    pub(super) idle_timeout: Option<Spanned<String>>,
+    pub(super) keep_alive: Option<Spanned<String>>,
 }

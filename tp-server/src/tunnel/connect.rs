@@ -14,13 +14,13 @@ use tp_proto::{Answer, Connect, ConnectTarget, ErrorCode, Host, Proto};
 use tracing::{Instrument, debug, info, info_span};
 
 use crate::audit::{self, ConnectAsk};
-use crate::conn::{Stream, finish};
 use crate::server::Shared;
+use crate::session::{TunnelStream, finish};
 
 /// Handles a `connect` hello; `early` holds payload the client sent behind its hello.
-pub(crate) async fn serve(
+pub(crate) async fn serve<S: TunnelStream>(
     shared: &Shared,
-    mut tls: Stream,
+    mut client: S,
     who: &Identity,
     hello: Connect,
     early: BytesMut,
@@ -30,12 +30,12 @@ pub(crate) async fn serve(
         (Proto::Udp, _) => {
             let why = "UDP tunnels are not supported by this server yet";
             audit::refused_op(who, "connect", why);
-            return finish(&mut tls, &Answer::err(ErrorCode::Unsupported, why)).await;
+            return finish(&mut client, &Answer::err(ErrorCode::Unsupported, why)).await;
         }
         (_, ConnectTarget::Service { name, .. }) => {
             let why = format!("exposed services (\"{name}\") are not supported by this server yet");
             audit::refused_op(who, "connect", &why);
-            return finish(&mut tls, &Answer::err(ErrorCode::Unsupported, why)).await;
+            return finish(&mut client, &Answer::err(ErrorCode::Unsupported, why)).await;
         }
     };
     let span =
@@ -43,7 +43,7 @@ pub(crate) async fn serve(
     async move {
         let target = match open(shared, who, &host, port).await {
             Ok(target) => target,
-            Err(answer) => return finish(&mut tls, &answer).await,
+            Err(answer) => return finish(&mut client, &answer).await,
         };
         tracing::Span::current().record(
             "addr",
@@ -53,7 +53,7 @@ pub(crate) async fn serve(
                     .map_or_else(|_| "?".into(), |a| a.to_string()),
             ),
         );
-        bridge(shared, tls, target, early).await;
+        bridge(shared, client, target, early).await;
     }
     .instrument(span)
     .await
@@ -207,11 +207,16 @@ async fn resolve(
 }
 
 /// Answers ok, forwards the early payload, then relays until both sides are done.
-async fn bridge(shared: &Shared, mut tls: Stream, mut target: TcpStream, early: BytesMut) {
+async fn bridge<S: TunnelStream>(
+    shared: &Shared,
+    mut client: S,
+    mut target: TcpStream,
+    early: BytesMut,
+) {
     let started = Instant::now();
     let mut line = Vec::with_capacity(32);
     tp_proto::encode_answer(&Answer::Ok, &mut line);
-    if let Err(e) = write_flush(&mut tls, &line).await {
+    if let Err(e) = write_flush(&mut client, &line).await {
         debug!(error = %e, "client went away before the answer");
         return;
     }
@@ -224,7 +229,7 @@ async fn bridge(shared: &Shared, mut tls: Stream, mut target: TcpStream, early: 
     let options = RelayOptions {
         idle_timeout: Some(shared.limits.idle_timeout),
     };
-    let (stats, end) = relay(tls, target, options).await;
+    let (stats, end) = relay(client, target, options).await;
     let up = stats.a_to_b + early.len() as u64;
     let down = stats.b_to_a;
     let duration = started.elapsed();
@@ -245,9 +250,9 @@ async fn bridge(shared: &Shared, mut tls: Stream, mut target: TcpStream, early: 
     }
 }
 
-async fn write_flush(tls: &mut Stream, bytes: &[u8]) -> io::Result<()> {
-    tls.write_all(bytes).await?;
-    tls.flush().await
+async fn write_flush<S: TunnelStream>(client: &mut S, bytes: &[u8]) -> io::Result<()> {
+    client.write_all(bytes).await?;
+    client.flush().await
 }
 
 #[cfg(test)]

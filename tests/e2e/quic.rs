@@ -1,0 +1,142 @@
+//! What only QUIC does: many tunnels on one connection, a client that changes its
+//! address mid-transfer (roaming), and per-connection limits. Everything both
+//! transports share runs under `over_both_transports!` in the other modules.
+
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tp_tests::client::{ClientOptions, connect_hello, send_hello};
+use tp_tests::data::{Summary, random_bytes, sha256_hex};
+use tp_tests::quic;
+use tp_tests::target::EchoTarget;
+use tp_tests::{TestServer, pki, within};
+
+/// Sends `data` through `stream` to the echo target and checks it all comes back.
+async fn echo_all<S>(stream: &mut S, data: &[u8]) -> String
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let (mut r, mut w) = tokio::io::split(stream);
+    let send = async {
+        w.write_all(data).await.expect("write");
+        w.shutdown().await.expect("finish");
+    };
+    let mut back = Vec::with_capacity(data.len());
+    let receive = r.read_to_end(&mut back);
+    let ((), got) = tokio::join!(send, receive);
+    got.expect("read to EOF");
+    sha256_hex(&back)
+}
+
+#[tokio::test]
+async fn a_hundred_tunnels_on_one_connection() {
+    let server = TestServer::start().await;
+    let target = EchoTarget::start().await;
+    let client = quic::connect(server.addr(), &ClientOptions::with(&pki().alice))
+        .await
+        .expect("QUIC connect");
+    let port = target.port();
+    let mut tasks = Vec::new();
+    for i in 0..100u64 {
+        let mut stream = client.open_stream().await.expect("open stream");
+        tasks.push(tokio::spawn(async move {
+            let reply = send_hello(&mut stream, &connect_hello("127.0.0.1", port)).await;
+            assert_eq!(reply.code(), "ok", "tunnel {i}: {reply:?}");
+            let data = random_bytes(i, 64 * 1024 + i as usize * 997);
+            let sent = sha256_hex(&data);
+            assert_eq!(echo_all(&mut stream, &data).await, sent, "tunnel {i}");
+        }));
+    }
+    for task in tasks {
+        within("a tunnel", Duration::from_secs(60), task)
+            .await
+            .expect("tunnel task");
+    }
+    assert_eq!(target.accepted(), 100);
+    assert_eq!(
+        server.log_lines_with(&["QUIC established"]).len(),
+        1,
+        "one connection carried every tunnel"
+    );
+}
+
+#[tokio::test]
+async fn a_tunnel_survives_the_client_changing_address() {
+    let server = TestServer::start().await;
+    let target = EchoTarget::start().await;
+    let mut client = quic::connect(server.addr(), &ClientOptions::with(&pki().alice))
+        .await
+        .expect("QUIC connect");
+    let reply = send_hello(&mut client, &connect_hello("127.0.0.1", target.port())).await;
+    assert_eq!(reply.code(), "ok", "{reply:?}");
+
+    let chunk = random_bytes(9, 256 * 1024);
+    let mut sent = Vec::new();
+    let mut back = Vec::new();
+    for round in 0..6 {
+        if round == 3 {
+            // As when wifi changes: a new local socket, a new source port.
+            let before = client.endpoint().local_addr().expect("addr");
+            let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("new socket");
+            client.endpoint().rebind(socket).expect("rebind");
+            let after = client.endpoint().local_addr().expect("addr");
+            assert_ne!(before, after);
+        }
+        client.write_all(&chunk).await.expect("write");
+        sent.extend_from_slice(&chunk);
+        let mut buf = vec![0u8; chunk.len()];
+        within(
+            "the echo",
+            Duration::from_secs(20),
+            client.read_exact(&mut buf),
+        )
+        .await
+        .expect("read");
+        back.extend_from_slice(&buf);
+    }
+    assert_eq!(Summary::of(&back), Summary::of(&sent));
+    client.shutdown().await.expect("finish");
+    let mut rest = Vec::new();
+    within(
+        "EOF",
+        Duration::from_secs(10),
+        client.read_to_end(&mut rest),
+    )
+    .await
+    .expect("read to EOF");
+    assert!(rest.is_empty());
+    assert_eq!(target.accepted(), 1, "one tunnel, never reopened");
+}
+
+#[tokio::test]
+async fn streams_beyond_the_per_connection_limit_wait_for_a_free_one() {
+    let server = TestServer::builder()
+        .section("quic", "max_streams_per_connection", "2")
+        .start()
+        .await;
+    let target = EchoTarget::start().await;
+    // The connection's first stream is tunnel a, the second tunnel b.
+    let mut a = quic::connect(server.addr(), &ClientOptions::with(&pki().alice))
+        .await
+        .expect("QUIC connect");
+    let reply = send_hello(&mut a, &connect_hello("127.0.0.1", target.port())).await;
+    assert_eq!(reply.code(), "ok", "{reply:?}");
+    let mut b = a.open_stream().await.expect("stream b");
+    let reply = send_hello(&mut b, &connect_hello("127.0.0.1", target.port())).await;
+    assert_eq!(reply.code(), "ok", "{reply:?}");
+    // A third stream cannot open while two are in use...
+    let conn = a.connection().clone();
+    let third = tokio::time::timeout(Duration::from_millis(500), conn.open_bi()).await;
+    assert!(third.is_err(), "a third concurrent stream opened");
+    // ...and can once one is done.
+    b.shutdown().await.expect("finish b");
+    let mut rest = Vec::new();
+    b.read_to_end(&mut rest).await.expect("b to EOF");
+    drop(b);
+    let (send, recv) = within("a free stream", Duration::from_secs(10), conn.open_bi())
+        .await
+        .expect("stream c");
+    let mut c = tokio::io::join(recv, send);
+    let reply = send_hello(&mut c, &connect_hello("127.0.0.1", target.port())).await;
+    assert_eq!(reply.code(), "ok", "{reply:?}");
+}

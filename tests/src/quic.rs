@@ -1,0 +1,106 @@
+//! A raw QUIC client for protocol tests, the QUIC twin of [`crate::client`]: any
+//! certificate (or none), any ALPN, hand-written hello lines, each tunnel one
+//! bidirectional stream.
+
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use quinn::crypto::rustls::QuicClientConfig;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tp_net::quic::QuicStream;
+
+use crate::client::{ClientOptions, tls_config};
+
+/// One QUIC connection to a test server and the first stream on it. Keeps its own
+/// endpoint (a UDP socket on 127.0.0.1), so a test can rebind it to roam.
+#[derive(Debug)]
+pub struct QuicClient {
+    stream: QuicStream,
+    conn: quinn::Connection,
+    endpoint: quinn::Endpoint,
+}
+
+/// A client endpoint on a fresh 127.0.0.1 UDP port, configured with `options`.
+pub fn endpoint(options: &ClientOptions<'_>) -> quinn::Endpoint {
+    let mut endpoint =
+        quinn::Endpoint::client("127.0.0.1:0".parse().expect("address")).expect("UDP bind");
+    let crypto = QuicClientConfig::try_from(Arc::new(tls_config(options)))
+        .expect("TLS 1.3 config usable for QUIC");
+    let mut config = quinn::ClientConfig::new(Arc::new(crypto));
+    let mut transport = quinn::TransportConfig::default();
+    transport.keep_alive_interval(Some(Duration::from_secs(5)));
+    config.transport_config(Arc::new(transport));
+    endpoint.set_default_client_config(config);
+    endpoint
+}
+
+/// Connects and opens the first stream. As with TLS/TCP, the server checks the
+/// client certificate after the client considers the handshake done, so a
+/// refusal shows up on the first read.
+pub async fn connect(addr: SocketAddr, options: &ClientOptions<'_>) -> io::Result<QuicClient> {
+    let endpoint = endpoint(options);
+    let conn = crate::within("QUIC handshake", Duration::from_secs(10), async {
+        endpoint
+            .connect(addr, "localhost")
+            .map_err(io::Error::other)?
+            .await
+            .map_err(io::Error::other)
+    })
+    .await?;
+    let (send, recv) = conn.open_bi().await.map_err(io::Error::other)?;
+    Ok(QuicClient {
+        stream: tp_net::quic::stream(send, recv),
+        conn,
+        endpoint,
+    })
+}
+
+impl QuicClient {
+    /// The connection, to open more streams or watch how it closed.
+    pub fn connection(&self) -> &quinn::Connection {
+        &self.conn
+    }
+
+    /// The client's endpoint, to rebind it to a new socket (roaming).
+    pub fn endpoint(&self) -> &quinn::Endpoint {
+        &self.endpoint
+    }
+
+    /// Opens another stream (tunnel) on the same connection.
+    pub async fn open_stream(&self) -> io::Result<QuicStream> {
+        let (send, recv) = self.conn.open_bi().await.map_err(io::Error::other)?;
+        Ok(tp_net::quic::stream(send, recv))
+    }
+}
+
+impl AsyncRead for QuicClient {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for QuicClient {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}

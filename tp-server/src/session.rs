@@ -1,0 +1,103 @@
+//! One tunnel request on an authenticated byte stream, whichever transport carried
+//! it (a TLS/TCP connection, or one QUIC stream): the hello under its total
+//! deadline, the drain and per-identity checks, then the tunnel handler.
+
+use bytes::BytesMut;
+use policy::Identity;
+use rustls_pki_types::CertificateDer;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio_util::sync::CancellationToken;
+use tp_net::message::{ReadMessageError, read_message};
+use tp_proto::{Answer, ErrorCode, Hello};
+use tracing::{debug, info};
+
+use crate::audit;
+use crate::server::Shared;
+use crate::tunnel;
+
+/// A duplex byte stream a tunnel runs on.
+pub(crate) trait TunnelStream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<S: AsyncRead + AsyncWrite + Unpin + Send> TunnelStream for S {}
+
+/// The identity in a verified client chain, or `None` (logged) if there is none.
+/// rustls and quinn complete a handshake only with a verified chain (client auth
+/// is mandatory), so the first certificate is the verified leaf.
+pub(crate) fn identity(chain: Option<&[CertificateDer<'_>]>) -> Option<Identity> {
+    let Some(leaf) = chain.and_then(|c| c.first()) else {
+        info!("connection refused: no client certificate");
+        return None;
+    };
+    match Identity::from_cert_der(leaf) {
+        Ok(who) => Some(who),
+        Err(e) => {
+            info!(error = %e, "connection refused: no usable identity in the client certificate");
+            None
+        }
+    }
+}
+
+/// Serves one tunnel request from `who` on `stream` to its end. A hello that arrives
+/// once `draining` is cancelled gets `busy`.
+pub(crate) async fn serve<S: TunnelStream>(
+    shared: &Shared,
+    mut stream: S,
+    who: &Identity,
+    draining: &CancellationToken,
+) {
+    let mut buf = BytesMut::with_capacity(1024);
+    let read = read_message(&mut stream, &mut buf, tp_proto::decode_hello);
+    let hello = match tokio::time::timeout(shared.limits.hello_timeout, read).await {
+        Err(_) => {
+            info!(timeout = ?shared.limits.hello_timeout, "hello timed out");
+            let answer = Answer::err(ErrorCode::Timeout, "no complete hello line in time");
+            finish(&mut stream, &answer).await;
+            return;
+        }
+        Ok(Err(ReadMessageError::Decode(e))) => {
+            info!(error = %e, code = %e.code(), "bad hello");
+            finish(&mut stream, &Answer::err(e.code(), e.to_string())).await;
+            return;
+        }
+        Ok(Err(e)) => {
+            debug!(error = %e, "stream ended before a hello");
+            return;
+        }
+        Ok(Ok(hello)) => hello,
+    };
+    if draining.is_cancelled() {
+        info!(op = hello.op(), "hello refused: server is shutting down");
+        let answer = Answer::err(ErrorCode::Busy, "server is shutting down; retry shortly");
+        finish(&mut stream, &answer).await;
+        return;
+    }
+    let Some(_slot) = shared.tunnels.try_take(who.to_string()) else {
+        let why = format!(
+            "{who} already has {} tunnels open, the most one identity may hold",
+            shared.tunnels.max()
+        );
+        audit::refused_op(who, hello.op(), &why);
+        finish(&mut stream, &Answer::err(ErrorCode::Busy, why)).await;
+        return;
+    };
+
+    match hello {
+        Hello::Connect(c) => tunnel::connect::serve(shared, stream, who, c, buf).await,
+        other => {
+            let why = format!("{} is not supported by this server yet", other.op());
+            audit::refused_op(who, other.op(), &why);
+            finish(&mut stream, &Answer::err(ErrorCode::Unsupported, why)).await;
+        }
+    }
+}
+
+/// Sends a final answer and closes the stream's write side cleanly (TLS
+/// `close_notify`, QUIC FIN).
+pub(crate) async fn finish<S: TunnelStream>(stream: &mut S, answer: &Answer) {
+    let mut line = Vec::with_capacity(128);
+    tp_proto::encode_answer(answer, &mut line);
+    if let Err(e) = stream.write_all(&line).await {
+        debug!(error = %e, "could not send the answer");
+        return;
+    }
+    let _ = stream.shutdown().await;
+}
