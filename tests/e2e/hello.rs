@@ -160,14 +160,15 @@ async fn hostile_hellos_get_error_answers_and_the_server_keeps_serving() {
         "unknown field",
     )
     .await;
-    // Understood but not offered by this server.
+    // UDP is decided by policy like TCP: this one allows tcp only.
     expect_answer(
         &server,
         format!("{{\"v\":1,\"op\":\"connect\",\"proto\":\"udp\",\"host\":\"127.0.0.1\",\"port\":{port}}}\n").as_bytes(),
-        "unsupported",
-        "UDP",
+        "denied",
+        "udp",
     )
     .await;
+    // Understood but not offered by this server.
     expect_answer(
         &server,
         b"{\"v\":1,\"op\":\"listen\",\"name\":\"laptop\"}\n",

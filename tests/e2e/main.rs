@@ -14,3 +14,4 @@ mod reload;
 mod ssh;
 mod ssrf;
 mod transfer;
+mod udp;

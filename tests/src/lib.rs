@@ -18,6 +18,7 @@ pub mod quic;
 pub mod server;
 pub mod sshd;
 pub mod target;
+pub mod udp;
 
 use std::future::Future;
 use std::time::Duration;

@@ -70,6 +70,11 @@ impl QuicClient {
         &self.endpoint
     }
 
+    /// The id of the first stream: the flow id of a UDP tunnel on it.
+    pub fn flow_id(&self) -> u64 {
+        quinn::VarInt::from(self.stream.writer().id()).into_inner()
+    }
+
     /// Opens another stream (tunnel) on the same connection.
     pub async fn open_stream(&self) -> io::Result<QuicStream> {
         let (send, recv) = self.conn.open_bi().await.map_err(io::Error::other)?;

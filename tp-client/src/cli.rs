@@ -11,7 +11,9 @@ use tp_proto::Host;
 
 use crate::addr::{ServerAddr, Target, parse_host, parse_local_port, parse_port};
 use crate::config::{Layer, expand_tilde};
+use crate::connect::{HEAD_START, QUIC_RETRY_AFTER};
 use crate::exit;
+use crate::transport::Transport;
 use tp_net::duration::parse_timeout;
 
 /// The name that makes the binary behave as `tp up`.
@@ -38,9 +40,12 @@ pub struct GlobalArgs {
     /// CA certificate(s) that issued the server's certificate, PEM
     #[arg(long, global = true, value_name = "PATH")]
     pub ca: Option<PathBuf>,
-    /// Deadline for reaching the server and the TLS handshake [default: 10s]
+    /// Deadline for reaching the server and the TLS or QUIC handshake [default: 10s]
     #[arg(long, global = true, value_name = "DURATION", value_parser = parse_timeout)]
     pub connect_timeout: Option<Duration>,
+    /// auto (QUIC, falling back to TLS/TCP when UDP gets no answer), quic, or tcp (TLS over TCP) [default: auto]
+    #[arg(long, global = true, value_name = "auto|quic|tcp", value_parser = Transport::parse)]
+    pub transport: Option<Transport>,
     /// More logging on stderr: -v info, -vv debug, -vvv trace
     #[arg(short, long, global = true, action = ArgAction::Count)]
     pub verbose: u8,
@@ -57,6 +62,7 @@ impl GlobalArgs {
             key: path(&self.key),
             ca: path(&self.ca),
             connect_timeout: self.connect_timeout,
+            transport: self.transport,
         }
     }
 }
@@ -183,7 +189,7 @@ Settings, later sources overriding earlier ones:
      $XDG_CONFIG_HOME/tp/config.toml, else ~/.config/tp/config.toml
      (a missing default file is fine; a named one must exist)
   2. environment: TP_SERVER, TP_SERVER_NAME, TP_CERT, TP_KEY, TP_CA,
-     TP_CONNECT_TIMEOUT (empty counts as unset)
+     TP_CONNECT_TIMEOUT, TP_TRANSPORT (empty counts as unset)
   3. the flags above
   server, cert, key and ca are required.
 
@@ -194,13 +200,23 @@ Config file (TOML; relative paths are relative to the file, ~/ is $HOME):
   ca = \"ca.pem\"
   # server_name = \"tp.example.org\"
   # connect_timeout = \"10s\"
+  # transport = \"auto\"             # or \"quic\", \"tcp\"
+
+Transports: QUIC on UDP to the server's port (one connection carries every
+tunnel of `tp up`), or TLS over TCP (one connection per tunnel). `auto` starts
+QUIC and, if it has not connected within {head_start:?}, TLS/TCP too; the first to
+connect wins. When QUIC did not answer, `auto` skips it for {retry} minutes, noted in
+$XDG_CACHE_HOME/tp/transport (else ~/.cache/tp/transport); delete that file to
+retry QUIC at once.
 
 Logging goes to stderr (stdout carries only tunnel bytes): warnings by default,
 -v info, -vv debug; TP_LOG (e.g. TP_LOG=debug) overrides.
 
 Exit status (a refused tunnel prints one line, `tp: CODE: MESSAGE`, on stderr):
 {}",
-        exit::help_table()
+        exit::help_table(),
+        head_start = HEAD_START,
+        retry = QUIC_RETRY_AFTER.as_secs() / 60,
     )
 }
 

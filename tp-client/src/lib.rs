@@ -6,22 +6,24 @@
 //! - `tp up HOST:PORT LOCALPORT` ([`up`], also installed as `tp-up`): a local
 //!   listener, one tunnel per accepted connection.
 //!
-//! [`connect`] opens one tunnel over TLS/TCP (dial, TLS 1.3 with ALPN `tp/1`,
-//! hello, answer); [`config`] merges the config file, environment and flags;
-//! [`exit`] maps outcomes to exit statuses. The wire format is `tp-proto`'s and the
-//! relay is `tp-net`'s.
+//! [`connect`] opens one tunnel over QUIC or TLS/TCP ([`transport`]; `auto`
+//! races them), with TLS 1.3, ALPN `tp/1`, hello and answer; [`config`] merges
+//! the config file, environment and flags; [`exit`] maps outcomes to exit
+//! statuses. The wire format is `tp-proto`'s and the relay is `tp-net`'s.
 //!
 //! This crate does not install a tracing subscriber, read the process environment
-//! or exit the process: `main.rs` does those. It speaks TLS over TCP only; QUIC,
-//! `expose` and UDP are not implemented here yet.
+//! or exit the process: `main.rs` does those. `expose` and UDP tunnels are not
+//! implemented here yet.
 
 pub mod addr;
 pub mod cli;
 pub mod config;
 pub mod connect;
 pub mod exit;
+mod quic_error;
 pub mod stdio;
 mod tls_error;
+pub mod transport;
 pub mod up;
 
 pub use connect::{ConnectError, Connector, Tunnel};

@@ -1,11 +1,17 @@
 //! `tp HOST PORT`: one tunnel bridged to stdin and stdout, for ssh's
 //! `ProxyCommand`. stdout carries tunnel bytes only; logs go to stderr.
 //!
-//! stdin EOF shuts down the tunnel's write side (TLS `close_notify`) and the
-//! tunnel keeps flowing to stdout. Tunnel EOF ends the bridge at once, without
-//! waiting for stdin (ssh keeps stdin open until the proxy command exits): tp
-//! closes its write side in turn, so the server sees an orderly close, and the
-//! caller exits the process, which also ends tokio's blocking read of stdin.
+//! stdin EOF shuts down the tunnel's write side (TLS `close_notify`, or the end
+//! of the QUIC stream) and the tunnel keeps flowing to stdout. Tunnel EOF ends
+//! the bridge at once, without waiting for stdin (ssh keeps stdin open until the
+//! proxy command exits): tp closes its write side in turn, so the server sees an
+//! orderly close, and the caller exits the process, which also ends tokio's
+//! blocking read of stdin.
+//!
+//! Over QUIC, bytes written are only delivered while the process runs, so
+//! [`run`] waits (at most [`CLOSE_GRACE`]) until the server has acknowledged
+//! everything up to the end of the stream, then closes the connection with code
+//! 0 before returning.
 //!
 //! ssh sends SIGHUP to its `ProxyCommand` when it is done; SIGHUP, SIGTERM and
 //! SIGINT end the bridge the same orderly way instead of killing the process
@@ -27,8 +33,9 @@ use crate::exit;
 /// Copy buffer size of each direction.
 pub const BUF_SIZE: usize = 64 * 1024;
 
-/// How long closing the tunnel's write side may take once the bridge is over.
-const CLOSE_GRACE: Duration = Duration::from_secs(1);
+/// How long closing the tunnel's write side may take once the bridge is over,
+/// and how long `run` waits for the server to acknowledge what was sent.
+pub const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
 /// Why the bridge ended badly after the tunnel was open.
 #[derive(Debug, thiserror::Error)]
@@ -77,14 +84,33 @@ pub struct BridgeStats {
 }
 
 /// Opens a tunnel to `target` and bridges it to the process's stdin and stdout.
-/// Returns when the tunnel has ended; stdout is flushed by then. A stdout whose
-/// reader has gone (broken pipe) ends the tunnel quietly.
+/// Returns when the tunnel has ended; stdout is flushed by then, and over QUIC
+/// what was sent has been acknowledged (or [`CLOSE_GRACE`] has passed) and the
+/// connection is closed. A stdout whose reader has gone (broken pipe) ends the
+/// tunnel quietly.
 pub async fn run(connector: &Connector, target: &Target) -> Result<BridgeStats, StdioError> {
+    let result = open_and_bridge(connector, target).await;
+    // Refused or done: a QUIC server should not have to wait for an idle timeout.
+    connector.close().await;
+    result
+}
+
+async fn open_and_bridge(
+    connector: &Connector,
+    target: &Target,
+) -> Result<BridgeStats, StdioError> {
     let hello = Hello::connect_tcp(target.host.clone(), target.port);
     let tunnel = connector.open(&hello).await?;
-    info!(%target, server = %connector.server(), "tunnel open");
+    info!(%target, server = %connector.server(), transport = %tunnel.via(), "tunnel open");
+    let delivered = tunnel.delivered();
     let stop = stop_signal()?;
-    match bridge(tunnel, tokio::io::stdin(), tokio::io::stdout(), stop).await {
+    let bridged = bridge(tunnel, tokio::io::stdin(), tokio::io::stdout(), stop).await;
+    // The bridge has ended our write side; over QUIC, wait until the server has
+    // it all, or the bytes still in flight die with the process.
+    if tokio::time::timeout(CLOSE_GRACE, delivered).await.is_err() {
+        debug!("the server did not acknowledge the end of the tunnel within {CLOSE_GRACE:?}");
+    }
+    match bridged {
         Ok(stats) => {
             info!(
                 sent = stats.sent,

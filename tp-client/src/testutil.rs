@@ -1,5 +1,6 @@
-//! Test fixtures: a CA made with rcgen, and a tp-speaking TLS server on
-//! 127.0.0.1:0 with canned behaviour.
+//! Test fixtures: a CA made with rcgen, and a tp-speaking server on 127.0.0.1:0
+//! with canned behaviour, over TLS/TCP and (in [`quic`]) over QUIC on the same
+//! port number.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -13,7 +14,7 @@ use rcgen::{
 use rustls::RootCertStore;
 use rustls::server::WebPkiClientVerifier;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_rustls::TlsAcceptor;
@@ -22,6 +23,11 @@ use tp_proto::{ALPN_TP_V1, Hello, Host, decode_hello};
 
 use crate::addr::ServerAddr;
 use crate::connect::Connector;
+use crate::transport::Transport;
+
+mod quic;
+
+pub(crate) use quic::{Dual, QuicServer, start_dual};
 
 /// A certificate, its key, and both as PEM.
 pub(crate) struct Leaf {
@@ -75,8 +81,30 @@ impl Pki {
     }
 }
 
-/// A connector presenting `client`'s leaf and trusting `server_ca`.
+/// A TLS/TCP connector presenting `client`'s leaf and trusting `server_ca`.
 pub(crate) fn connector(client: &Pki, server_ca: &Pki, port: u16) -> Connector {
+    connector_via(client, server_ca, port, Transport::Tcp)
+}
+
+/// A connector over `transport`, presenting `client`'s leaf and trusting
+/// `server_ca`, remembering transports within the process only.
+pub(crate) fn connector_via(
+    client: &Pki,
+    server_ca: &Pki,
+    port: u16,
+    transport: Transport,
+) -> Connector {
+    connector_with(client, server_ca, port, transport, Duration::from_secs(5))
+}
+
+/// [`connector_via`] with a connect timeout.
+pub(crate) fn connector_with(
+    client: &Pki,
+    server_ca: &Pki,
+    port: u16,
+    transport: Transport,
+    connect_timeout: Duration,
+) -> Connector {
     let config = tp_net::tls::client_config(
         vec![server_ca.ca.clone()],
         vec![client.client.der.clone()],
@@ -90,8 +118,10 @@ pub(crate) fn connector(client: &Pki, server_ca: &Pki, port: u16) -> Connector {
             port,
         },
         ServerName::try_from("localhost").unwrap(),
-        Duration::from_secs(5),
+        connect_timeout,
     )
+    .unwrap()
+    .with_transport(transport)
 }
 
 /// What the test server does once it has read a hello.
@@ -99,6 +129,8 @@ pub(crate) fn connector(client: &Pki, server_ca: &Pki, port: u16) -> Connector {
 pub(crate) enum Behaviour {
     /// Answers `denied` with the message `nope` and closes.
     Deny,
+    /// Answers this error code with the message `nope` and closes.
+    Refuse(&'static str),
     /// Answers ok with `early` right behind the answer line, then echoes.
     Echo,
     /// Closes (with `close_notify`) without answering.
@@ -106,6 +138,7 @@ pub(crate) enum Behaviour {
 }
 
 /// The test server's TLS setup.
+#[derive(Clone, Copy)]
 pub(crate) struct ServerSetup<'a> {
     pub(crate) pki: &'a Pki,
     /// The CA client certificates must chain to.
@@ -118,11 +151,9 @@ pub(crate) struct ServerSetup<'a> {
 pub(crate) const DENIED: &[u8] =
     b"{\"v\":1,\"ok\":false,\"code\":\"denied\",\"message\":\"nope\"}\n";
 
-/// Starts a server on 127.0.0.1:0; every hello it reads is sent on the channel.
-pub(crate) async fn start_server(
-    setup: ServerSetup<'_>,
-    behaviour: Behaviour,
-) -> (SocketAddr, mpsc::UnboundedReceiver<Hello>) {
+/// The server's rustls configuration: TLS 1.3, client certificates from
+/// `client_ca` required, ALPN `tp/1` if `alpn`.
+pub(crate) fn server_config(setup: ServerSetup<'_>) -> rustls::ServerConfig {
     let mut roots = RootCertStore::empty();
     roots.add(setup.client_ca.ca.clone()).unwrap();
     let verifier =
@@ -141,10 +172,30 @@ pub(crate) async fn start_server(
     if setup.alpn {
         config.alpn_protocols = vec![ALPN_TP_V1.to_vec()];
     }
-    let acceptor = TlsAcceptor::from(Arc::new(config));
+    config
+}
+
+/// Starts a TLS/TCP server on 127.0.0.1:0; every hello it reads is sent on the
+/// channel.
+pub(crate) async fn start_server(
+    setup: ServerSetup<'_>,
+    behaviour: Behaviour,
+) -> (SocketAddr, mpsc::UnboundedReceiver<Hello>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
     let (hellos, rx) = mpsc::unbounded_channel();
+    let addr = serve_tls(listener, setup, behaviour, hellos);
+    (addr, rx)
+}
+
+/// Serves tunnels over TLS/TCP on `listener`; returns its address.
+pub(crate) fn serve_tls(
+    listener: TcpListener,
+    setup: ServerSetup<'_>,
+    behaviour: Behaviour,
+    hellos: mpsc::UnboundedSender<Hello>,
+) -> SocketAddr {
+    let acceptor = TlsAcceptor::from(Arc::new(server_config(setup)));
+    let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
         loop {
             let Ok((tcp, _)) = listener.accept().await else {
@@ -153,44 +204,65 @@ pub(crate) async fn start_server(
             let acceptor = acceptor.clone();
             let hellos = hellos.clone();
             tokio::spawn(async move {
-                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                let Ok(tls) = acceptor.accept(tcp).await else {
                     return;
                 };
-                let mut buf = BytesMut::new();
-                let Ok(hello) = read_message(&mut tls, &mut buf, decode_hello).await else {
-                    return;
-                };
-                let _ = hellos.send(hello);
-                match behaviour {
-                    Behaviour::Close => {
-                        let _ = tls.shutdown().await;
-                    }
-                    Behaviour::Deny => {
-                        tls.write_all(DENIED).await.unwrap();
-                        let _ = tls.shutdown().await;
-                    }
-                    Behaviour::Echo => {
-                        // The answer and the first payload bytes in one write.
-                        tls.write_all(b"{\"v\":1,\"ok\":true}\nearly")
-                            .await
-                            .unwrap();
-                        tls.write_all(&buf).await.unwrap();
-                        let mut chunk = vec![0u8; 16 * 1024];
-                        loop {
-                            match tls.read(&mut chunk).await {
-                                Ok(0) | Err(_) => break,
-                                Ok(n) => {
-                                    if tls.write_all(&chunk[..n]).await.is_err() {
-                                        return;
-                                    }
-                                }
-                            }
-                        }
-                        let _ = tls.shutdown().await;
-                    }
-                }
+                serve_tunnel(tls, behaviour, &hellos).await;
             });
         }
     });
-    (addr, rx)
+    addr
+}
+
+/// One tunnel on any transport: read the hello, report it, then `behaviour`.
+pub(crate) async fn serve_tunnel<S>(
+    mut stream: S,
+    behaviour: Behaviour,
+    hellos: &mpsc::UnboundedSender<Hello>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut buf = BytesMut::new();
+    let Ok(hello) = read_message(&mut stream, &mut buf, decode_hello).await else {
+        return;
+    };
+    let _ = hellos.send(hello);
+    match behaviour {
+        Behaviour::Close => {
+            let _ = stream.shutdown().await;
+        }
+        Behaviour::Deny => {
+            let _ = stream.write_all(DENIED).await;
+            let _ = stream.shutdown().await;
+        }
+        Behaviour::Refuse(code) => {
+            let answer =
+                format!("{{\"v\":1,\"ok\":false,\"code\":\"{code}\",\"message\":\"nope\"}}\n");
+            let _ = stream.write_all(answer.as_bytes()).await;
+            let _ = stream.shutdown().await;
+        }
+        Behaviour::Echo => {
+            // The answer and the first payload bytes in one write.
+            if stream
+                .write_all(b"{\"v\":1,\"ok\":true}\nearly")
+                .await
+                .is_err()
+                || stream.write_all(&buf).await.is_err()
+            {
+                return;
+            }
+            let mut chunk = vec![0u8; 16 * 1024];
+            loop {
+                match stream.read(&mut chunk).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        if stream.write_all(&chunk[..n]).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+            let _ = stream.shutdown().await;
+        }
+    }
 }

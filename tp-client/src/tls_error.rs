@@ -18,48 +18,63 @@ pub(crate) fn is_tls_error(e: &io::Error) -> bool {
 /// A one-line explanation of a handshake failure: a hint saying which side's
 /// certificate or setting is at fault, then the rustls error itself.
 pub(crate) fn describe(e: &io::Error) -> String {
-    let Some(tls) = rustls_error(e) else {
-        return e.to_string();
-    };
+    match rustls_error(e) {
+        Some(tls) => describe_tls(tls),
+        None => e.to_string(),
+    }
+}
+
+/// [`describe`] for a rustls error.
+pub(crate) fn describe_tls(tls: &rustls::Error) -> String {
     let hint = match tls {
         rustls::Error::InvalidCertificate(cert) => match cert {
-            CertificateError::UnknownIssuer | CertificateError::BadSignature => {
-                "server certificate not trusted (is --ca the CA that issued it?)"
-            }
+            CertificateError::UnknownIssuer | CertificateError::BadSignature => UNTRUSTED,
             CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
-                "server certificate not valid for the server name (see --server-name)"
+                WRONG_NAME
             }
-            CertificateError::Expired | CertificateError::ExpiredContext { .. } => {
-                "server certificate expired"
-            }
+            CertificateError::Expired | CertificateError::ExpiredContext { .. } => EXPIRED,
             CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
-                "server certificate not yet valid (check the clock)"
+                NOT_YET_VALID
             }
             _ => "server certificate rejected",
         },
-        rustls::Error::AlertReceived(alert) => match alert {
-            AlertDescription::CertificateRequired
-            | AlertDescription::BadCertificate
-            | AlertDescription::UnsupportedCertificate
-            | AlertDescription::CertificateRevoked
-            | AlertDescription::CertificateExpired
-            | AlertDescription::CertificateUnknown
-            | AlertDescription::UnknownCA
-            | AlertDescription::AccessDenied => {
-                "server refused our client certificate (expired, revoked, or not from its CA?)"
-            }
-            AlertDescription::NoApplicationProtocol => {
-                "server does not offer ALPN tp/1 (not a tp server?)"
-            }
-            AlertDescription::ProtocolVersion => "server does not speak TLS 1.3",
-            _ => "server sent a TLS alert",
-        },
-        rustls::Error::NoApplicationProtocol => {
-            "server does not offer ALPN tp/1 (not a tp server?)"
-        }
+        rustls::Error::AlertReceived(alert) => received_alert_hint(*alert),
+        rustls::Error::NoApplicationProtocol => NO_ALPN,
         _ => "TLS error",
     };
     format!("{hint}: {tls}")
+}
+
+/// The server's certificate does not chain to our CA.
+pub(crate) const UNTRUSTED: &str =
+    "server certificate not trusted (is --ca the CA that issued it?)";
+/// The server's certificate is for other names.
+pub(crate) const WRONG_NAME: &str =
+    "server certificate not valid for the server name (see --server-name)";
+/// The server's certificate has expired.
+pub(crate) const EXPIRED: &str = "server certificate expired";
+/// The server's certificate is not valid yet.
+pub(crate) const NOT_YET_VALID: &str = "server certificate not yet valid (check the clock)";
+/// The server does not speak tp.
+pub(crate) const NO_ALPN: &str = "server does not offer ALPN tp/1 (not a tp server?)";
+
+/// What an alert from the server means.
+pub(crate) fn received_alert_hint(alert: AlertDescription) -> &'static str {
+    match alert {
+        AlertDescription::CertificateRequired
+        | AlertDescription::BadCertificate
+        | AlertDescription::UnsupportedCertificate
+        | AlertDescription::CertificateRevoked
+        | AlertDescription::CertificateExpired
+        | AlertDescription::CertificateUnknown
+        | AlertDescription::UnknownCA
+        | AlertDescription::AccessDenied => {
+            "server refused our client certificate (expired, revoked, or not from its CA?)"
+        }
+        AlertDescription::NoApplicationProtocol => NO_ALPN,
+        AlertDescription::ProtocolVersion => "server does not speak TLS 1.3",
+        _ => "server sent a TLS alert",
+    }
 }
 
 #[cfg(test)]

@@ -1,6 +1,11 @@
 //! `tp up HOST:PORT LOCALPORT`: a local listener; every accepted connection gets
 //! its own tunnel to the target and is relayed until either side closes.
 //!
+//! Over QUIC the tunnels are streams of one kept connection, so only the first
+//! pays for a handshake; when the connection dies, the next accepted connection
+//! dials again (with a backoff after repeated failures). Over TLS/TCP each
+//! tunnel is its own connection.
+//!
 //! A refused or failed tunnel is logged (code and message) and closes only that
 //! local connection; the listener keeps running until the shutdown future fires.
 
@@ -36,7 +41,7 @@ pub enum UpError {
 }
 
 /// Binds `bind:port`, prints the forwarding line to stderr, and serves until
-/// `shutdown` completes.
+/// `shutdown` completes; then closes the QUIC connection, if there is one.
 pub async fn run(
     connector: Arc<Connector>,
     target: Target,
@@ -54,7 +59,8 @@ pub async fn run(
     info!("listening on {local}, forwarding to {target}");
     // Always shown, whatever the log level: it tells the user the chosen port.
     eprintln!("tp up: forwarding {local} -> {target}");
-    serve(listener, connector, target, shutdown).await;
+    serve(listener, connector.clone(), target, shutdown).await;
+    connector.close().await;
     Ok(())
 }
 
@@ -105,7 +111,7 @@ async fn forward(stream: TcpStream, peer: SocketAddr, connector: Arc<Connector>,
             return;
         }
     };
-    debug!(%target, "tunnel open");
+    debug!(%target, transport = %tunnel.via(), "tunnel open");
     let (stats, end) = relay(stream, tunnel, RelayOptions { idle_timeout: None }).await;
     let (sent, received) = (stats.a_to_b, stats.b_to_a);
     match end {

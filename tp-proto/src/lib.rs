@@ -13,6 +13,7 @@ mod answer;
 mod codec;
 mod hello;
 mod host;
+pub mod udp;
 
 pub use answer::{Answer, ErrorCode};
 pub use codec::{DecodeError, decode_answer, decode_hello, encode_answer, encode_hello};

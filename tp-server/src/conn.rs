@@ -53,7 +53,7 @@ pub(crate) async fn serve(
     Span::current().record("id", tracing::field::display(&who));
     debug!("TLS established");
 
-    session::serve(&shared, tls, &who, &draining).await;
+    session::serve(&shared, tls, &who, &draining, None).await;
 }
 
 /// The rustls error inside a failed handshake, if the failure was a TLS verdict

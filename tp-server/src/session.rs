@@ -14,6 +14,7 @@ use tracing::{debug, info};
 use crate::audit;
 use crate::server::Shared;
 use crate::tunnel;
+use crate::tunnel::udp::DatagramPath;
 
 /// A duplex byte stream a tunnel runs on.
 pub(crate) trait TunnelStream: AsyncRead + AsyncWrite + Unpin + Send {}
@@ -37,12 +38,14 @@ pub(crate) fn identity(chain: Option<&[CertificateDer<'_>]>) -> Option<Identity>
 }
 
 /// Serves one tunnel request from `who` on `stream` to its end. A hello that arrives
-/// once `draining` is cancelled gets `busy`.
+/// once `draining` is cancelled gets `busy`. `datagrams` is the QUIC datagram path
+/// of the stream's connection, for UDP tunnels.
 pub(crate) async fn serve<S: TunnelStream>(
     shared: &Shared,
     mut stream: S,
     who: &Identity,
     draining: &CancellationToken,
+    datagrams: Option<DatagramPath>,
 ) {
     let mut buf = BytesMut::with_capacity(1024);
     let read = read_message(&mut stream, &mut buf, tp_proto::decode_hello);
@@ -81,7 +84,7 @@ pub(crate) async fn serve<S: TunnelStream>(
     };
 
     match hello {
-        Hello::Connect(c) => tunnel::connect::serve(shared, stream, who, c, buf).await,
+        Hello::Connect(c) => tunnel::connect::serve(shared, stream, who, c, buf, datagrams).await,
         other => {
             let why = format!("{} is not supported by this server yet", other.op());
             audit::refused_op(who, other.op(), &why);

@@ -116,6 +116,8 @@ fn bad_arguments_are_usage_errors() {
         &["tp-up", "db1:22"],
         &["tp", "--server", "a:0", "db1", "22"],
         &["tp", "--connect-timeout", "10", "db1", "22"],
+        &["tp", "--transport", "udp", "db1", "22"],
+        &["tp", "--transport", "", "db1", "22"],
     ] {
         let err = parse(args).expect_err(&args.join(" "));
         assert_eq!(err.exit_code(), i32::from(exit::USAGE), "{args:?}: {err}");
@@ -130,6 +132,10 @@ fn long_help_documents_config_env_and_exit_statuses() {
     for needle in [
         "TP_SERVER",
         "TP_CA",
+        "TP_TRANSPORT",
+        "--transport",
+        "transport = \"auto\"",
+        "~/.cache/tp/transport",
         "TP_CONFIG",
         "TP_LOG",
         "config.toml",
@@ -180,4 +186,20 @@ fn global_flags_go_before_or_after_the_subcommand() {
     }
     let cli = parse(&["tp", "--server", "tp.example.org:443", "db1", "22"]).unwrap();
     assert_eq!(cli.command, connect("db1", 22));
+}
+
+#[test]
+fn the_transport_flag() {
+    let cli = parse(&["tp", "--transport", "quic", "db1", "22"]).unwrap();
+    assert_eq!(cli.global.transport, Some(Transport::Quic));
+    assert_eq!(cli.global.layer(None).transport, Some(Transport::Quic));
+    let cli = parse(&["tp-up", "db1:5432", "1", "--transport", "tcp"]).unwrap();
+    assert_eq!(cli.global.transport, Some(Transport::Tcp));
+    let cli = parse(&["tp", "db1", "22"]).unwrap();
+    assert_eq!(cli.global.transport, None, "the default comes from resolve");
+    let err = parse(&["tp", "--transport", "udp", "db1", "22"]).unwrap_err();
+    assert!(
+        err.to_string().contains("expected auto, quic or tcp"),
+        "{err}"
+    );
 }

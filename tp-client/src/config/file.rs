@@ -10,6 +10,7 @@ use toml::Spanned;
 
 use super::{ConfigError, Layer, expand_tilde};
 use crate::addr::ServerAddr;
+use crate::transport::Transport;
 use tp_net::duration::parse_timeout;
 
 /// The file as written, before any value is checked.
@@ -22,6 +23,7 @@ struct RawFile {
     key: Option<Spanned<String>>,
     ca: Option<Spanned<String>>,
     connect_timeout: Option<Spanned<String>>,
+    transport: Option<Spanned<String>>,
 }
 
 /// 1-based line and column of byte `offset` in `text`.
@@ -67,6 +69,13 @@ pub fn parse_file(text: &str, path: &Path, home: Option<&Path>) -> Result<Layer,
                 .map_err(|e| located(v.span(), format!("connect_timeout: {e}")))?,
         ),
     };
+    let transport = match raw.transport {
+        None => None,
+        Some(v) => Some(
+            Transport::parse(v.get_ref())
+                .map_err(|e| located(v.span(), format!("transport: {e}")))?,
+        ),
+    };
     Ok(Layer {
         server,
         server_name: raw.server_name.map(Spanned::into_inner),
@@ -74,5 +83,6 @@ pub fn parse_file(text: &str, path: &Path, home: Option<&Path>) -> Result<Layer,
         key: file_path(raw.key),
         ca: file_path(raw.ca),
         connect_timeout,
+        transport,
     })
 }

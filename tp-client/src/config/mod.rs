@@ -14,6 +14,7 @@ use rustls_pki_types::ServerName;
 use tp_proto::Host;
 
 use crate::addr::ServerAddr;
+use crate::transport::Transport;
 use tp_net::duration::parse_timeout;
 
 pub use file::parse_file;
@@ -23,6 +24,10 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Environment variable naming the config file.
 pub const ENV_CONFIG: &str = "TP_CONFIG";
+
+/// The file under the cache directory where `auto` remembers servers whose QUIC
+/// did not answer.
+pub const CACHE_FILE: &str = "transport";
 
 /// One setting and the three ways to give it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,7 +41,15 @@ pub struct Setting {
 }
 
 /// Every setting, in the order the help text lists them.
-pub const SETTINGS: [Setting; 6] = [SERVER, SERVER_NAME, CERT, KEY, CA, CONNECT_TIMEOUT];
+pub const SETTINGS: [Setting; 7] = [
+    SERVER,
+    SERVER_NAME,
+    CERT,
+    KEY,
+    CA,
+    CONNECT_TIMEOUT,
+    TRANSPORT,
+];
 
 const SERVER: Setting = setting("server", "TP_SERVER", "--server");
 const SERVER_NAME: Setting = setting("server_name", "TP_SERVER_NAME", "--server-name");
@@ -45,6 +58,7 @@ const KEY: Setting = setting("key", "TP_KEY", "--key");
 const CA: Setting = setting("ca", "TP_CA", "--ca");
 const CONNECT_TIMEOUT: Setting =
     setting("connect_timeout", "TP_CONNECT_TIMEOUT", "--connect-timeout");
+const TRANSPORT: Setting = setting("transport", "TP_TRANSPORT", "--transport");
 
 const fn setting(key: &'static str, env: &'static str, flag: &'static str) -> Setting {
     Setting { key, env, flag }
@@ -125,6 +139,8 @@ pub struct Layer {
     pub ca: Option<PathBuf>,
     /// Deadline for reaching the server and completing the TLS handshake.
     pub connect_timeout: Option<Duration>,
+    /// QUIC, TLS/TCP, or QUIC with a TLS/TCP fallback.
+    pub transport: Option<Transport>,
 }
 
 impl Layer {
@@ -137,6 +153,7 @@ impl Layer {
             key: over.key.or(self.key),
             ca: over.ca.or(self.ca),
             connect_timeout: over.connect_timeout.or(self.connect_timeout),
+            transport: over.transport.or(self.transport),
         }
     }
 }
@@ -156,6 +173,11 @@ pub struct Settings {
     pub ca: PathBuf,
     /// Deadline for reaching the server and completing the TLS handshake.
     pub connect_timeout: Duration,
+    /// QUIC, TLS/TCP, or QUIC with a TLS/TCP fallback.
+    pub transport: Transport,
+    /// Where `auto` remembers servers whose QUIC did not answer, shared by
+    /// every `tp` process; `None` keeps that memory in the process only.
+    pub cache_file: Option<PathBuf>,
 }
 
 /// Which config file to read, and whether the user named it (then it must exist).
@@ -208,6 +230,16 @@ pub fn config_path(
     })
 }
 
+/// The transport cache file: `$XDG_CACHE_HOME/tp/transport`, else
+/// `~/.cache/tp/transport`; `None` without a home directory.
+pub fn cache_path(get: &dyn Fn(&str) -> Option<String>) -> Option<PathBuf> {
+    let base = var(get, "XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| home_dir(get).map(|h| h.join(".cache")))?;
+    Some(base.join("tp").join(CACHE_FILE))
+}
+
 /// Replaces a leading `~/` (or a lone `~`) with `home`. Without a home directory
 /// the path is left as written.
 pub fn expand_tilde(path: &Path, home: Option<&Path>) -> PathBuf {
@@ -218,7 +250,8 @@ pub fn expand_tilde(path: &Path, home: Option<&Path>) -> PathBuf {
 }
 
 /// The settings the environment gives: `TP_SERVER`, `TP_SERVER_NAME`, `TP_CERT`,
-/// `TP_KEY`, `TP_CA`, `TP_CONNECT_TIMEOUT`. Empty variables count as unset.
+/// `TP_KEY`, `TP_CA`, `TP_CONNECT_TIMEOUT`, `TP_TRANSPORT`. Empty variables count
+/// as unset.
 pub fn env_layer(get: &dyn Fn(&str) -> Option<String>) -> Result<Layer, ConfigError> {
     let home = home_dir(get);
     let path = |s: &Setting| var(get, s.env).map(|v| expand_tilde(Path::new(&v), home.as_deref()));
@@ -239,6 +272,10 @@ pub fn env_layer(get: &dyn Fn(&str) -> Option<String>) -> Result<Layer, ConfigEr
             .map(|v| parse_timeout(&v))
             .transpose()
             .map_err(|e| bad(&CONNECT_TIMEOUT, e.to_string()))?,
+        transport: var(get, TRANSPORT.env)
+            .map(|v| Transport::parse(&v))
+            .transpose()
+            .map_err(|e| bad(&TRANSPORT, e.to_string()))?,
     })
 }
 
@@ -285,6 +322,8 @@ pub fn resolve(
         key,
         ca,
         connect_timeout: merged.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT),
+        transport: merged.transport.unwrap_or_default(),
+        cache_file: None,
     })
 }
 
@@ -300,7 +339,8 @@ fn default_server_name(host: &Host) -> Result<ServerName<'static>, ConfigError> 
 
 /// Reads the config file (if any), the environment through `get`, and merges them
 /// under `flags`. A missing default config file is fine; a missing file named by
-/// `--config` or `TP_CONFIG` is an error.
+/// `--config` or `TP_CONFIG` is an error. The transport cache file is the default
+/// one ([`cache_path`]).
 pub fn load(
     flags: Layer,
     config_flag: Option<&Path>,
@@ -322,7 +362,11 @@ pub fn load(
         },
     };
     let env = env_layer(get)?;
-    resolve(file, env, flags, config.as_ref().map(|c| c.path.as_path()))
+    let settings = resolve(file, env, flags, config.as_ref().map(|c| c.path.as_path()))?;
+    Ok(Settings {
+        cache_file: cache_path(get),
+        ..settings
+    })
 }
 
 #[cfg(test)]

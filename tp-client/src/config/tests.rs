@@ -1,6 +1,7 @@
 use std::collections::HashMap;
 
 use super::*;
+use crate::transport::Transport;
 
 fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + use<> {
     let map: HashMap<String, String> = pairs
@@ -22,6 +23,7 @@ fn full(server_addr: &str, dir: &str) -> Layer {
         key: Some(PathBuf::from(format!("{dir}/c.key"))),
         ca: Some(PathBuf::from(format!("{dir}/ca.pem"))),
         connect_timeout: Some(Duration::from_secs(3)),
+        transport: None,
     }
 }
 
@@ -246,4 +248,81 @@ fn load_reads_the_file_and_reports_a_missing_explicit_one() {
     ]);
     let s = load(Layer::default(), None, &get).unwrap();
     assert_eq!(s.server.port, 443);
+}
+
+#[test]
+fn transport_from_file_env_and_flags() {
+    let file = Layer {
+        transport: Some(Transport::Tcp),
+        ..full("tp.example.org", "/d")
+    };
+    let s = resolve(file.clone(), Layer::default(), Layer::default(), None).unwrap();
+    assert_eq!(s.transport, Transport::Tcp);
+    let from_env = env_layer(&env(&[("TP_TRANSPORT", "quic")])).unwrap();
+    let s = resolve(file.clone(), from_env.clone(), Layer::default(), None).unwrap();
+    assert_eq!(s.transport, Transport::Quic);
+    let flags = Layer {
+        transport: Some(Transport::Auto),
+        ..Layer::default()
+    };
+    let s = resolve(file, from_env, flags, None).unwrap();
+    assert_eq!(s.transport, Transport::Auto);
+    let s = resolve(
+        full("tp.example.org", "/d"),
+        Layer::default(),
+        Layer::default(),
+        None,
+    )
+    .unwrap();
+    assert_eq!(s.transport, Transport::Auto, "the default");
+
+    let err = env_layer(&env(&[("TP_TRANSPORT", "udp")])).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "TP_TRANSPORT: \"udp\" is not a transport: expected auto, quic or tcp"
+    );
+    assert_eq!(
+        env_layer(&env(&[("TP_TRANSPORT", "")])).unwrap().transport,
+        None
+    );
+
+    let path = Path::new("/etc/tp/client.toml");
+    let layer = parse_file("transport = \"quic\"\n", path, None).unwrap();
+    assert_eq!(layer.transport, Some(Transport::Quic));
+    let err = parse_file("server = \"a\"\ntransport = \"udp\"\n", path, None).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "/etc/tp/client.toml:2:13: transport: \"udp\" is not a transport: expected auto, quic or tcp"
+    );
+}
+
+#[test]
+fn cache_path_follows_xdg() {
+    assert_eq!(
+        cache_path(&env(&[("HOME", "/home/a")])),
+        Some(PathBuf::from("/home/a/.cache/tp/transport"))
+    );
+    assert_eq!(
+        cache_path(&env(&[("HOME", "/home/a"), ("XDG_CACHE_HOME", "/xdg")])),
+        Some(PathBuf::from("/xdg/tp/transport"))
+    );
+    // A relative XDG_CACHE_HOME is ignored, as the spec says.
+    assert_eq!(
+        cache_path(&env(&[("HOME", "/home/a"), ("XDG_CACHE_HOME", "rel")])),
+        Some(PathBuf::from("/home/a/.cache/tp/transport"))
+    );
+    assert_eq!(cache_path(&env(&[])), None);
+
+    let get = env(&[
+        ("HOME", "/home/a"),
+        ("TP_SERVER", "tp.example.org"),
+        ("TP_CERT", "c.pem"),
+        ("TP_KEY", "c.key"),
+        ("TP_CA", "ca.pem"),
+    ]);
+    let s = load(Layer::default(), None, &get).unwrap();
+    assert_eq!(
+        s.cache_file,
+        Some(PathBuf::from("/home/a/.cache/tp/transport"))
+    );
 }

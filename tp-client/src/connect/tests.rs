@@ -7,6 +7,7 @@ use super::*;
 use crate::config::Settings;
 use crate::stdio::bridge;
 use crate::testutil::{Behaviour, Pki, ServerSetup, connector, start_server};
+use crate::transport::Transport;
 
 fn db9() -> Hello {
     Hello::connect_tcp(Host::parse("db9.internal").unwrap(), 22)
@@ -218,6 +219,8 @@ fn settings_for(pki: &Pki, port: u16, dir: &tempfile::TempDir) -> Settings {
         key: write("alice.key", &pki.client.key_pem),
         ca: write("ca.pem", &pki.ca_pem),
         connect_timeout: Duration::from_secs(5),
+        transport: Transport::Tcp,
+        cache_file: None,
     }
 }
 

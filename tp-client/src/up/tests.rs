@@ -3,8 +3,13 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::oneshot;
 
+use sha2::{Digest, Sha256};
+
 use super::*;
-use crate::testutil::{Behaviour, Pki, ServerSetup, connector, start_server};
+use crate::testutil::{
+    Behaviour, Pki, ServerSetup, connector, connector_via, start_dual, start_server,
+};
+use crate::transport::Transport;
 
 /// Starts `serve` on 127.0.0.1:0 against a test server; returns the local address,
 /// the shutdown trigger and the serve task.
@@ -86,4 +91,90 @@ async fn run_reports_a_port_in_use() {
         err.to_string().starts_with("cannot listen on 127.0.0.1:"),
         "{err}"
     );
+}
+
+/// Starts `serve` over QUIC against a dual test server.
+async fn start_up_quic(
+    pki: &Pki,
+) -> (
+    SocketAddr,
+    crate::testutil::Dual,
+    oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+) {
+    let setup = ServerSetup {
+        pki,
+        client_ca: pki,
+        alpn: true,
+    };
+    let server = start_dual(setup, Behaviour::Echo).await;
+    let connector = Arc::new(connector_via(pki, pki, server.addr.port(), Transport::Quic));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let local = listener.local_addr().unwrap();
+    let target = Target::parse("db1.internal:5432").unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(serve(listener, connector, target, async move {
+        let _ = stopped.await;
+    }));
+    (local, server, stop, task)
+}
+
+/// Sends `payload` through one local connection, half-closes, and returns the
+/// SHA-256 of what came back after the server's "early" bytes.
+async fn echo_digest(local: SocketAddr, payload: Vec<u8>) -> [u8; 32] {
+    let conn = TcpStream::connect(local).await.unwrap();
+    let (mut read, mut write) = conn.into_split();
+    let writer = tokio::spawn(async move {
+        write.write_all(&payload).await.unwrap();
+        write.shutdown().await.unwrap();
+    });
+    let mut got = Vec::new();
+    read.read_to_end(&mut got).await.unwrap();
+    writer.await.unwrap();
+    assert_eq!(&got[..5], b"early");
+    Sha256::digest(&got[5..]).into()
+}
+
+#[tokio::test]
+async fn twenty_tunnels_share_one_quic_connection() {
+    let pki = Pki::new("test CA");
+    let (local, server, stop, task) = start_up_quic(&pki).await;
+    let mut transfers = Vec::new();
+    for i in 0..20u32 {
+        // Different sizes and contents per tunnel, so a mix-up cannot pass.
+        let len = 64 * 1024 + 7919 * i as usize;
+        let payload: Vec<u8> = (0..len)
+            .map(|j| (j as u32).wrapping_mul(2_654_435_761).wrapping_add(i) as u8)
+            .collect();
+        let want: [u8; 32] = Sha256::digest(&payload).into();
+        transfers.push((want, tokio::spawn(echo_digest(local, payload))));
+    }
+    for (i, (want, transfer)) in transfers.into_iter().enumerate() {
+        let got = tokio::time::timeout(Duration::from_secs(30), transfer)
+            .await
+            .expect("transfer finishes")
+            .unwrap();
+        assert_eq!(got, want, "tunnel {i}");
+    }
+    assert_eq!(server.quic.connections(), 1, "one QUIC connection");
+    stop.send(()).unwrap();
+    task.await.unwrap();
+}
+
+#[tokio::test]
+async fn tp_up_reconnects_when_the_quic_connection_dies() {
+    let pki = Pki::new("test CA");
+    let (local, server, stop, task) = start_up_quic(&pki).await;
+    let first = echo_digest(local, b"one".to_vec()).await;
+    assert_eq!(first, <[u8; 32]>::from(Sha256::digest(b"one")));
+    server.quic.close_all();
+    // The next local connection dials again (the client may first learn of the
+    // close from that attempt, and then retries once on a new connection).
+    let second = tokio::time::timeout(Duration::from_secs(10), echo_digest(local, b"two".to_vec()))
+        .await
+        .expect("the second tunnel opens");
+    assert_eq!(second, <[u8; 32]>::from(Sha256::digest(b"two")));
+    assert_eq!(server.quic.connections(), 2);
+    stop.send(()).unwrap();
+    task.await.unwrap();
 }

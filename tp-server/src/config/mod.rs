@@ -34,6 +34,8 @@ pub struct Limits {
     pub connect_timeout: Duration,
     /// A tunnel with no byte moving either way for this long is closed (default 1h).
     pub idle_timeout: Duration,
+    /// A UDP tunnel with no datagram either way for this long is closed (default 2m).
+    pub udp_idle_timeout: Duration,
     /// On shutdown, how long open tunnels may take to finish (default 30s).
     pub drain_timeout: Duration,
     /// Connections served at once; more wait in the kernel's accept queue (default 10000).
@@ -53,6 +55,7 @@ impl Default for Limits {
             hello_timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(3_600),
+            udp_idle_timeout: Duration::from_secs(120),
             drain_timeout: Duration::from_secs(30),
             max_connections: NonZeroUsize::new(10_000).unwrap_or(NonZeroUsize::MIN),
             max_handshakes_per_source: NonZeroUsize::new(64).unwrap_or(NonZeroUsize::MIN),
@@ -184,6 +187,11 @@ impl Source<'_> {
                 d.connect_timeout,
             )?,
             idle_timeout: self.duration(&raw.idle_timeout, "idle_timeout", d.idle_timeout)?,
+            udp_idle_timeout: self.duration(
+                &raw.udp_idle_timeout,
+                "udp_idle_timeout",
+                d.udp_idle_timeout,
+            )?,
             drain_timeout: self.duration(&raw.drain_timeout, "drain_timeout", d.drain_timeout)?,
             max_connections,
             max_handshakes_per_source,

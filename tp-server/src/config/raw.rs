@@ -49,6 +49,7 @@ pub(super) struct RawLimits {
     pub(super) hello_timeout: Option<Spanned<String>>,
     pub(super) connect_timeout: Option<Spanned<String>>,
     pub(super) idle_timeout: Option<Spanned<String>>,
+    pub(super) udp_idle_timeout: Option<Spanned<String>>,
     pub(super) drain_timeout: Option<Spanned<String>>,
     pub(super) max_connections: Option<Spanned<i64>>,
     pub(super) max_handshakes_per_source: Option<Spanned<i64>>,

@@ -8,12 +8,14 @@ use quinn::ConnectionError;
 use rustls_pki_types::CertificateDer;
 use tokio_util::task::TaskTracker;
 use tp_proto::ALPN_TP_V1;
+use tp_proto::udp::decode_datagram;
 use tracing::{Instrument, Span, debug, info, info_span};
 
 use super::{CLOSE_REFUSED, CLOSE_REVOKED, CLOSE_SHUTDOWN};
 use crate::server::RunContext;
 use crate::session;
 use crate::slots::HandshakeSlot;
+use crate::tunnel::udp::{DatagramPath, FlowTable};
 
 /// Serves one incoming QUIC connection to its end. `slot` is held until the
 /// handshake ends.
@@ -64,8 +66,11 @@ pub(super) async fn serve(ctx: RunContext, incoming: quinn::Incoming, slot: Hand
     debug!("QUIC established");
 
     let who = Arc::new(who);
+    let flows = FlowTable::default();
+    tokio::spawn(route_datagrams(conn.clone(), flows.clone()).in_current_span());
     let streams = TaskTracker::new();
-    let ended = serve_streams(&ctx, &conn, &who, chain.as_deref().unwrap_or(&[]), &streams).await;
+    let chain = chain.as_deref().unwrap_or(&[]);
+    let ended = serve_streams(&ctx, &conn, &who, chain, &flows, &streams).await;
     streams.close();
     tokio::select! {
         () = streams.wait() => {}
@@ -84,6 +89,7 @@ async fn serve_streams(
     conn: &quinn::Connection,
     who: &Arc<Identity>,
     chain: &[CertificateDer<'static>],
+    flows: &FlowTable,
     streams: &TaskTracker,
 ) -> String {
     let mut draining = false;
@@ -117,6 +123,11 @@ async fn serve_streams(
             conn.close(CLOSE_REVOKED, b"certificate revoked");
             return "certificate revoked".into();
         }
+        let datagrams = DatagramPath {
+            conn: conn.clone(),
+            flows: flows.clone(),
+            flow: quinn::VarInt::from(send.id()).into_inner(),
+        };
         let span = info_span!("stream", stream = %send.id());
         let who = who.clone();
         let draining = ctx.draining.clone();
@@ -125,12 +136,29 @@ async fn serve_streams(
             async move {
                 let stream = tp_net::quic::stream(send, recv);
                 tokio::select! {
-                    () = session::serve(&shared, stream, &who, &draining) => {}
+                    () = session::serve(&shared, stream, &who, &draining, Some(datagrams)) => {}
                     () = force.cancelled() => debug!("closed by shutdown deadline"),
                 }
             }
             .instrument(span),
         );
+    }
+}
+
+/// Routes the connection's QUIC datagrams to its UDP tunnels until it closes.
+async fn route_datagrams(conn: quinn::Connection, flows: FlowTable) {
+    while let Ok(datagram) = conn.read_datagram().await {
+        match decode_datagram(datagram) {
+            Ok((flow, payload)) => {
+                if !flows.deliver(flow, payload) {
+                    debug!(
+                        flow,
+                        "QUIC datagram for no open UDP tunnel (or a full queue): dropped"
+                    );
+                }
+            }
+            Err(e) => debug!(error = %e, "bad QUIC datagram dropped"),
+        }
     }
 }
 

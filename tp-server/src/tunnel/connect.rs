@@ -1,19 +1,20 @@
-//! `connect` over TCP: policy before DNS, resolution, policy on every address that
-//! may be dialed, dial under the connect timeout, answer, relay.
+//! `connect`: dispatch by protocol, and the TCP tunnel: the plan (see
+//! [`super::plan`]), dial under the connect timeout, answer, relay.
 
 use std::io;
-use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
 use bytes::BytesMut;
-use policy::{ConnectRequest, Decision, Identity};
+use policy::Identity;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tp_net::relay::{RelayEnd, RelayOptions, Side, relay};
 use tp_proto::{Answer, Connect, ConnectTarget, ErrorCode, Host, Proto};
 use tracing::{Instrument, debug, info, info_span};
 
-use crate::audit::{self, ConnectAsk};
+use super::plan;
+use super::udp::DatagramPath;
+use crate::audit;
 use crate::server::Shared;
 use crate::session::{TunnelStream, finish};
 
@@ -24,13 +25,12 @@ pub(crate) async fn serve<S: TunnelStream>(
     who: &Identity,
     hello: Connect,
     early: BytesMut,
+    datagrams: Option<DatagramPath>,
 ) {
     let (host, port) = match (&hello.proto, hello.target) {
         (Proto::Tcp, ConnectTarget::Addr { host, port }) => (host, port),
-        (Proto::Udp, _) => {
-            let why = "UDP tunnels are not supported by this server yet";
-            audit::refused_op(who, "connect", why);
-            return finish(&mut client, &Answer::err(ErrorCode::Unsupported, why)).await;
+        (Proto::Udp, ConnectTarget::Addr { host, port }) => {
+            return super::udp::serve(shared, client, who, &host, port, early, datagrams).await;
         }
         (_, ConnectTarget::Service { name, .. }) => {
             let why = format!("exposed services (\"{name}\") are not supported by this server yet");
@@ -66,58 +66,15 @@ async fn open(
     host: &Host,
     port: u16,
 ) -> Result<TcpStream, Answer> {
-    let proto = Proto::Tcp;
-    let mut ask = ConnectAsk {
-        who,
-        proto,
-        host,
-        port,
-        addr: None,
-    };
-    let pre = shared.policy.precheck_connect(who, proto, host, port);
-    if let Decision::Deny { reason } = &pre {
-        audit::connect_decision(&ask, &pre);
-        return Err(Answer::err(ErrorCode::Denied, reason.to_string()));
-    }
-
     let deadline = Instant::now() + shared.limits.connect_timeout;
-    let addrs = resolve(host, port, shared.limits.connect_timeout).await?;
-
-    // Policy on every address; only allowed ones are dialed, in resolver order.
-    let mut allowed = Vec::new();
-    let mut first_denial = None;
-    for addr in addrs {
-        let ip = addr.ip().to_canonical();
-        let req = ConnectRequest {
-            proto,
-            host,
-            port,
-            addr: ip,
-        };
-        match shared.policy.decide_connect(who, &req) {
-            d @ Decision::Allow { .. } => allowed.push((SocketAddr::new(ip, port), d)),
-            d @ Decision::Deny { .. } => {
-                if first_denial.is_none() {
-                    first_denial = Some((ip, d));
-                }
-            }
-        }
-    }
-    if allowed.is_empty() {
-        let (ip, denial) = first_denial.unwrap_or((IpAddr::from([0, 0, 0, 0]), pre));
-        ask.addr = Some(ip);
-        audit::connect_decision(&ask, &denial);
-        let message = match denial {
-            Decision::Deny { reason } => reason.to_string(),
-            Decision::Allow { .. } => "no address to dial".to_owned(),
-        };
-        return Err(Answer::err(ErrorCode::Denied, message));
-    }
+    let plan = plan::plan(shared, who, Proto::Tcp, host, port).await?;
+    let allowed = &plan.allowed;
+    let mut ask = plan.ask(who, host, port);
 
     // The last failure decides the answer; running out of time is a timeout even if
     // an earlier address refused.
     let mut last_error = None;
-    for (addr, decision) in &allowed {
+    for (addr, decision) in allowed {
         let remaining = deadline.saturating_duration_since(Instant::now());
         if remaining.is_zero() {
             last_error = None;
@@ -171,38 +128,6 @@ fn dial_failure(
             ErrorCode::Timeout,
             format!("{host}:{port} did not answer within {timeout:?}"),
         ),
-    }
-}
-
-async fn resolve(
-    host: &Host,
-    port: u16,
-    timeout: std::time::Duration,
-) -> Result<Vec<SocketAddr>, Answer> {
-    let name = match host {
-        Host::Ip(ip) => return Ok(vec![SocketAddr::new(*ip, port)]),
-        Host::Name(name) => name,
-    };
-    match tokio::time::timeout(timeout, tokio::net::lookup_host((name.as_str(), port))).await {
-        Err(_) => Err(Answer::err(
-            ErrorCode::Timeout,
-            format!("resolving {name} timed out"),
-        )),
-        Ok(Err(e)) => Err(Answer::err(
-            ErrorCode::Unreachable,
-            format!("cannot resolve {name}: {e}"),
-        )),
-        Ok(Ok(addrs)) => {
-            let addrs: Vec<SocketAddr> = addrs.collect();
-            if addrs.is_empty() {
-                Err(Answer::err(
-                    ErrorCode::Unreachable,
-                    format!("{name} has no address"),
-                ))
-            } else {
-                Ok(addrs)
-            }
-        }
     }
 }
 

@@ -2,3 +2,5 @@
 //! identity and a byte stream that already carried the hello.
 
 pub(crate) mod connect;
+pub(crate) mod plan;
+pub(crate) mod udp;

@@ -1,0 +1,62 @@
+//! The tunnel's opening exchange, the same over every transport: send the hello
+//! line, read the answer line.
+
+use std::io;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::time::timeout;
+use tp_net::message::{ReadMessageError, read_message};
+use tp_proto::{Answer, Hello, decode_answer, encode_hello};
+use tracing::debug;
+
+use super::ConnectError;
+use crate::addr::ServerAddr;
+
+/// How a transport explains its failures while the hello and answer travel.
+pub(super) struct Errors<'a> {
+    pub(super) server: &'a ServerAddr,
+    /// For a failed write of the hello.
+    pub(super) send: fn(&ServerAddr, io::Error) -> ConnectError,
+    /// For a failed read of the answer.
+    pub(super) answer: fn(&ServerAddr, ReadMessageError) -> ConnectError,
+}
+
+/// Sends `hello` on `stream` and reads the answer within `answer_timeout`.
+/// Returns the bytes that arrived behind the answer line.
+pub(super) async fn exchange<S>(
+    stream: &mut S,
+    hello: &Hello,
+    answer_timeout: Duration,
+    errors: Errors<'_>,
+) -> Result<BytesMut, ConnectError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut line = Vec::with_capacity(128);
+    encode_hello(hello, &mut line);
+    let send_error = |e| (errors.send)(errors.server, e);
+    stream.write_all(&line).await.map_err(send_error)?;
+    stream.flush().await.map_err(send_error)?;
+
+    let mut buf = BytesMut::with_capacity(4096);
+    let answer = timeout(
+        answer_timeout,
+        read_message(stream, &mut buf, decode_answer),
+    )
+    .await
+    .map_err(|_| ConnectError::Timeout {
+        server: errors.server.clone(),
+        during: "waiting for the answer of",
+        after: answer_timeout,
+    })?
+    .map_err(|e| (errors.answer)(errors.server, e))?;
+    match answer {
+        Answer::Ok => {
+            debug!(early = buf.len(), "tunnel open");
+            Ok(buf)
+        }
+        Answer::Err { code, message } => Err(ConnectError::Refused { code, message }),
+    }
+}

@@ -1,0 +1,275 @@
+//! QUIC: one connection to the server carries many tunnels, one bidirectional
+//! stream each. The connection is kept and reused until it dies; the next
+//! tunnel then dials again, after a backoff if dialing keeps failing.
+//!
+//! Dialing happens under a lock, so tunnels opened at the same moment (`tp up`
+//! accepting a burst) share one handshake: the ones that waited behind a dial
+//! take its connection, or its error, rather than dialing one after the other.
+
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::time::Duration;
+
+use quinn::{Connection, Endpoint, VarInt};
+use tokio::sync::{Mutex, MutexGuard};
+use tokio::time::{Instant, sleep_until, timeout, timeout_at};
+use tp_proto::ALPN_TP_V1;
+use tracing::debug;
+
+use super::ConnectError;
+use super::resolve::Resolver;
+use crate::addr::ServerAddr;
+use crate::quic_error;
+
+/// The first pause before dialing again after a failed dial.
+const BACKOFF_FIRST: Duration = Duration::from_millis(250);
+/// The longest pause between dials.
+const BACKOFF_MAX: Duration = Duration::from_secs(10);
+/// How long [`QuicDialer::close`] lets the close reach the server.
+const CLOSE_GRACE: Duration = Duration::from_millis(500);
+
+/// The pause before the next dial after `failures` failed dials in a row:
+/// none, then 250 ms doubling up to 10 s.
+pub(crate) fn backoff(failures: u32) -> Duration {
+    match failures {
+        0 => Duration::ZERO,
+        n => BACKOFF_FIRST
+            .saturating_mul(1u32 << (n - 1).min(16))
+            .min(BACKOFF_MAX),
+    }
+}
+
+/// A QUIC connection ready for a tunnel's stream.
+#[derive(Debug)]
+pub(crate) struct Acquired {
+    pub(crate) conn: Connection,
+    /// Whether it was dialed for an earlier tunnel.
+    pub(crate) reused: bool,
+}
+
+/// Dials the server over QUIC and keeps the connection.
+#[derive(Debug)]
+pub(crate) struct QuicDialer {
+    config: quinn::ClientConfig,
+    server: ServerAddr,
+    server_name: String,
+    connect_timeout: Duration,
+    state: Mutex<DialState>,
+}
+
+#[derive(Debug, Default)]
+struct DialState {
+    /// UDP endpoints, at most one per address family.
+    endpoints: Vec<Endpoint>,
+    conn: Option<Connection>,
+    /// Failed dials in a row.
+    failures: u32,
+    /// When the last dial failed, and why.
+    last_failure: Option<(Instant, ConnectError)>,
+}
+
+/// The dialer, locked: see whether a connection is alive, else dial one.
+#[derive(Debug)]
+pub(crate) struct Slot<'a> {
+    dialer: &'a QuicDialer,
+    state: MutexGuard<'a, DialState>,
+    /// When this caller started waiting for the lock.
+    queued_at: Instant,
+}
+
+impl QuicDialer {
+    pub(crate) fn new(
+        config: quinn::ClientConfig,
+        server: ServerAddr,
+        server_name: String,
+        connect_timeout: Duration,
+    ) -> Self {
+        QuicDialer {
+            config,
+            server,
+            server_name,
+            connect_timeout,
+            state: Mutex::new(DialState::default()),
+        }
+    }
+
+    fn timed_out(&self, during: &'static str) -> ConnectError {
+        ConnectError::Timeout {
+            server: self.server.clone(),
+            during,
+            after: self.connect_timeout,
+        }
+    }
+
+    fn quic_error(&self, reason: String) -> ConnectError {
+        ConnectError::Quic {
+            server: self.server.clone(),
+            reason,
+        }
+    }
+
+    /// Waits (until `deadline`) for any dial in progress to end.
+    pub(crate) async fn lock(&self, deadline: Instant) -> Result<Slot<'_>, ConnectError> {
+        let queued_at = Instant::now();
+        let state = timeout_at(deadline, self.state.lock())
+            .await
+            .map_err(|_| self.timed_out("waiting for the QUIC connection to"))?;
+        Ok(Slot {
+            dialer: self,
+            state,
+            queued_at,
+        })
+    }
+
+    /// Closes the connection (code 0) and lets the close reach the server,
+    /// bounded: done with the server for good, e.g. before the process exits.
+    pub(crate) async fn close(&self) {
+        let Ok(mut state) = timeout(CLOSE_GRACE, self.state.lock()).await else {
+            debug!("a QUIC dial is still running; not waiting for it");
+            return;
+        };
+        if let Some(conn) = state.conn.take() {
+            conn.close(VarInt::from_u32(0), b"done");
+        }
+        for endpoint in &state.endpoints {
+            if timeout(CLOSE_GRACE, endpoint.wait_idle()).await.is_err() {
+                debug!("the QUIC close was not confirmed in time");
+            }
+        }
+    }
+
+    async fn dial_once(
+        &self,
+        endpoints: &mut Vec<Endpoint>,
+        resolver: &Resolver<'_>,
+        deadline: Instant,
+    ) -> Result<Connection, ConnectError> {
+        let addrs = timeout_at(deadline, resolver.addrs())
+            .await
+            .map_err(|_| self.timed_out("connecting to"))??;
+        // QUIC tries the first address only; TLS/TCP (and `auto`) try them all.
+        let Some(&addr) = addrs.first() else {
+            return Err(self.quic_error("the name resolved to no address".into()));
+        };
+        let endpoint = endpoint_for(endpoints, addr)
+            .map_err(|e| self.quic_error(format!("cannot open a UDP socket: {e}")))?;
+        let connecting = endpoint
+            .connect_with(self.config.clone(), addr, &self.server_name)
+            .map_err(|e| self.quic_error(format!("cannot start: {e}")))?;
+        let conn = timeout_at(deadline, connecting)
+            .await
+            .map_err(|_| self.timed_out("in the QUIC handshake with"))?
+            .map_err(|e| quic_error::connect_error(&self.server, &e))?;
+        if alpn(&conn).as_deref() != Some(ALPN_TP_V1) {
+            conn.close(VarInt::from_u32(0), b"no ALPN tp/1");
+            return Err(ConnectError::NoAlpn {
+                server: self.server.clone(),
+            });
+        }
+        debug!(server = %self.server, %addr, "QUIC connected");
+        Ok(conn)
+    }
+}
+
+impl Slot<'_> {
+    /// The kept connection, if it is still alive.
+    pub(crate) fn live(&self) -> Option<Connection> {
+        self.state
+            .conn
+            .as_ref()
+            .filter(|conn| conn.close_reason().is_none())
+            .cloned()
+    }
+
+    /// Dials a new connection and keeps it. A dial that failed while this
+    /// caller waited for the lock is not repeated: its error is returned. After
+    /// failures, the next dial waits out [`backoff`] (or fails at once with the
+    /// last error if that pause would pass `deadline`).
+    pub(crate) async fn dial(
+        &mut self,
+        resolver: &Resolver<'_>,
+        deadline: Instant,
+    ) -> Result<Connection, ConnectError> {
+        let state = &mut *self.state;
+        if let Some((failed_at, error)) = &state.last_failure {
+            if *failed_at >= self.queued_at {
+                return Err(error.duplicate());
+            }
+            let retry_at = *failed_at + backoff(state.failures);
+            if retry_at > deadline {
+                debug!("not dialing QUIC again before {retry_at:?}");
+                return Err(error.duplicate());
+            }
+            if retry_at > Instant::now() {
+                debug!(
+                    failures = state.failures,
+                    "backing off before dialing QUIC again"
+                );
+                sleep_until(retry_at).await;
+            }
+        }
+        state.conn = None;
+        match self
+            .dialer
+            .dial_once(&mut state.endpoints, resolver, deadline)
+            .await
+        {
+            Ok(conn) => {
+                state.conn = Some(conn.clone());
+                state.failures = 0;
+                state.last_failure = None;
+                Ok(conn)
+            }
+            Err(e) => {
+                state.failures = state.failures.saturating_add(1);
+                state.last_failure = Some((Instant::now(), e.duplicate()));
+                Err(e)
+            }
+        }
+    }
+}
+
+/// The endpoint for `addr`'s address family, bound on first use.
+fn endpoint_for(endpoints: &mut Vec<Endpoint>, addr: SocketAddr) -> std::io::Result<Endpoint> {
+    let same_family = |e: &Endpoint| {
+        e.local_addr()
+            .is_ok_and(|local| local.is_ipv4() == addr.is_ipv4())
+    };
+    if let Some(endpoint) = endpoints.iter().find(|e| same_family(e)) {
+        return Ok(endpoint.clone());
+    }
+    let bind: SocketAddr = if addr.is_ipv4() {
+        (Ipv4Addr::UNSPECIFIED, 0).into()
+    } else {
+        (Ipv6Addr::UNSPECIFIED, 0).into()
+    };
+    let endpoint = Endpoint::client(bind)?;
+    debug!(local = ?endpoint.local_addr().ok(), "UDP socket bound");
+    endpoints.push(endpoint.clone());
+    Ok(endpoint)
+}
+
+/// The ALPN protocol the server selected.
+fn alpn(conn: &Connection) -> Option<Vec<u8>> {
+    conn.handshake_data()?
+        .downcast::<quinn::crypto::rustls::HandshakeData>()
+        .ok()?
+        .protocol
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_from_250ms_to_10s() {
+        let ms = |n| backoff(n).as_millis();
+        assert_eq!(ms(0), 0);
+        assert_eq!(ms(1), 250);
+        assert_eq!(ms(2), 500);
+        assert_eq!(ms(3), 1000);
+        assert_eq!(ms(6), 8000);
+        assert_eq!(ms(7), 10_000);
+        assert_eq!(ms(40), 10_000);
+        assert_eq!(ms(u32::MAX), 10_000);
+    }
+}

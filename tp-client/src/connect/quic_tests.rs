@@ -1,0 +1,214 @@
+//! Tunnels over QUIC against the canned quinn server.
+
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt, duplex};
+use tp_proto::{ErrorCode, Hello, Host};
+
+use super::*;
+use crate::exit;
+use crate::stdio::bridge;
+use crate::testutil::{
+    Behaviour, Pki, ServerSetup, connector_via, connector_with, start_dual, start_server,
+};
+
+fn db9() -> Hello {
+    Hello::connect_tcp(Host::parse("db9.internal").unwrap(), 22)
+}
+
+fn setup(pki: &Pki) -> ServerSetup<'_> {
+    ServerSetup {
+        pki,
+        client_ca: pki,
+        alpn: true,
+    }
+}
+
+#[tokio::test]
+async fn a_quic_tunnel_echoes_and_half_closes() {
+    let pki = Pki::new("test CA");
+    let mut server = start_dual(setup(&pki), Behaviour::Echo).await;
+    let connector = connector_via(&pki, &pki, server.addr.port(), Transport::Quic);
+    let mut tunnel = connector.open(&db9()).await.unwrap();
+    assert_eq!(tunnel.via(), Via::Quic);
+    assert_eq!(server.hellos.recv().await.unwrap(), db9());
+    tunnel.write_all(b"ping").await.unwrap();
+    let mut got = [0u8; 9];
+    tunnel.read_exact(&mut got).await.unwrap();
+    assert_eq!(&got, b"earlyping");
+    tunnel.shutdown().await.unwrap();
+    let mut rest = Vec::new();
+    tunnel.read_to_end(&mut rest).await.unwrap();
+    assert!(rest.is_empty(), "{rest:?}");
+    // Shutting down twice is harmless, as over TLS.
+    tunnel.shutdown().await.unwrap();
+    connector.close().await;
+}
+
+#[tokio::test]
+async fn stdio_bridge_over_quic_delivers_everything() {
+    let pki = Pki::new("test CA");
+    let server = start_dual(setup(&pki), Behaviour::Echo).await;
+    let connector = connector_via(&pki, &pki, server.addr.port(), Transport::Quic);
+    let tunnel = connector.open(&db9()).await.unwrap();
+    let delivered = tunnel.delivered();
+    let (mut stdin_w, stdin) = duplex(1024);
+    let (stdout, mut stdout_r) = duplex(4 * 1024 * 1024);
+    let payload: Vec<u8> = (0..1_000_000u32).map(|i| (i % 251) as u8).collect();
+    let writer = {
+        let payload = payload.clone();
+        tokio::spawn(async move {
+            stdin_w.write_all(&payload).await.unwrap();
+        })
+    };
+    let stats = tokio::time::timeout(
+        Duration::from_secs(20),
+        bridge(tunnel, stdin, stdout, std::future::pending()),
+    )
+    .await
+    .expect("the bridge ends after stdin EOF and the echo's EOF")
+    .unwrap();
+    writer.await.unwrap();
+    tokio::time::timeout(Duration::from_secs(5), delivered)
+        .await
+        .expect("the server acknowledges the end of our stream");
+    let mut out = Vec::new();
+    stdout_r.read_to_end(&mut out).await.unwrap();
+    assert_eq!(&out[..5], b"early");
+    assert!(out[5..] == payload[..], "echo differs");
+    assert_eq!(stats.sent, payload.len() as u64);
+    tokio::time::timeout(Duration::from_secs(3), connector.close())
+        .await
+        .expect("closing is bounded");
+}
+
+#[tokio::test]
+async fn tunnels_share_one_connection_and_a_dead_one_is_replaced() {
+    let pki = Pki::new("test CA");
+    let server = start_dual(setup(&pki), Behaviour::Echo).await;
+    let connector = connector_via(&pki, &pki, server.addr.port(), Transport::Quic);
+    let mut tunnels = Vec::new();
+    for _ in 0..3 {
+        tunnels.push(connector.open(&db9()).await.unwrap());
+    }
+    assert_eq!(server.quic.connections(), 1);
+
+    server.quic.close_all();
+    for mut tunnel in tunnels {
+        let mut rest = Vec::new();
+        // The server's close ends the streams; "early" may or may not arrive.
+        let _ = tunnel.read_to_end(&mut rest).await;
+    }
+    let mut tunnel = connector.open(&db9()).await.unwrap();
+    tunnel.write_all(b"again").await.unwrap();
+    let mut got = [0u8; 10];
+    tunnel.read_exact(&mut got).await.unwrap();
+    assert_eq!(&got, b"earlyagain");
+    assert_eq!(server.quic.connections(), 2);
+}
+
+#[tokio::test]
+async fn answer_codes_map_to_the_same_exit_statuses_over_quic() {
+    let pki = Pki::new("test CA");
+    let mut cases: Vec<(&str, u8)> = exit::ANSWER_STATUSES.to_vec();
+    cases.push(("quota", exit::OTHER_CODE));
+    for (code, status) in cases {
+        let server = start_dual(setup(&pki), Behaviour::Refuse(code)).await;
+        let connector = connector_via(&pki, &pki, server.addr.port(), Transport::Quic);
+        let err = connector.open(&db9()).await.unwrap_err();
+        match &err {
+            ConnectError::Refused { code: got, message } => {
+                assert_eq!(got, &ErrorCode::from_wire(code));
+                assert_eq!(message, "nope");
+            }
+            other => panic!("{code}: {other:?}"),
+        }
+        assert_eq!(err.to_string(), format!("{code}: nope"));
+        assert_eq!(err.exit_status(), status, "{code}");
+    }
+}
+
+#[tokio::test]
+async fn a_refused_client_certificate_over_quic_is_named() {
+    let pki = Pki::new("test CA");
+    let other = Pki::new("other CA");
+    let server_setup = ServerSetup {
+        pki: &pki,
+        client_ca: &other,
+        alpn: true,
+    };
+    let server = start_dual(server_setup, Behaviour::Echo).await;
+    let connector = connector_via(&pki, &pki, server.addr.port(), Transport::Quic);
+    let err = connector.open(&db9()).await.unwrap_err();
+    assert!(matches!(err, ConnectError::Handshake { .. }), "{err:?}");
+    assert!(
+        err.to_string()
+            .contains("server refused our client certificate"),
+        "{err}"
+    );
+    assert_eq!(err.exit_status(), exit::LOCAL);
+}
+
+#[tokio::test]
+async fn an_untrusted_server_certificate_over_quic_is_named() {
+    let pki = Pki::new("test CA");
+    let other = Pki::new("other CA");
+    let server = start_dual(setup(&pki), Behaviour::Echo).await;
+    let connector = connector_via(&pki, &other, server.addr.port(), Transport::Quic);
+    let err = connector.open(&db9()).await.unwrap_err();
+    assert!(matches!(err, ConnectError::Handshake { .. }), "{err:?}");
+    assert!(
+        err.to_string().contains("server certificate not trusted"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_quic_server_without_alpn_is_not_a_tp_server() {
+    let pki = Pki::new("test CA");
+    let server_setup = ServerSetup {
+        alpn: false,
+        ..setup(&pki)
+    };
+    let server = start_dual(server_setup, Behaviour::Echo).await;
+    let connector = connector_via(&pki, &pki, server.addr.port(), Transport::Quic);
+    let err = connector.open(&db9()).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ConnectError::NoAlpn { .. } | ConnectError::Handshake { .. }
+        ),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("ALPN tp/1"), "{err}");
+}
+
+#[tokio::test]
+async fn a_stream_closed_without_an_answer_is_named() {
+    let pki = Pki::new("test CA");
+    let server = start_dual(setup(&pki), Behaviour::Close).await;
+    let connector = connector_via(&pki, &pki, server.addr.port(), Transport::Quic);
+    let err = connector.open(&db9()).await.unwrap_err();
+    assert!(matches!(err, ConnectError::Closed { .. }), "{err:?}");
+}
+
+#[tokio::test]
+async fn quic_alone_times_out_when_nothing_answers_on_udp() {
+    let pki = Pki::new("test CA");
+    // TLS/TCP only: nothing listens on the UDP port.
+    let (addr, _hellos) = start_server(setup(&pki), Behaviour::Echo).await;
+    let connector = connector_with(
+        &pki,
+        &pki,
+        addr.port(),
+        Transport::Quic,
+        Duration::from_millis(300),
+    );
+    let err = connector.open(&db9()).await.unwrap_err();
+    assert!(matches!(err, ConnectError::Timeout { .. }), "{err:?}");
+    assert!(
+        err.to_string()
+            .starts_with("timed out after 300ms in the QUIC handshake with 127.0.0.1:"),
+        "{err}"
+    );
+}
