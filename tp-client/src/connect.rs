@@ -179,7 +179,7 @@ impl Connector {
             let (via, opened) = match carrier {
                 Carrier::Tls(stream) => (Via::Tcp, self.tunnel_over_tls(stream, hello).await),
                 Carrier::Quic(Acquired { conn, reused }) => {
-                    match self.tunnel_over_quic(&conn, hello, deadline).await {
+                    match self.tunnel_over_quic(&conn, reused, hello, deadline).await {
                         Err(e @ ConnectError::Quic { .. }) if reused && !retried => {
                             debug!("the kept QUIC connection is gone ({e}); connecting again");
                             retried = true;
@@ -253,9 +253,13 @@ impl Connector {
         Ok(Tunnel::tls(stream, early))
     }
 
+    /// Opens a stream on `conn` for the tunnel. On a `reused` connection that
+    /// turns out unresponsive, gives up early ([`quic::unresponsive`]) and
+    /// stops reusing it.
     async fn tunnel_over_quic(
         &self,
         conn: &Connection,
+        reused: bool,
         hello: &Hello,
         deadline: Instant,
     ) -> Result<Tunnel, ConnectError> {
@@ -270,7 +274,22 @@ impl Connector {
             send: quic_send_error,
             answer: quic_answer_error,
         };
-        let early = exchange(&mut stream, hello, self.answer_timeout(), errors).await?;
+        let exchanged = exchange(&mut stream, hello, self.answer_timeout(), errors);
+        let early = if reused {
+            tokio::select! {
+                early = exchanged => early?,
+                () = quic::unresponsive(conn) => {
+                    self.quic.forget(conn).await;
+                    return Err(ConnectError::Quic {
+                        server: server.clone(),
+                        reason: "the kept connection no longer answers (did the server restart?)"
+                            .into(),
+                    });
+                }
+            }
+        } else {
+            exchanged.await?
+        };
         Ok(Tunnel::quic(stream, early))
     }
 

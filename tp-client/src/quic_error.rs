@@ -44,6 +44,16 @@ fn local_alert_hint(alert: AlertDescription, reason: &str) -> &'static str {
     }
 }
 
+/// What the server's application close codes mean (docs/protocol.md, QUIC).
+fn close_code_hint(code: u64) -> &'static str {
+    match code {
+        1 => ": it is shutting down, try again later",
+        2 => ": our client certificate was revoked",
+        3 => ": it found no usable identity in our client certificate",
+        _ => "",
+    }
+}
+
 /// The [`ConnectError`] for a failed or lost QUIC connection to `server`.
 pub(crate) fn connect_error(server: &ServerAddr, e: &ConnectionError) -> ConnectError {
     let quic = |reason: String| ConnectError::Quic {
@@ -70,10 +80,11 @@ pub(crate) fn connect_error(server: &ServerAddr, e: &ConnectionError) -> Connect
         ConnectionError::ApplicationClosed(close) => {
             let reason = String::from_utf8_lossy(&close.reason);
             quic(format!(
-                "the server closed the connection (code {}{}{})",
+                "the server closed the connection (code {}{}{}){}",
                 close.error_code,
                 if reason.is_empty() { "" } else { ": " },
-                crate::connect::one_line(&reason)
+                crate::connect::one_line(&reason),
+                close_code_hint(close.error_code.into_inner())
             ))
         }
         ConnectionError::Reset => quic("the server reset the connection (did it restart?)".into()),
@@ -197,6 +208,17 @@ mod tests {
             err.to_string(),
             "QUIC connection to tp.example.org:443 failed: \
              the server closed the connection (code 7: draining\\n)"
+        );
+        let revoked = ConnectionError::ApplicationClosed(ApplicationClose {
+            error_code: quinn::VarInt::from_u32(2),
+            reason: Bytes::new(),
+        });
+        assert!(
+            connect_error(&server(), &revoked)
+                .to_string()
+                .ends_with("(code 2): our client certificate was revoked"),
+            "{}",
+            connect_error(&server(), &revoked)
         );
         let reset = connect_error(&server(), &ConnectionError::Reset);
         assert!(reset.to_string().contains("did it restart?"), "{reset}");

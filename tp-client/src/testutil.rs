@@ -27,7 +27,7 @@ use crate::transport::Transport;
 
 mod quic;
 
-pub(crate) use quic::{Dual, QuicServer, start_dual};
+pub(crate) use quic::{Dual, QuicServer, UdpRelay, start_dual};
 
 /// A certificate, its key, and both as PEM.
 pub(crate) struct Leaf {

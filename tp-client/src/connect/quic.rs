@@ -26,6 +26,8 @@ const BACKOFF_FIRST: Duration = Duration::from_millis(250);
 const BACKOFF_MAX: Duration = Duration::from_secs(10);
 /// How long [`QuicDialer::close`] lets the close reach the server.
 const CLOSE_GRACE: Duration = Duration::from_millis(500);
+/// The least time [`unresponsive`] waits for an acknowledgement.
+const PROBE_MIN: Duration = Duration::from_secs(1);
 
 /// The pause before the next dial after `failures` failed dials in a row:
 /// none, then 250 ms doubling up to 10 s.
@@ -118,6 +120,19 @@ impl QuicDialer {
             state,
             queued_at,
         })
+    }
+
+    /// Stops handing out `conn` to new tunnels (it is left to its current
+    /// ones), so the next tunnel dials a new connection.
+    pub(crate) async fn forget(&self, conn: &Connection) {
+        let mut state = self.state.lock().await;
+        if state
+            .conn
+            .as_ref()
+            .is_some_and(|kept| kept.stable_id() == conn.stable_id())
+        {
+            state.conn = None;
+        }
     }
 
     /// Closes the connection (code 0) and lets the close reach the server,
@@ -225,6 +240,22 @@ impl Slot<'_> {
                 Err(e)
             }
         }
+    }
+}
+
+/// Completes if the server acknowledges nothing on `conn` for four round trips
+/// (at least [`PROBE_MIN`]) from now, while a tunnel's hello waits for its
+/// answer; otherwise never. A kept connection can be dead without QUIC knowing
+/// yet: a server that restarted has lost its state and cannot even send a
+/// stateless reset we would accept, so only the idle timeout would tell. The
+/// answer itself may take long (the server dials the target), but the
+/// acknowledgement of the hello comes within a round trip.
+pub(crate) async fn unresponsive(conn: &Connection) {
+    let acks = |conn: &Connection| conn.stats().frame_rx.acks;
+    let before = acks(conn);
+    tokio::time::sleep(conn.rtt().saturating_mul(4).max(PROBE_MIN)).await;
+    if acks(conn) > before {
+        std::future::pending::<()>().await;
     }
 }
 

@@ -9,7 +9,8 @@ use super::*;
 use crate::exit;
 use crate::stdio::bridge;
 use crate::testutil::{
-    Behaviour, Pki, ServerSetup, connector_via, connector_with, start_dual, start_server,
+    Behaviour, Pki, QuicServer, ServerSetup, UdpRelay, connector_via, connector_with, start_dual,
+    start_server,
 };
 
 fn db9() -> Hello {
@@ -211,4 +212,33 @@ async fn quic_alone_times_out_when_nothing_answers_on_udp() {
             .starts_with("timed out after 300ms in the QUIC handshake with 127.0.0.1:"),
         "{err}"
     );
+}
+
+#[tokio::test]
+async fn a_kept_connection_to_a_restarted_server_is_replaced_quickly() {
+    let pki = Pki::new("test CA");
+    let (tx, _hellos) = tokio::sync::mpsc::unbounded_channel();
+    let first = QuicServer::start(setup(&pki), Behaviour::Echo, 0, tx.clone()).unwrap();
+    let relay = UdpRelay::start(first.local_addr()).await;
+    let connector = connector_via(&pki, &pki, relay.addr.port(), Transport::Quic);
+    let mut tunnel = connector.open(&db9()).await.unwrap();
+    tunnel.write_all(b"one").await.unwrap();
+    let mut got = [0u8; 8];
+    tunnel.read_exact(&mut got).await.unwrap();
+
+    // The server restarts without a word: the kept connection looks alive to
+    // QUIC until its idle timeout, but nothing on the other side knows it.
+    let second = QuicServer::start(setup(&pki), Behaviour::Echo, 0, tx).unwrap();
+    relay.point_at(second.local_addr());
+    let started = std::time::Instant::now();
+    let mut tunnel = tokio::time::timeout(Duration::from_secs(10), connector.open(&db9()))
+        .await
+        .expect("the dead connection is given up well before the answer timeout")
+        .unwrap();
+    let took = started.elapsed();
+    tunnel.write_all(b"two").await.unwrap();
+    tunnel.read_exact(&mut got).await.unwrap();
+    assert_eq!(&got, b"earlytwo");
+    assert_eq!(second.connections(), 1);
+    assert!(took < Duration::from_secs(8), "took {took:?}");
 }

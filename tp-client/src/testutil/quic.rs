@@ -15,6 +15,7 @@ use super::{Behaviour, ServerSetup, serve_tls, serve_tunnel, server_config};
 
 /// A QUIC server; it keeps running until the test's runtime ends.
 pub(crate) struct QuicServer {
+    endpoint: Endpoint,
     connections: Arc<Mutex<Vec<Connection>>>,
 }
 
@@ -31,7 +32,9 @@ impl QuicServer {
         let endpoint = Endpoint::server(config, SocketAddr::from(([127, 0, 0, 1], port)))?;
         let connections = Arc::new(Mutex::new(Vec::new()));
         let kept = connections.clone();
+        let accepting = endpoint.clone();
         tokio::spawn(async move {
+            let endpoint = accepting;
             while let Some(incoming) = endpoint.accept().await {
                 let kept = kept.clone();
                 let hellos = hellos.clone();
@@ -52,7 +55,10 @@ impl QuicServer {
                 });
             }
         });
-        Ok(QuicServer { connections })
+        Ok(QuicServer {
+            endpoint,
+            connections,
+        })
     }
 
     /// How many QUIC connections completed their handshake so far.
@@ -60,7 +66,12 @@ impl QuicServer {
         self.connections.lock().unwrap().len()
     }
 
-    /// Closes every connection, as a restarting server would.
+    /// The server's UDP address.
+    pub(crate) fn local_addr(&self) -> SocketAddr {
+        self.endpoint.local_addr().unwrap()
+    }
+
+    /// Closes every connection, as a server shutting down does.
     pub(crate) fn close_all(&self) {
         for conn in self.connections.lock().unwrap().iter() {
             conn.close(VarInt::from_u32(1), b"test closes");
@@ -90,4 +101,51 @@ pub(crate) async fn start_dual(setup: ServerSetup<'_>, behaviour: Behaviour) -> 
         return Dual { addr, hellos, quic };
     }
     panic!("no port number free on both TCP and UDP");
+}
+
+/// A UDP relay in front of a QUIC server. Pointing it at another server is a
+/// server restart as the client sees it: same address, no state, no goodbye.
+pub(crate) struct UdpRelay {
+    pub(crate) addr: SocketAddr,
+    backend: Arc<Mutex<SocketAddr>>,
+}
+
+impl UdpRelay {
+    /// Relays datagrams between one client and `backend`.
+    pub(crate) async fn start(backend: SocketAddr) -> UdpRelay {
+        let front = Arc::new(tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap());
+        let back = Arc::new(tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap());
+        let addr = front.local_addr().unwrap();
+        let backend = Arc::new(Mutex::new(backend));
+        let client = Arc::new(Mutex::new(None::<SocketAddr>));
+        let (f, b, to, from) = (front.clone(), back.clone(), backend.clone(), client.clone());
+        let backend_now = backend.clone();
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 65536];
+            while let Ok((n, peer)) = f.recv_from(&mut buf).await {
+                *from.lock().unwrap() = Some(peer);
+                let target = *to.lock().unwrap();
+                let _ = b.send_to(&buf[..n], target).await;
+            }
+        });
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 65536];
+            while let Ok((n, src)) = back.recv_from(&mut buf).await {
+                // A server the relay no longer points at is gone.
+                if src != *backend_now.lock().unwrap() {
+                    continue;
+                }
+                let peer = *client.lock().unwrap();
+                if let Some(peer) = peer {
+                    let _ = front.send_to(&buf[..n], peer).await;
+                }
+            }
+        });
+        UdpRelay { addr, backend }
+    }
+
+    /// Sends everything to `backend` from now on.
+    pub(crate) fn point_at(&self, backend: SocketAddr) {
+        *self.backend.lock().unwrap() = backend;
+    }
 }
