@@ -1,135 +1,174 @@
 //! The certificate matrix: every bad client certificate is refused at the handshake,
-//! with a server log line saying why, and the `tp` client reports the failure (exit 1).
-//! A chain through an intermediate CA is accepted. A client that does not negotiate
-//! ALPN `tp/1` is closed.
+//! over both transports, with a server log line saying why, and the `tp` client
+//! reports the failure (exit 1). A chain through an intermediate CA is accepted. A
+//! client that does not negotiate ALPN `tp/1` is closed.
 
 use std::net::SocketAddr;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tp_server::pki::Issued;
 use tp_tests::bins::run_tp;
-use tp_tests::client::{self, ClientOptions, Reply, connect_hello, send_hello};
+use tp_tests::client::{
+    ClientOptions, Reply, connect_from, connect_hello, open_tunnel_over, round_trip, send_hello,
+};
 use tp_tests::target::EchoTarget;
-use tp_tests::{TestServer, pki};
+use tp_tests::{TestServer, Transport, pki};
 
-/// Connects with `options`, asks for a tunnel to `target`, and expects no answer:
-/// the connection must end. Returns the client's local address (the server's log
+/// How rustls (and so the server's log, over both transports) words a handshake
+/// that found no ALPN protocol both sides speak.
+const NO_SHARED_ALPN: &str = "peer doesn't support any known protocol";
+
+/// Connects over `transport` with `options`, asks for a tunnel to `target`, and
+/// expects no answer: the handshake fails, or the connection (QUIC: the stream)
+/// ends before a byte of answer. Returns the client's address (the server's log
 /// names it as `peer=`).
 async fn expect_refused(
+    transport: Transport,
     server: SocketAddr,
     options: &ClientOptions<'_>,
     target: u16,
 ) -> SocketAddr {
-    let tcp = TcpStream::connect(server).await.expect("TCP connect");
-    let local = tcp.local_addr().expect("local_addr");
-    match client::handshake(tcp, options).await {
+    let (peer, connected) = connect_from(transport, server, options).await;
+    match connected {
         // The server refused during our side of the handshake.
-        Err(_) => {}
-        Ok(mut tls) => {
-            let reply = send_hello(&mut tls, &connect_hello("127.0.0.1", target)).await;
+        Err(e) => println!("{transport:?} handshake failed: {e}"),
+        Ok(mut tunnel) => {
+            let reply = send_hello(&mut tunnel, &connect_hello("127.0.0.1", target)).await;
             assert!(
                 matches!(reply, Reply::Closed { ref partial, .. } if partial.is_empty()),
-                "a refused client got an answer: {reply:?}"
+                "{transport:?}: a refused client got an answer: {reply:?}"
             );
+            println!("{transport:?} refused after the handshake: {reply:?}");
         }
     }
-    local
+    peer
 }
 
-/// The server logs `TLS handshake refused: ...` for `peer` with every one of `why`.
-async fn expect_refusal_logged(server: &TestServer, peer: SocketAddr, why: &[&str]) -> String {
+/// The server logs `TLS handshake refused: ...` for `peer` over `transport` with
+/// every one of `why`.
+async fn expect_refusal_logged(
+    server: &TestServer,
+    transport: Transport,
+    peer: SocketAddr,
+    why: &[&str],
+) -> String {
     let peer = format!("peer={peer}");
-    let mut parts = vec!["TLS handshake refused", peer.as_str()];
+    let mut parts = vec![
+        "TLS handshake refused",
+        peer.as_str(),
+        transport.log_field(),
+    ];
     parts.extend_from_slice(why);
     server.expect_log(&parts).await
 }
 
-async fn bad_leaf(leaf: &Issued, why: &[&str]) {
+/// `leaf` is refused over `transport`, the log says why (`why`), and nothing is
+/// dialed.
+async fn bad_leaf(transport: Transport, leaf: &Issued, why: &[&str]) {
     let pki = pki();
     let server = TestServer::builder().revoked(&pki.revoked).start().await;
     let target = EchoTarget::start().await;
-    let peer = expect_refused(server.addr(), &ClientOptions::with(leaf), target.port()).await;
-    let line = expect_refusal_logged(&server, peer, why).await;
+    let options = ClientOptions::with(leaf);
+    let peer = expect_refused(transport, server.addr(), &options, target.port()).await;
+    let line = expect_refusal_logged(&server, transport, peer, why).await;
     println!("{line}");
     assert_eq!(
         target.accepted(),
         0,
         "nothing may be dialed for a refused client"
     );
-
-    // The tp client sees the failure too, and says it was a TLS handshake failure.
-    let config = server.client_config_for(leaf);
-    let port = target.port().to_string();
-    let out = run_tp(&config, ["127.0.0.1", port.as_str()], b"").await;
-    assert_eq!(out.code(), 1, "tp with a refused certificate: {out:?}");
-    assert!(out.stdout.is_empty(), "no tunnel bytes: {out:?}");
-    println!("{}", out.stderr);
-    assert!(
-        out.stderr.starts_with("tp: ") && out.stderr.contains("TLS handshake"),
-        "tp's stderr: {}",
-        out.stderr
-    );
-    assert!(
-        out.stderr.contains("refused our client certificate"),
-        "tp names the client certificate as the problem: {}",
-        out.stderr
-    );
-    assert_eq!(target.accepted(), 0);
 }
 
-#[tokio::test]
-async fn no_certificate_is_refused() {
+async fn no_certificate_is_refused(transport: Transport) {
     let server = TestServer::start().await;
     let target = EchoTarget::start().await;
-    let peer = expect_refused(server.addr(), &ClientOptions::anonymous(), target.port()).await;
-    let line = expect_refusal_logged(&server, peer, &["no certificates"]).await;
+    let options = ClientOptions::anonymous();
+    let peer = expect_refused(transport, server.addr(), &options, target.port()).await;
+    let line = expect_refusal_logged(&server, transport, peer, &["no certificates"]).await;
     println!("{line}");
     assert_eq!(target.accepted(), 0);
 }
 
-#[tokio::test]
-async fn expired_certificate_is_refused() {
-    bad_leaf(&pki().expired, &["xpired"]).await;
+async fn expired_certificate_is_refused(transport: Transport) {
+    bad_leaf(transport, &pki().expired, &["certificate expired"]).await;
 }
 
-#[tokio::test]
-async fn not_yet_valid_certificate_is_refused() {
-    bad_leaf(&pki().not_yet_valid, &["not valid"]).await;
+async fn not_yet_valid_certificate_is_refused(transport: Transport) {
+    bad_leaf(transport, &pki().not_yet_valid, &["not valid yet"]).await;
 }
 
-#[tokio::test]
-async fn foreign_ca_is_refused() {
-    bad_leaf(&pki().foreign, &["UnknownIssuer"]).await;
+async fn foreign_ca_is_refused(transport: Transport) {
+    bad_leaf(transport, &pki().foreign, &["UnknownIssuer"]).await;
 }
 
-#[tokio::test]
-async fn server_auth_only_eku_is_refused() {
+async fn server_auth_only_eku_is_refused(transport: Transport) {
     bad_leaf(
+        transport,
         &pki().server_eku,
         &["extended key usage for client authentication"],
     )
     .await;
 }
 
-#[tokio::test]
-async fn revoked_serial_is_refused() {
-    bad_leaf(&pki().revoked, &["Revoked"]).await;
+async fn revoked_serial_is_refused(transport: Transport) {
+    bad_leaf(transport, &pki().revoked, &["Revoked"]).await;
 }
 
+/// The `tp` binary reports each refused certificate as a TLS handshake failure of
+/// its client certificate (exit 1, no tunnel bytes). Not per transport: `tp`
+/// chooses its transport from its own config.
 #[tokio::test]
-async fn revoked_serial_is_only_refused_when_listed() {
+async fn tp_reports_a_refused_client_certificate() {
+    let pki = pki();
+    let server = TestServer::builder().revoked(&pki.revoked).start().await;
+    let target = EchoTarget::start().await;
+    let port = target.port().to_string();
+    let leaves = [
+        ("expired", &pki.expired),
+        ("not yet valid", &pki.not_yet_valid),
+        ("foreign CA", &pki.foreign),
+        ("serverAuth only", &pki.server_eku),
+        ("revoked", &pki.revoked),
+    ];
+    for (what, leaf) in leaves {
+        let config = server.client_config_for(leaf);
+        let out = run_tp(&config, ["127.0.0.1", port.as_str()], b"").await;
+        println!("{what}: {}", out.stderr);
+        assert_eq!(out.code(), 1, "tp with a {what} certificate: {out:?}");
+        assert!(out.stdout.is_empty(), "{what}: no tunnel bytes: {out:?}");
+        assert!(
+            out.stderr.starts_with("tp: ") && out.stderr.contains("TLS handshake"),
+            "{what}: tp's stderr: {}",
+            out.stderr
+        );
+        assert!(
+            out.stderr.contains("refused our client certificate"),
+            "{what}: tp names the client certificate as the problem: {}",
+            out.stderr
+        );
+    }
+    assert_eq!(target.accepted(), 0);
+}
+
+async fn revoked_serial_is_only_refused_when_listed(transport: Transport) {
     // The same certificate is fine on a server whose list does not name it.
     let pki = pki();
     let server = TestServer::start().await;
     let target = EchoTarget::start().await;
-    let mut tls =
-        client::open_tunnel(server.addr(), &pki.revoked, "127.0.0.1", target.port()).await;
-    echo_roundtrip(&mut tls, b"still trusted").await;
+    let mut tunnel = open_tunnel_over(
+        transport,
+        server.addr(),
+        &pki.revoked,
+        "127.0.0.1",
+        target.port(),
+    )
+    .await;
+    assert_eq!(
+        round_trip(&mut tunnel, b"still trusted").await,
+        b"still trusted"
+    );
 }
 
-#[tokio::test]
-async fn chain_through_an_intermediate_is_accepted() {
+async fn chain_through_an_intermediate_is_accepted(transport: Transport) {
     let pki = pki();
     let leaf = &pki.via_intermediate;
     assert_eq!(
@@ -139,32 +178,35 @@ async fn chain_through_an_intermediate_is_accepted() {
     );
     let server = TestServer::start().await;
     let target = EchoTarget::start().await;
-    let mut tls = client::open_tunnel(server.addr(), leaf, "127.0.0.1", target.port()).await;
-    echo_roundtrip(&mut tls, b"through the intermediate").await;
+    let mut tunnel =
+        open_tunnel_over(transport, server.addr(), leaf, "127.0.0.1", target.port()).await;
+    let payload = b"through the intermediate";
+    assert_eq!(round_trip(&mut tunnel, payload).await, payload);
     server
-        .expect_log(&["id=carol@test", "decision=\"allow\""])
+        .expect_log(&["id=carol@test", "decision=\"allow\"", transport.log_field()])
         .await;
+}
 
-    // And through the tp binary, whose config names the chain file.
-    let config = server.client_config_for(leaf);
+/// The `tp` binary presents the chain its config names (leaf + intermediate). Not
+/// per transport: `tp` chooses its transport from its own config.
+#[tokio::test]
+async fn tp_presents_a_chain_through_an_intermediate() {
+    let server = TestServer::start().await;
+    let target = EchoTarget::start().await;
+    let config = server.client_config_for(&pki().via_intermediate);
     let port = target.port().to_string();
     let out = run_tp(&config, ["127.0.0.1", port.as_str()], b"hello via tp").await;
     assert_eq!(out.code(), 0, "{out:?}");
     assert_eq!(out.stdout, b"hello via tp");
+    server
+        .expect_log(&["id=carol@test", "decision=\"allow\""])
+        .await;
 }
 
-async fn echo_roundtrip(tls: &mut client::TlsClient, payload: &[u8]) {
-    tls.write_all(payload).await.expect("write");
-    tls.shutdown().await.expect("close_notify");
-    let mut back = Vec::new();
-    tp_tests::within("echo", tp_tests::EVENTUALLY, tls.read_to_end(&mut back))
-        .await
-        .expect("read to EOF");
-    assert_eq!(back, payload);
-}
-
-#[tokio::test]
-async fn client_without_alpn_is_closed() {
+/// Without ALPN the two transports close at different points: TLS over TCP lets
+/// the handshake finish and the server closes the connection after it, while QUIC
+/// makes ALPN mandatory (RFC 9001, section 8.1) and the handshake itself fails.
+async fn client_without_alpn_is_closed(transport: Transport) {
     let pki = pki();
     let server = TestServer::start().await;
     let target = EchoTarget::start().await;
@@ -172,22 +214,27 @@ async fn client_without_alpn_is_closed() {
         cert: Some(&pki.alice),
         alpn: Vec::new(),
     };
-    let tcp = TcpStream::connect(server.addr()).await.expect("connect");
-    let peer = tcp.local_addr().expect("local_addr");
-    let mut tls = client::handshake(tcp, &options)
-        .await
-        .expect("the handshake itself completes without ALPN");
-    let reply = send_hello(&mut tls, &connect_hello("127.0.0.1", target.port())).await;
-    assert!(matches!(reply, Reply::Closed { .. }), "{reply:?}");
-    let line = server
-        .expect_log(&[&format!("peer={peer}"), "did not negotiate ALPN tp/1"])
-        .await;
+    let peer = expect_refused(transport, server.addr(), &options, target.port()).await;
+    let line = match transport {
+        Transport::Tcp => {
+            let peer = format!("peer={peer}");
+            let parts = [
+                peer.as_str(),
+                transport.log_field(),
+                "did not negotiate ALPN tp/1",
+            ];
+            server.expect_log(&parts).await
+        }
+        Transport::Quic => {
+            let why = [NO_SHARED_ALPN];
+            expect_refusal_logged(&server, transport, peer, &why).await
+        }
+    };
     println!("{line}");
     assert_eq!(target.accepted(), 0);
 }
 
-#[tokio::test]
-async fn client_offering_only_other_alpn_is_refused() {
+async fn client_offering_only_other_alpn_is_refused(transport: Transport) {
     let pki = pki();
     let server = TestServer::start().await;
     let target = EchoTarget::start().await;
@@ -195,10 +242,22 @@ async fn client_offering_only_other_alpn_is_refused() {
         cert: Some(&pki.alice),
         alpn: vec![b"h2".to_vec(), b"http/1.1".to_vec()],
     };
-    let peer = expect_refused(server.addr(), &options, target.port()).await;
-    let line = server
-        .expect_log(&[&format!("peer={peer}"), "refused"])
-        .await;
+    let peer = expect_refused(transport, server.addr(), &options, target.port()).await;
+    let why = [NO_SHARED_ALPN];
+    let line = expect_refusal_logged(&server, transport, peer, &why).await;
     println!("{line}");
     assert_eq!(target.accepted(), 0);
 }
+
+tp_tests::over_both_transports!(
+    no_certificate_is_refused,
+    expired_certificate_is_refused,
+    not_yet_valid_certificate_is_refused,
+    foreign_ca_is_refused,
+    server_auth_only_eku_is_refused,
+    revoked_serial_is_refused,
+    revoked_serial_is_only_refused_when_listed,
+    chain_through_an_intermediate_is_accepted,
+    client_without_alpn_is_closed,
+    client_offering_only_other_alpn_is_refused,
+);

@@ -1,7 +1,7 @@
 //! Half-close through a tunnel: one side's shutdown of its write side reaches the
 //! other end as EOF after exactly the bytes sent, and the other direction keeps
-//! flowing until it is shut down too. Checked with the raw TLS client, the `tp` stdio
-//! bridge and `tp up`.
+//! flowing until it is shut down too. Checked with the raw client over both
+//! transports (TLS `close_notify`, QUIC FIN), the `tp` stdio bridge and `tp up`.
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -10,9 +10,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 use tp_tests::bins::{TpUp, run_tp, tp};
-use tp_tests::client::open_tunnel;
+use tp_tests::client::open_tunnel_over;
 use tp_tests::data::{random_bytes, sha256_hex};
-use tp_tests::{TestServer, pki, within};
+use tp_tests::{TestServer, Transport, pki, within};
 
 const MIB: usize = 1024 * 1024;
 const REQUEST: &[u8] = b"request bytes, then EOF";
@@ -66,15 +66,15 @@ fn assert_same(what: &str, got: &[u8], want: &[u8]) {
     );
 }
 
-#[tokio::test]
-async fn client_closes_first_raw_tls() {
+async fn client_closes_first_raw(transport: Transport) {
     let server = TestServer::start().await;
     let reply = random_bytes(1, MIB);
     let (port, seen) = read_then_answer(reply.clone()).await;
-    let mut tls = open_tunnel(server.addr(), &pki().alice, "127.0.0.1", port).await;
-    tls.write_all(REQUEST).await.expect("write");
-    // close_notify, then FIN: our write side only.
-    tls.shutdown().await.expect("shutdown");
+    let mut tunnel =
+        open_tunnel_over(transport, server.addr(), &pki().alice, "127.0.0.1", port).await;
+    tunnel.write_all(REQUEST).await.expect("write");
+    // Our write side only: close_notify then TCP FIN, or the QUIC stream's FIN.
+    tunnel.shutdown().await.expect("shutdown");
     assert_eq!(
         reported(seen).await,
         REQUEST,
@@ -84,13 +84,13 @@ async fn client_closes_first_raw_tls() {
     within(
         "the 1 MiB reply",
         Duration::from_secs(20),
-        tls.read_to_end(&mut back),
+        tunnel.read_to_end(&mut back),
     )
     .await
     .expect("reading the reply to EOF");
     assert_same("reply after the client's EOF", &back, &reply);
     let closed = server
-        .expect_log(&["tunnel closed", "bytes.down=1048576"])
+        .expect_log(&["tunnel closed", "bytes.down=1048576", transport.log_field()])
         .await;
     assert!(
         closed.contains(&format!("bytes.up={}", REQUEST.len())),
@@ -98,33 +98,36 @@ async fn client_closes_first_raw_tls() {
     );
 }
 
-#[tokio::test]
-async fn target_closes_first_raw_tls() {
+async fn target_closes_first_raw(transport: Transport) {
     let server = TestServer::start().await;
     let greeting = random_bytes(2, MIB);
     let (port, seen) = answer_then_read(greeting.clone()).await;
-    let mut tls = open_tunnel(server.addr(), &pki().alice, "127.0.0.1", port).await;
+    let mut tunnel =
+        open_tunnel_over(transport, server.addr(), &pki().alice, "127.0.0.1", port).await;
     let mut got = Vec::new();
     within(
         "the target's bytes and EOF",
         Duration::from_secs(20),
-        tls.read_to_end(&mut got),
+        tunnel.read_to_end(&mut got),
     )
     .await
-    .expect("reading to EOF (close_notify)");
+    .expect("reading to EOF (close_notify or FIN)");
     assert_same("target's bytes before its EOF", &got, &greeting);
     // The target has shut its write side; ours still works, and everything arrives.
     let upload = random_bytes(3, MIB);
-    tls.write_all(&upload)
+    tunnel
+        .write_all(&upload)
         .await
-        .expect("write after the server's close_notify");
-    tls.shutdown().await.expect("shutdown");
+        .expect("write after the server's EOF");
+    tunnel.shutdown().await.expect("shutdown");
     assert_same(
         "client's bytes after the target's EOF",
         &reported(seen).await,
         &upload,
     );
 }
+
+tp_tests::over_both_transports!(client_closes_first_raw, target_closes_first_raw);
 
 #[tokio::test]
 async fn client_closes_first_tp_stdio() {

@@ -2,12 +2,9 @@
 //! denied unless a rule names their range, and nothing is dialed for a denied hello:
 //! a listener on the target port records every accept.
 
-use std::time::Duration;
-
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tp_tests::client::{connect_as, connect_hello, send_hello};
+use tp_tests::client::{connect_as_over, connect_hello, round_trip, send_hello};
 use tp_tests::target::EchoTarget;
-use tp_tests::{TestServer, pki, within};
+use tp_tests::{TestServer, Transport, pki};
 
 /// Every spelling of a loopback address (or name) a hello might use.
 const LOOPBACK_SPELLINGS: &[&str] = &[
@@ -36,14 +33,18 @@ const OTHER_LOOPBACK: &[&str] = &["127.0.0.2", "127.255.255.254"];
 /// How many of [`LOOPBACK_SPELLINGS`] are `127.0.0.1` once parsed.
 const SPELLINGS_OF_127_0_0_1: usize = 8;
 
-async fn expect_denied(server: &TestServer, host: &str, port: u16) -> String {
-    let mut tls = connect_as(server.addr(), &pki().alice).await;
-    let reply = send_hello(&mut tls, &connect_hello(host, port)).await;
-    assert_eq!(reply.code(), "denied", "host {host:?}: {reply:?}");
+async fn expect_denied(server: &TestServer, transport: Transport, host: &str, port: u16) -> String {
+    let mut tunnel = connect_as_over(transport, server.addr(), &pki().alice).await;
+    let reply = send_hello(&mut tunnel, &connect_hello(host, port)).await;
+    assert_eq!(
+        reply.code(),
+        "denied",
+        "{transport:?} host {host:?}: {reply:?}"
+    );
     reply.message()
 }
 
-async fn deny_all_spellings(policy: &str) {
+async fn deny_all_spellings(transport: Transport, policy: &str) {
     let server = TestServer::builder()
         .policy(policy)
         .limit("connect_timeout", "1s")
@@ -56,7 +57,7 @@ async fn deny_all_spellings(policy: &str) {
         .chain(OTHER_LOOPBACK)
         .chain(NEVER_ALLOWED);
     for host in all {
-        let message = expect_denied(&server, host, port).await;
+        let message = expect_denied(&server, transport, host, port).await;
         // The reason is the policy's: no rule at all, or the special range.
         assert!(
             message.contains("no rule allows alice@test")
@@ -70,7 +71,7 @@ async fn deny_all_spellings(policy: &str) {
         );
     }
     // Every denial is an audit event.
-    let denials = server.log_lines_with(&["tp::audit", "decision=\"deny\""]);
+    let denials = server.log_lines_with(&["tp::audit", "decision=\"deny\"", transport.log_field()]);
     let asked = LOOPBACK_SPELLINGS.len() + OTHER_LOOPBACK.len() + NEVER_ALLOWED.len();
     assert!(
         denials.len() >= asked,
@@ -89,9 +90,9 @@ async fn deny_all_spellings(policy: &str) {
     );
 }
 
-#[tokio::test]
-async fn a_rule_for_public_addresses_does_not_reach_loopback() {
+async fn a_rule_for_public_addresses_does_not_reach_loopback(transport: Transport) {
     deny_all_spellings(
+        transport,
         r#"
 [[rule]]
 name = "google-dns"
@@ -103,9 +104,9 @@ ports = ["*"]
     .await;
 }
 
-#[tokio::test]
-async fn a_catch_all_rule_does_not_reach_loopback_metadata_or_private() {
+async fn a_catch_all_rule_does_not_reach_loopback_metadata_or_private(transport: Transport) {
     deny_all_spellings(
+        transport,
         r#"
 [[rule]]
 name = "anywhere"
@@ -117,8 +118,7 @@ ports = ["*"]
     .await;
 }
 
-#[tokio::test]
-async fn a_rule_naming_loopback_allows_every_spelling_of_it() {
+async fn a_rule_naming_loopback_allows_every_spelling_of_it(transport: Transport) {
     let server = TestServer::builder()
         .policy(
             r#"
@@ -141,27 +141,28 @@ ports = ["*"]
             eprintln!("skipping {host}: cannot listen on [::1]:{port}");
             continue;
         }
-        let mut tls = connect_as(server.addr(), &pki().alice).await;
-        let reply = send_hello(&mut tls, &connect_hello(host, port)).await;
-        assert_eq!(reply.code(), "ok", "host {host:?}: {reply:?}");
+        let mut tunnel = connect_as_over(transport, server.addr(), &pki().alice).await;
+        let reply = send_hello(&mut tunnel, &connect_hello(host, port)).await;
+        assert_eq!(reply.code(), "ok", "{transport:?} host {host:?}: {reply:?}");
         expected += 1;
         let payload = format!("echo via {host}");
-        tls.write_all(payload.as_bytes()).await.expect("write");
-        tls.shutdown().await.expect("shutdown");
-        let mut back = Vec::new();
-        within("echo", Duration::from_secs(5), tls.read_to_end(&mut back))
-            .await
-            .expect("read");
+        let back = round_trip(&mut tunnel, payload.as_bytes()).await;
         assert_eq!(String::from_utf8_lossy(&back), payload, "host {host:?}");
         assert_eq!(target.accepted(), expected, "host {host:?}");
     }
     server
-        .expect_log(&["decision=\"allow\"", "rule=loopback"])
+        .expect_log(&["decision=\"allow\"", "rule=loopback", transport.log_field()])
         .await;
 
     // Naming loopback opens loopback only: metadata and private stay closed.
     for host in NEVER_ALLOWED {
-        expect_denied(&server, host, port).await;
+        expect_denied(&server, transport, host, port).await;
     }
     assert_eq!(target.accepted(), expected);
 }
+
+tp_tests::over_both_transports!(
+    a_rule_for_public_addresses_does_not_reach_loopback,
+    a_catch_all_rule_does_not_reach_loopback_metadata_or_private,
+    a_rule_naming_loopback_allows_every_spelling_of_it,
+);

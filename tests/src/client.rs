@@ -31,6 +31,17 @@ pub enum Transport {
     Quic,
 }
 
+impl Transport {
+    /// The field the server's log lines carry (in their `conn` span) for a
+    /// connection over this transport: `transport="tcp"` or `transport="quic"`.
+    pub fn log_field(self) -> &'static str {
+        match self {
+            Transport::Tcp => "transport=\"tcp\"",
+            Transport::Quic => "transport=\"quic\"",
+        }
+    }
+}
+
 /// A duplex byte stream: a TLS connection or a QUIC stream.
 pub trait Duplex: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> Duplex for S {}
@@ -48,6 +59,31 @@ pub async fn connect_over(
         Transport::Tcp => Box::new(connect(addr, options).await?),
         Transport::Quic => Box::new(crate::quic::connect(addr, options).await?),
     })
+}
+
+/// Like [`connect_over`], and also returns the client's own address: the server's
+/// log lines for this connection name it as `peer=` (for QUIC, the client's UDP
+/// socket). For tests that expect a refusal and then look for why in the log.
+/// Panics if the socket itself cannot be set up.
+pub async fn connect_from(
+    transport: Transport,
+    addr: SocketAddr,
+    options: &ClientOptions<'_>,
+) -> (SocketAddr, io::Result<Tunnel>) {
+    match transport {
+        Transport::Tcp => {
+            let tcp = TcpStream::connect(addr).await.expect("TCP connect");
+            let local = tcp.local_addr().expect("local_addr");
+            let tls = handshake(tcp, options).await;
+            (local, tls.map(|tls| Box::new(tls) as Tunnel))
+        }
+        Transport::Quic => {
+            let endpoint = crate::quic::endpoint(options);
+            let local = endpoint.local_addr().expect("local_addr");
+            let quic = crate::quic::connect_on(endpoint, addr).await;
+            (local, quic.map(|quic| Box::new(quic) as Tunnel))
+        }
+    }
 }
 
 /// Connects over `transport` as `leaf` with ALPN `tp/1`; panics if that fails.
@@ -249,6 +285,22 @@ pub async fn send_hello<S: AsyncRead + AsyncWrite + Unpin + ?Sized>(
         };
     }
     read_reply(tls).await
+}
+
+/// Writes `payload`, closes the write side (close_notify over TLS, FIN over QUIC)
+/// and returns everything read until EOF; panics on an error or after 10 s. An
+/// echo target sends the payload back.
+pub async fn round_trip<S: AsyncRead + AsyncWrite + Unpin + ?Sized>(
+    tunnel: &mut S,
+    payload: &[u8],
+) -> Vec<u8> {
+    tunnel.write_all(payload).await.expect("write");
+    tunnel.shutdown().await.expect("close the write side");
+    let mut back = Vec::new();
+    crate::within("EOF", crate::EVENTUALLY, tunnel.read_to_end(&mut back))
+        .await
+        .expect("read to EOF");
+    back
 }
 
 /// A connect hello line for `host:port`.

@@ -1,8 +1,8 @@
 //! The end-to-end test harness of tp: the real server in-process on `127.0.0.1:0`
 //! ([`TestServer`]), the real `tp` and `tp-server` binaries as child processes
 //! ([`bins`]), a real OpenSSH sshd ([`Sshd`]), a test PKI minted once per process
-//! ([`pki()`]), a raw TLS client for protocol tests ([`client`]), local TCP targets
-//! ([`target`]) and per-server log capture ([`logs`]).
+//! ([`pki()`]), a raw client over TLS/TCP or QUIC for protocol tests ([`client`],
+//! [`quic`]), local TCP targets ([`target`]) and per-server log capture ([`logs`]).
 //!
 //! It does not build the binaries: run `cargo build --workspace --bins` first (the
 //! harness says so when one is missing). It does not install OpenSSH:

@@ -17,6 +17,10 @@ use crate::client::{ClientOptions, tls_config};
 
 /// One QUIC connection to a test server and the first stream on it. Keeps its own
 /// endpoint (a UDP socket on 127.0.0.1), so a test can rebind it to roam.
+///
+/// Dropping it (with its streams) closes the connection at once: stream data the
+/// server has not acknowledged yet is lost, where a closed TCP socket would still
+/// deliver it. Keep it until the other end has what the test sends.
 #[derive(Debug)]
 pub struct QuicClient {
     stream: QuicStream,
@@ -42,7 +46,12 @@ pub fn endpoint(options: &ClientOptions<'_>) -> quinn::Endpoint {
 /// client certificate after the client considers the handshake done, so a
 /// refusal shows up on the first read.
 pub async fn connect(addr: SocketAddr, options: &ClientOptions<'_>) -> io::Result<QuicClient> {
-    let endpoint = endpoint(options);
+    connect_on(endpoint(options), addr).await
+}
+
+/// [`connect`] from a given `endpoint`, whose local address is the `peer=` of the
+/// server's log lines for this connection.
+pub async fn connect_on(endpoint: quinn::Endpoint, addr: SocketAddr) -> io::Result<QuicClient> {
     let conn = crate::within("QUIC handshake", Duration::from_secs(10), async {
         endpoint
             .connect(addr, "localhost")
