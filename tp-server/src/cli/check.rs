@@ -11,7 +11,22 @@ use crate::Config;
 pub fn check(config_path: &Path, out: &mut dyn Write) -> anyhow::Result<()> {
     let config = Config::load(config_path)?;
     writeln!(out, "{}: ok", config_path.display())?;
-    writeln!(out, "  listen            {}", config.listen)?;
+    writeln!(out, "  listen            {} (TLS over TCP)", config.listen)?;
+    let q = &config.quic;
+    if q.enabled {
+        writeln!(
+            out,
+            "  quic              {} over UDP: {} streams/connection, windows {} KiB/stream {} KiB/connection, idle {:?}, keep-alive {:?}",
+            config.listen,
+            q.limits.max_streams,
+            q.limits.stream_window / 1024,
+            q.limits.connection_window / 1024,
+            q.limits.idle_timeout,
+            q.limits.keep_alive,
+        )?;
+    } else {
+        writeln!(out, "  quic              off")?;
+    }
     if let Some(leaf) = config.tls.cert_chain.first()
         && let Ok((_, cert)) = X509Certificate::from_der(leaf)
     {
@@ -36,13 +51,16 @@ pub fn check(config_path: &Path, out: &mut dyn Write) -> anyhow::Result<()> {
     let l = &config.limits;
     writeln!(
         out,
-        "  limits            handshake {:?}, hello {:?}, connect {:?}, idle {:?}, drain {:?}, max {} connections",
+        "  limits            handshake {:?}, hello {:?}, connect {:?}, idle {:?} (udp {:?}), drain {:?}, max {} connections, {} tunnels/identity, {} handshakes/source",
         l.handshake_timeout,
         l.hello_timeout,
         l.connect_timeout,
         l.idle_timeout,
+        l.udp_idle_timeout,
         l.drain_timeout,
-        l.max_connections
+        l.max_connections,
+        l.max_tunnels_per_identity,
+        l.max_handshakes_per_source,
     )?;
     Ok(())
 }
