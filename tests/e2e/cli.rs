@@ -265,6 +265,7 @@ async fn global_flags_before_the_up_subcommand() {
     let target = EchoTarget::start().await;
     for flags_first in [false, true] {
         let mut cmd = Command::new(tp_bin());
+        cmd.env("XDG_CACHE_HOME", tp_tests::bins::cache_dir(&config));
         if flags_first {
             cmd.arg("--config").arg(&config).arg("up");
         } else {

@@ -14,4 +14,5 @@ mod reload;
 mod ssh;
 mod ssrf;
 mod transfer;
+mod transport;
 mod udp;

@@ -182,7 +182,8 @@ async fn sigterm_drains_open_tunnels_and_refuses_new_ones() {
 
     // An open tunnel through the printed config, via the tp binary.
     let mut cmd = Command::new(tp_bin());
-    cmd.arg("--config")
+    cmd.env("XDG_CACHE_HOME", tmp.path().join("cache"))
+        .arg("--config")
         .arg(&qs.client_config)
         .arg("127.0.0.1")
         .arg(target.port().to_string())
@@ -270,6 +271,7 @@ async fn printed_tp_up_line_works() {
     // The printed line as printed, with sshd's port and a free local port.
     let words = &qs.up_words;
     let mut cmd = Command::new(&words[0]);
+    cmd.env("XDG_CACHE_HOME", tmp.path().join("cache"));
     for word in &words[1..] {
         cmd.arg(match word.as_str() {
             "127.0.0.1:22" => format!("127.0.0.1:{}", sshd.port()),

@@ -1,12 +1,13 @@
 //! Real OpenSSH through tp: `ssh` with tp as its ProxyCommand, `scp` of 64 MiB each
-//! way through `tp up`, and a policy denial that ssh's user gets to read.
+//! way through `tp up`, and a policy denial that ssh's user gets to read, each over
+//! both transports (`tp` pinned to `tcp` or `quic` by its config).
 
 use std::path::Path;
 
 use tokio::process::Command;
 use tp_tests::bins::{Finished, TpUp, run, run_tp, tp_bin};
 use tp_tests::data::{random_bytes, sha256_hex};
-use tp_tests::{Sshd, TestServer, pki};
+use tp_tests::{Sshd, TestServer, Transport, pki};
 
 fn proxy_command(config: &Path) -> String {
     format!(
@@ -28,20 +29,27 @@ async fn ssh_through_tp(sshd: &Sshd, config: &Path, command: &str) -> Finished {
     run(ssh, b"").await
 }
 
-#[tokio::test]
-async fn ssh_with_tp_as_proxy_command() {
+async fn ssh_with_tp_as_proxy_command(transport: Transport) {
     let sshd = Sshd::start().await;
     let server = TestServer::start().await;
-    let config = server.client_config_for(&pki().alice);
+    let config = server.client_config_over(&pki().alice, transport);
     let out = ssh_through_tp(&sshd, &config, "echo hello-from-sshd").await;
     assert_eq!(out.code(), 0, "ssh failed: {}", out.stderr);
     assert_eq!(out.stdout_text(), "hello-from-sshd\n");
 
     let target = format!("host=127.0.0.1 port={}", sshd.port());
     server
-        .expect_log(&["tp::audit", "decision=\"allow\"", "id=alice@test", &target])
+        .expect_log(&[
+            "tp::audit",
+            "decision=\"allow\"",
+            "id=alice@test",
+            &target,
+            transport.log_field(),
+        ])
         .await;
-    server.expect_log(&["tunnel closed"]).await;
+    server
+        .expect_log(&["tunnel closed", transport.log_field()])
+        .await;
     // sshd saw the connection come from the server's dial (LogLevel VERBOSE).
     assert!(
         sshd.log()
@@ -59,25 +67,25 @@ async fn ssh_with_tp_as_proxy_command() {
 /// `tp` then exits at once (docs/client.md) and must still close its own write side
 /// cleanly on the way out, or the server logs `tunnel closed: client failed ...
 /// peer closed connection without sending TLS close_notify` for every ordinary session.
-#[tokio::test]
-async fn ssh_session_end_is_a_clean_close_on_the_server() {
+async fn ssh_session_end_is_a_clean_close_on_the_server(transport: Transport) {
     let sshd = Sshd::start().await;
     let server = TestServer::start().await;
-    let config = server.client_config_for(&pki().alice);
+    let config = server.client_config_over(&pki().alice, transport);
     let out = ssh_through_tp(&sshd, &config, "echo bye").await;
     assert_eq!(out.code(), 0, "ssh failed: {}", out.stderr);
-    let closed = server.expect_log(&["tunnel closed"]).await;
+    let closed = server
+        .expect_log(&["tunnel closed", transport.log_field()])
+        .await;
     assert!(
         !closed.contains("failed"),
         "an ordinary ssh session is logged as a failure:\n{closed}"
     );
 }
 
-#[tokio::test]
-async fn scp_64_mib_both_ways_through_tp_up() {
+async fn scp_64_mib_both_ways_through_tp_up(transport: Transport) {
     let sshd = Sshd::start().await;
     let server = TestServer::start().await;
-    let config = server.client_config_for(&pki().alice);
+    let config = server.client_config_over(&pki().alice, transport);
     let up = TpUp::start(&config, &format!("127.0.0.1:{}", sshd.port())).await;
 
     let dir = tempfile::tempdir().expect("tempdir");
@@ -109,17 +117,24 @@ async fn scp_64_mib_both_ways_through_tp_up() {
         assert_eq!(sha256_hex(&got), want, "{what} checksum");
     }
     // Two tunnels, one per scp, each closed cleanly.
-    assert_eq!(server.log_lines_with(&["decision=\"allow\""]).len(), 2);
+    assert_eq!(
+        server
+            .log_lines_with(&["decision=\"allow\"", transport.log_field()])
+            .len(),
+        2
+    );
     tp_tests::assert_eventually!(
-        server.log_lines_with(&["tunnel closed"]).len() == 2,
+        server
+            .log_lines_with(&["tunnel closed", transport.log_field()])
+            .len()
+            == 2,
         "two tunnel closed lines: {:#?}",
         server.logs()
     );
     assert_eq!(up.terminate().await.code(), Some(0));
 }
 
-#[tokio::test]
-async fn denied_target_is_reported_to_the_ssh_user() {
+async fn denied_target_is_reported_to_the_ssh_user(transport: Transport) {
     let sshd = Sshd::start().await;
     // The policy allows loopback, but only on a port that is not sshd's.
     let other_port = if sshd.port() == 65535 {
@@ -139,7 +154,7 @@ ports = [{other_port}]
         ))
         .start()
         .await;
-    let config = server.client_config_for(&pki().alice);
+    let config = server.client_config_over(&pki().alice, transport);
     let reason = format!(
         "no rule allows alice@test to connect to tcp 127.0.0.1:{}",
         sshd.port()
@@ -162,7 +177,12 @@ ports = [{other_port}]
     assert!(out.stdout.is_empty());
 
     // Both denials are audit events; sshd never saw a connection.
-    let denials = server.log_lines_with(&["tp::audit", "decision=\"deny\"", &reason]);
+    let denials = server.log_lines_with(&[
+        "tp::audit",
+        "decision=\"deny\"",
+        &reason,
+        transport.log_field(),
+    ]);
     assert_eq!(denials.len(), 2, "{denials:#?}");
     assert!(
         !sshd.log().iter().any(|l| l.contains("Connection from")),
@@ -170,3 +190,10 @@ ports = [{other_port}]
         sshd.log()
     );
 }
+
+tp_tests::over_both_transports!(
+    ssh_with_tp_as_proxy_command,
+    ssh_session_end_is_a_clean_close_on_the_server,
+    scp_64_mib_both_ways_through_tp_up,
+    denied_target_is_reported_to_the_ssh_user,
+);

@@ -107,11 +107,11 @@ where
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn checksummed_64_mib_both_ways_with_four_more_tunnels() {
+/// Through `tp up`: over QUIC the five tunnels share one connection.
+async fn checksummed_64_mib_both_ways_through_tp_up(transport: Transport) {
     let server = TestServer::start().await;
     let mut target = ExchangeTarget::start().await;
-    let config = server.client_config_for(&pki().alice);
+    let config = server.client_config_over(&pki().alice, transport);
     let up = TpUp::start(&config, &target.addr().to_string()).await;
     let mut tunnels = Vec::new();
     for _ in TRANSFERS {
@@ -122,6 +122,15 @@ async fn checksummed_64_mib_both_ways_with_four_more_tunnels() {
     }
     transfer_all(&server, &mut target, tunnels).await;
     assert_eq!(up.terminate().await.code(), Some(0));
+    let opened = server.log_lines_with(&["tunnel closed", transport.log_field()]);
+    assert_eq!(opened.len(), TRANSFERS.len(), "{opened:#?}");
+    if transport == Transport::Quic {
+        assert_eq!(
+            server.log_lines_with(&["QUIC established"]).len(),
+            1,
+            "tp up carried every tunnel on one QUIC connection"
+        );
+    }
 }
 
 /// The same transfers on raw tunnels: five connections over TLS/TCP, or five
@@ -137,4 +146,7 @@ async fn checksummed_64_mib_both_ways_on_raw_tunnels(transport: Transport) {
     transfer_all(&server, &mut target, tunnels).await;
 }
 
-tp_tests::over_both_transports!(checksummed_64_mib_both_ways_on_raw_tunnels);
+tp_tests::over_both_transports!(
+    checksummed_64_mib_both_ways_on_raw_tunnels,
+    checksummed_64_mib_both_ways_through_tp_up,
+);

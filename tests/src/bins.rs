@@ -114,11 +114,23 @@ pub async fn run(mut cmd: Command, stdin: &[u8]) -> Finished {
     }
 }
 
-/// A `tp` command with `--config config`.
+/// A `tp` command with `--config config`. Its transport cache
+/// (`$XDG_CACHE_HOME/tp/transport`) lives beside the config, so tests never
+/// share it or touch the user's.
 pub fn tp(config: &Path) -> Command {
     let mut cmd = Command::new(tp_bin());
-    cmd.arg("--config").arg(config);
+    cmd.arg("--config")
+        .arg(config)
+        .env("XDG_CACHE_HOME", cache_dir(config));
     cmd
+}
+
+/// The transport cache folder of the `tp` runs that use `config`.
+pub fn cache_dir(config: &Path) -> PathBuf {
+    config
+        .parent()
+        .unwrap_or_else(|| Path::new("."))
+        .join("cache")
 }
 
 /// Runs `tp --config CONFIG ARGS...` with `stdin` as input.
@@ -202,12 +214,8 @@ impl TpUp {
     /// Starts `tp up --config CONFIG TARGET 0` and waits for its
     /// `tp up: forwarding 127.0.0.1:PORT -> TARGET` line.
     pub async fn start(config: &Path, target: &str) -> TpUp {
-        let mut cmd = Command::new(tp_bin());
-        cmd.arg("up")
-            .arg("--config")
-            .arg(config)
-            .arg(target)
-            .arg("0");
+        let mut cmd = tp(config);
+        cmd.arg("up").arg(target).arg("0");
         TpUp::spawn(cmd).await
     }
 

@@ -32,6 +32,14 @@ pub enum Transport {
 }
 
 impl Transport {
+    /// Its name in `tp`'s config and `--transport`: `tcp` or `quic`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Transport::Tcp => "tcp",
+            Transport::Quic => "quic",
+        }
+    }
+
     /// The field the server's log lines carry (in their `conn` span) for a
     /// connection over this transport: `transport="tcp"` or `transport="quic"`.
     pub fn log_field(self) -> &'static str {

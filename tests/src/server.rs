@@ -107,14 +107,23 @@ impl TestServer {
     }
 
     /// Writes a `tp` client config for `leaf` (its chain and key, the root as the
-    /// server CA, `server_name = "localhost"`) and returns its path.
+    /// server CA, `server_name = "localhost"`, transport `auto`) and returns its path.
     pub fn client_config_for(&self, leaf: &Issued) -> PathBuf {
-        let stem = format!("client-{}", leaf.serial_hex);
+        self.write_client_config(leaf, "auto")
+    }
+
+    /// Like [`client_config_for`](Self::client_config_for), pinned to `transport`.
+    pub fn client_config_over(&self, leaf: &Issued, transport: crate::Transport) -> PathBuf {
+        self.write_client_config(leaf, transport.name())
+    }
+
+    fn write_client_config(&self, leaf: &Issued, transport: &str) -> PathBuf {
+        let stem = format!("client-{}-{transport}", leaf.serial_hex);
         let dir = self.dir.path();
         leaf.save(dir, &stem).expect("saving the client leaf");
         let path = dir.join(format!("{stem}.toml"));
         let text = format!(
-            "server = \"{}\"\nserver_name = \"localhost\"\ncert = \"{stem}.pem\"\nkey = \"{stem}.key\"\nca = \"root.pem\"\nconnect_timeout = \"5s\"\n",
+            "server = \"{}\"\nserver_name = \"localhost\"\ncert = \"{stem}.pem\"\nkey = \"{stem}.key\"\nca = \"root.pem\"\nconnect_timeout = \"5s\"\ntransport = \"{transport}\"\n",
             self.addr
         );
         std::fs::write(&path, text).expect("writing the client config");

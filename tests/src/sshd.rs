@@ -211,8 +211,15 @@ impl Sshd {
     /// An `ssh` command with [`client_options`](Self::client_options).
     pub fn ssh(&self) -> Command {
         let mut cmd = Command::new(system_bin("ssh"));
-        cmd.args(self.client_options());
+        cmd.args(self.client_options())
+            .env("XDG_CACHE_HOME", self.cache_dir());
         cmd
+    }
+
+    /// Where a `tp` run by ssh as its ProxyCommand keeps its transport cache:
+    /// inside this sshd's folder, never the user's.
+    pub fn cache_dir(&self) -> std::path::PathBuf {
+        self.dir().join("tp-cache")
     }
 
     /// An `scp` command with [`client_options`](Self::client_options).
