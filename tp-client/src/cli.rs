@@ -1,5 +1,5 @@
-//! The command line: `tp HOST PORT`, `tp connect HOST PORT`, `tp up HOST:PORT
-//! LOCALPORT`, and the multicall name `tp-up` (= `tp up`).
+//! The command line: `tp HOST PORT`, `tp connect HOST PORT`, `tp up [--udp]
+//! HOST:PORT LOCALPORT`, and the multicall name `tp-up` (= `tp up`).
 
 use std::ffi::OsString;
 use std::net::{IpAddr, Ipv4Addr};
@@ -14,6 +14,7 @@ use crate::config::{Layer, expand_tilde};
 use crate::connect::{HEAD_START, QUIC_RETRY_AFTER};
 use crate::exit;
 use crate::transport::Transport;
+use crate::up::udp;
 use tp_net::duration::parse_timeout;
 
 /// The name that makes the binary behave as `tp up`.
@@ -102,7 +103,7 @@ pub enum Command {
         #[arg(value_name = "PORT", value_parser = parse_port)]
         port: u16,
     },
-    /// Forward a local TCP port to HOST:PORT, one tunnel per connection (also `tp-up`)
+    /// Forward a local TCP port (or with --udp a UDP port) to HOST:PORT, one tunnel per connection or UDP source (also `tp-up`)
     Up {
         /// Target host and port.
         #[arg(
@@ -115,8 +116,21 @@ pub enum Command {
         #[arg(value_name = "LOCALPORT", value_parser = parse_local_port)]
         local_port: u16,
         /// Local address to listen on
-        #[arg(long, value_name = "ADDR", default_value_t = IpAddr::V4(Ipv4Addr::LOCALHOST))]
+        #[arg(long, value_name = "ADDR", default_value_t = IpAddr::V4(Ipv4Addr::LOCALHOST), display_order = 0)]
         bind: IpAddr,
+        /// Forward UDP: each local source address gets its own UDP tunnel (a flow)
+        #[arg(long, display_order = 0)]
+        udp: bool,
+        /// With --udp: close a flow after this long without a datagram either way
+        #[arg(
+            long,
+            value_name = "DURATION",
+            default_value = "2m",
+            value_parser = parse_timeout,
+            requires = "udp",
+            display_order = 0
+        )]
+        udp_idle: Duration,
     },
 }
 
@@ -183,6 +197,7 @@ fn long_help_trailer() -> String {
 Examples:
   ssh -o ProxyCommand=\"tp %h %p\" db1.internal
   tp up db1.internal:5432 15432          (or: tp-up db1.internal:5432 15432)
+  tp up --udp dns1.internal:53 5353      (each local UDP source gets its own flow)
 
 Settings, later sources overriding earlier ones:
   1. the config file: --config PATH, else TP_CONFIG, else
@@ -209,6 +224,12 @@ connect wins. When QUIC did not answer, `auto` skips it for {retry} minutes, not
 $XDG_CACHE_HOME/tp/transport (else ~/.cache/tp/transport); delete that file to
 retry QUIC at once.
 
+UDP (`tp up --udp`): each local source address gets its own UDP tunnel (a
+flow), opened by its first datagram. Over QUIC, small datagrams travel as QUIC
+datagrams, larger ones on the flow's stream. At most {max_flows} flows; a flow
+without a datagram either way for --udp-idle (default 2m) is closed. A refused
+flow is logged once per source, and its datagrams are dropped for {retry_udp}s.
+
 Logging goes to stderr (stdout carries only tunnel bytes): warnings by default,
 -v info, -vv debug; TP_LOG (e.g. TP_LOG=debug) overrides.
 
@@ -217,6 +238,8 @@ Exit status (a refused tunnel prints one line, `tp: CODE: MESSAGE`, on stderr):
         exit::help_table(),
         head_start = HEAD_START,
         retry = QUIC_RETRY_AFTER.as_secs() / 60,
+        max_flows = udp::MAX_FLOWS,
+        retry_udp = udp::RETRY_AFTER.as_secs(),
     )
 }
 

@@ -290,7 +290,7 @@ impl Connector {
         } else {
             exchanged.await?
         };
-        Ok(Tunnel::quic(stream, early))
+        Ok(Tunnel::quic(stream, conn.clone(), early))
     }
 
     fn answer_timeout(&self) -> Duration {

@@ -4,7 +4,8 @@
 //! - `tp HOST PORT` ([`stdio`]): one tunnel bridged to stdin/stdout, for ssh's
 //!   `ProxyCommand`.
 //! - `tp up HOST:PORT LOCALPORT` ([`up`], also installed as `tp-up`): a local
-//!   listener, one tunnel per accepted connection.
+//!   listener, one tunnel per accepted connection; with `--udp` ([`up::udp`]),
+//!   a local UDP socket, one UDP tunnel per source address.
 //!
 //! [`connect`] opens one tunnel over QUIC or TLS/TCP ([`transport`]; `auto`
 //! races them), with TLS 1.3, ALPN `tp/1`, hello and answer; [`config`] merges
@@ -12,8 +13,8 @@
 //! statuses. The wire format is `tp-proto`'s and the relay is `tp-net`'s.
 //!
 //! This crate does not install a tracing subscriber, read the process environment
-//! or exit the process: `main.rs` does those. `expose` and UDP tunnels are not
-//! implemented here yet.
+//! or exit the process: `main.rs` does those. `expose` is not implemented here
+//! yet.
 
 pub mod addr;
 pub mod cli;

@@ -56,9 +56,21 @@ fn run(cli: Cli) -> u8 {
                 target,
                 local_port,
                 bind,
+                udp,
+                udp_idle,
             } => {
                 let connector = Arc::new(connector);
-                match up::run(connector, target, bind, local_port, up::shutdown_signal()).await {
+                let stop = up::shutdown_signal();
+                let served = if udp {
+                    let options = up::udp::UdpOptions {
+                        idle: udp_idle,
+                        ..up::udp::UdpOptions::default()
+                    };
+                    up::udp::run(connector, target, bind, local_port, options, stop).await
+                } else {
+                    up::run(connector, target, bind, local_port, stop).await
+                };
+                match served {
                     Ok(()) => exit::OK,
                     Err(e) => fail(&e, exit::LOCAL),
                 }

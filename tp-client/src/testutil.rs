@@ -26,6 +26,7 @@ use crate::connect::Connector;
 use crate::transport::Transport;
 
 mod quic;
+mod udp;
 
 pub(crate) use quic::{Dual, QuicServer, UdpRelay, start_dual};
 
@@ -135,6 +136,8 @@ pub(crate) enum Behaviour {
     Echo,
     /// Closes (with `close_notify`) without answering.
     Close,
+    /// A UDP tunnel: answers ok, then echoes every datagram (see [`udp`]).
+    UdpEcho,
 }
 
 /// The test server's TLS setup.
@@ -207,7 +210,7 @@ pub(crate) fn serve_tls(
                 let Ok(tls) = acceptor.accept(tcp).await else {
                     return;
                 };
-                serve_tunnel(tls, behaviour, &hellos).await;
+                serve_tunnel(tls, behaviour, &hellos, None).await;
             });
         }
     });
@@ -215,10 +218,12 @@ pub(crate) fn serve_tls(
 }
 
 /// One tunnel on any transport: read the hello, report it, then `behaviour`.
+/// `datagrams` is the tunnel's QUIC datagram path, over QUIC.
 pub(crate) async fn serve_tunnel<S>(
     mut stream: S,
     behaviour: Behaviour,
     hellos: &mpsc::UnboundedSender<Hello>,
+    datagrams: Option<udp::DatagramPath>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -228,6 +233,7 @@ pub(crate) async fn serve_tunnel<S>(
     };
     let _ = hellos.send(hello);
     match behaviour {
+        Behaviour::UdpEcho => udp::echo(&mut stream, buf, datagrams).await,
         Behaviour::Close => {
             let _ = stream.shutdown().await;
         }

@@ -8,6 +8,8 @@
 //!
 //! A refused or failed tunnel is logged (code and message) and closes only that
 //! local connection; the listener keeps running until the shutdown future fires.
+//!
+//! `tp up --udp` is [`udp`]: one UDP tunnel per local source address.
 
 use std::future::Future;
 use std::io;
@@ -142,6 +144,8 @@ pub async fn shutdown_signal() {
         std::future::pending::<()>().await;
     }
 }
+
+pub mod udp;
 
 #[cfg(test)]
 mod tests;

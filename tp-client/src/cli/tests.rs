@@ -45,6 +45,8 @@ fn up_and_the_multicall_name() {
         target: Target::parse("db1.internal:5432").unwrap(),
         local_port: 15432,
         bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
+        udp: false,
+        udp_idle: Duration::from_secs(120),
     };
     assert_eq!(
         parse(&["tp", "up", "db1.internal:5432", "15432"])
@@ -71,8 +73,67 @@ fn up_and_the_multicall_name() {
             target: Target::parse("[::1]:22").unwrap(),
             local_port: 0,
             bind: "::".parse().unwrap(),
+            udp: false,
+            udp_idle: Duration::from_secs(120),
         }
     );
+}
+
+#[test]
+fn up_udp_and_its_idle_timeout() {
+    let udp = |idle: u64| Command::Up {
+        target: Target::parse("dns1.internal:53").unwrap(),
+        local_port: 5353,
+        bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
+        udp: true,
+        udp_idle: Duration::from_secs(idle),
+    };
+    let cmd = |args: &[&str]| parse(args).unwrap().command;
+    assert_eq!(
+        cmd(&["tp", "up", "--udp", "dns1.internal:53", "5353"]),
+        udp(120)
+    );
+    assert_eq!(
+        cmd(&["tp-up", "dns1.internal:53", "5353", "--udp"]),
+        udp(120)
+    );
+    assert_eq!(
+        cmd(&[
+            "tp",
+            "up",
+            "--udp",
+            "--udp-idle",
+            "30s",
+            "dns1.internal:53",
+            "5353"
+        ]),
+        udp(30)
+    );
+    // --udp-idle means nothing without --udp; zero and bare numbers are refused.
+    for args in [
+        &["tp", "up", "--udp-idle", "30s", "dns1.internal:53", "5353"][..],
+        &[
+            "tp",
+            "up",
+            "--udp",
+            "--udp-idle",
+            "0s",
+            "dns1.internal:53",
+            "5353",
+        ],
+        &[
+            "tp",
+            "up",
+            "--udp",
+            "--udp-idle",
+            "30",
+            "dns1.internal:53",
+            "5353",
+        ],
+    ] {
+        let err = parse(args).unwrap_err();
+        assert_eq!(err.exit_code(), 2, "{args:?}: {err}");
+    }
 }
 
 #[test]
@@ -144,8 +205,28 @@ fn long_help_documents_config_env_and_exit_statuses() {
         "19  server answered another error code",
         "connect",
         "up",
+        "tp up --udp",
+        "--udp-idle",
+        "At most 1024 flows",
     ] {
         assert!(help.contains(needle), "--help lacks {needle:?}:\n{help}");
+    }
+}
+
+#[test]
+fn up_help_documents_udp_flags() {
+    let err = parse(&["tp", "up", "--help"]).unwrap_err();
+    let help = err.to_string();
+    for needle in [
+        "--udp",
+        "--udp-idle <DURATION>",
+        "[default: 2m]",
+        "--bind <ADDR>",
+    ] {
+        assert!(
+            help.contains(needle),
+            "tp up --help lacks {needle:?}:\n{help}"
+        );
     }
 }
 

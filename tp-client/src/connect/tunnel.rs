@@ -6,6 +6,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::{Buf, BytesMut};
+use quinn::{Connection, VarInt};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
@@ -22,6 +23,8 @@ use crate::transport::Via;
 pub struct Tunnel {
     stream: Stream,
     early: BytesMut,
+    /// The QUIC connection carrying the stream, for UDP tunnels' datagrams.
+    quic: Option<Connection>,
 }
 
 #[derive(Debug)]
@@ -35,13 +38,15 @@ impl Tunnel {
         Tunnel {
             stream: Stream::Tls(stream),
             early,
+            quic: None,
         }
     }
 
-    pub(super) fn quic(stream: QuicStream, early: BytesMut) -> Self {
+    pub(super) fn quic(stream: QuicStream, conn: Connection, early: BytesMut) -> Self {
         Tunnel {
             stream: Stream::Quic(stream),
             early,
+            quic: Some(conn),
         }
     }
 
@@ -55,6 +60,18 @@ impl Tunnel {
         match self.stream {
             Stream::Tls(_) => Via::Tcp,
             Stream::Quic(_) => Via::Quic,
+        }
+    }
+
+    /// Over QUIC: the connection carrying this tunnel and the tunnel's flow id
+    /// (the id of its stream), which tag a UDP tunnel's QUIC datagrams.
+    pub(crate) fn quic_flow(&self) -> Option<(Connection, u64)> {
+        match (&self.stream, &self.quic) {
+            (Stream::Quic(stream), Some(conn)) => Some((
+                conn.clone(),
+                VarInt::from(stream.writer().id()).into_inner(),
+            )),
+            _ => None,
         }
     }
 

@@ -11,6 +11,7 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tp_proto::Hello;
 
+use super::udp::ServerFlows;
 use super::{Behaviour, ServerSetup, serve_tls, serve_tunnel, server_config};
 
 /// A QUIC server; it keeps running until the test's runtime ends.
@@ -45,11 +46,14 @@ impl QuicServer {
                         return;
                     };
                     kept.lock().unwrap().push(conn.clone());
+                    let flows = ServerFlows::route(conn.clone());
                     while let Ok((send, recv)) = conn.accept_bi().await {
                         let hellos = hellos.clone();
+                        // The flow id of a UDP tunnel is its stream's id.
+                        let datagrams = flows.register(&conn, VarInt::from(send.id()).into_inner());
                         tokio::spawn(async move {
                             let stream = tp_net::quic::stream(send, recv);
-                            serve_tunnel(stream, behaviour, &hellos).await;
+                            serve_tunnel(stream, behaviour, &hellos, Some(datagrams)).await;
                         });
                     }
                 });
