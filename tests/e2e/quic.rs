@@ -140,3 +140,60 @@ async fn streams_beyond_the_per_connection_limit_wait_for_a_free_one() {
     let reply = send_hello(&mut c, &connect_hello("127.0.0.1", target.port())).await;
     assert_eq!(reply.code(), "ok", "{reply:?}");
 }
+
+#[tokio::test]
+async fn the_drain_lets_quic_tunnels_finish_then_closes_the_connection() {
+    let server = TestServer::builder()
+        .limit("drain_timeout", "20s")
+        .start()
+        .await;
+    let target = EchoTarget::start().await;
+    let mut client = quic::connect(server.addr(), &ClientOptions::with(&pki().alice))
+        .await
+        .expect("QUIC connect");
+    let reply = send_hello(&mut client, &connect_hello("127.0.0.1", target.port())).await;
+    assert_eq!(reply.code(), "ok", "{reply:?}");
+    let conn = client.connection().clone();
+    let stopping = tokio::spawn(server.shutdown());
+
+    // During the drain the open tunnel works, and a new stream is answered busy.
+    client.write_all(b"draining").await.expect("write");
+    let mut back = [0u8; 8];
+    within(
+        "echo while draining",
+        Duration::from_secs(5),
+        client.read_exact(&mut back),
+    )
+    .await
+    .expect("read");
+    assert_eq!(&back, b"draining");
+    let mut late = client.open_stream().await.expect("stream");
+    let reply = send_hello(&mut late, &connect_hello("127.0.0.1", target.port())).await;
+    assert_eq!(reply.code(), "busy", "{reply:?}");
+
+    // Once the tunnel ends, the connection closes and run() returns, long before
+    // the 20 s drain deadline.
+    client.shutdown().await.expect("finish");
+    let mut rest = Vec::new();
+    within(
+        "the tunnel's end",
+        Duration::from_secs(5),
+        client.read_to_end(&mut rest),
+    )
+    .await
+    .expect("read to EOF");
+    within("run() returning", Duration::from_secs(10), stopping)
+        .await
+        .expect("join")
+        .expect("run() returns Ok");
+    let closed = within(
+        "the connection's close",
+        Duration::from_secs(5),
+        conn.closed(),
+    )
+    .await;
+    assert!(
+        matches!(closed, quinn::ConnectionError::ApplicationClosed(ref c) if c.error_code == quinn::VarInt::from_u32(1)),
+        "{closed:?}"
+    );
+}

@@ -102,10 +102,13 @@ async fn serve_streams(
             }
             () = ctx.draining.cancelled(), if !draining => {
                 draining = true;
+                // Closed, the tracker's wait() resolves once its tunnels are done;
+                // streams opened meanwhile still run (and are answered `busy`).
+                streams.close();
                 continue;
             }
             // Once draining, close the connection as soon as its tunnels are done.
-            () = streams.wait(), if draining && streams.is_empty() => {
+            () = streams.wait(), if draining => {
                 conn.close(CLOSE_SHUTDOWN, b"server shutting down");
                 return "server shutting down".into();
             }
