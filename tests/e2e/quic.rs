@@ -197,3 +197,52 @@ async fn the_drain_lets_quic_tunnels_finish_then_closes_the_connection() {
         "{closed:?}"
     );
 }
+
+/// A client that starts a QUIC handshake and goes silent is dropped at the
+/// handshake deadline, like a silent TCP client: a relay passes only the client's
+/// first datagram to the server.
+#[tokio::test]
+async fn a_stalled_quic_handshake_ends_at_the_deadline() {
+    let server = TestServer::builder()
+        .limit("handshake_timeout", "1s")
+        .start()
+        .await;
+    let relay = tokio::net::UdpSocket::bind("127.0.0.1:0")
+        .await
+        .expect("relay socket");
+    let relay_addr = relay.local_addr().expect("relay addr");
+    let upstream = tokio::net::UdpSocket::bind("127.0.0.1:0")
+        .await
+        .expect("upstream socket");
+    let peer = upstream.local_addr().expect("upstream addr");
+    let server_addr = server.addr();
+    let forward = tokio::spawn(async move {
+        let mut buf = vec![0u8; 65_536];
+        let (n, _) = relay.recv_from(&mut buf).await.expect("first datagram");
+        upstream
+            .send_to(&buf[..n], server_addr)
+            .await
+            .expect("forward");
+        // Everything after the first datagram, either way, is dropped.
+        let mut other = vec![0u8; 65_536];
+        loop {
+            let _ = tokio::select! {
+                r = relay.recv_from(&mut buf) => r,
+                r = upstream.recv_from(&mut other) => r,
+            };
+        }
+    });
+    let endpoint = quic::endpoint(&ClientOptions::with(&pki().alice));
+    let connecting = endpoint.connect(relay_addr, "localhost").expect("connect");
+    let started = std::time::Instant::now();
+    server
+        .expect_log(&[
+            "TLS handshake refused: timed out",
+            &format!("peer={peer}"),
+            "transport=\"quic\"",
+        ])
+        .await;
+    assert!(started.elapsed() >= Duration::from_millis(900));
+    forward.abort();
+    drop(connecting);
+}
