@@ -141,12 +141,6 @@ async fn a_quiet_udp_flow_expires(transport: Transport) {
         .await;
 }
 
-tp_tests::over_both_transports!(
-    ten_thousand_datagrams_echo,
-    udp_needs_a_udp_rule,
-    a_quiet_udp_flow_expires,
-);
-
 #[tokio::test]
 async fn quic_datagrams_carry_the_flow_both_ways() {
     let server = TestServer::builder().policy(UDP_POLICY).start().await;
@@ -175,3 +169,81 @@ async fn quic_datagrams_carry_the_flow_both_ways() {
         ])
         .await;
 }
+
+/// `tp up --udp`: 10,000 checksummed datagrams from a local UDP socket through the
+/// real client and server to a UDP echo target, windowed, counting loss and
+/// reordering.
+async fn ten_thousand_datagrams_through_tp_up_udp(transport: Transport) {
+    const COUNT: u32 = 10_000;
+    const WINDOW: usize = 64;
+    let server = TestServer::builder().policy(UDP_POLICY).start().await;
+    let target = UdpEchoTarget::start().await;
+    let config = server.client_config_over(&pki().alice, transport);
+    let mut cmd = tp_tests::bins::tp(&config);
+    cmd.arg("up")
+        .arg("--udp")
+        .arg(format!("127.0.0.1:{}", target.port()))
+        .arg("0");
+    let up = tp_tests::bins::TpUp::spawn(cmd).await;
+    let local = tokio::net::UdpSocket::bind("127.0.0.1:0")
+        .await
+        .expect("local socket");
+    local
+        .connect(("127.0.0.1", up.port()))
+        .await
+        .expect("connect to tp up");
+
+    let mut seen = HashSet::new();
+    let (mut next, mut last_seq, mut reordered) = (0u32, None, 0u32);
+    // Datagrams given up on as lost, so the window moves on without them.
+    let mut given_up = 0usize;
+    let mut buf = vec![0u8; 65_536];
+    loop {
+        while next < COUNT && (next as usize) < seen.len() + given_up + WINDOW {
+            local
+                .send(&datagram(next, size_of(next)))
+                .await
+                .expect("send");
+            next += 1;
+        }
+        let wait = if next < COUNT { 2_000 } else { 500 };
+        let Ok(received) =
+            tokio::time::timeout(Duration::from_millis(wait), local.recv(&mut buf)).await
+        else {
+            if next < COUNT {
+                given_up += 1;
+                continue;
+            }
+            break;
+        };
+        let n = received.expect("recv");
+        let seq = u32::from_be_bytes(buf[..4].try_into().expect("4 bytes"));
+        assert_eq!(
+            buf[..n].to_vec(),
+            datagram(seq, size_of(seq)),
+            "datagram {seq} came back altered"
+        );
+        assert!(seen.insert(seq), "datagram {seq} came back twice");
+        if last_seq.is_some_and(|l| seq < l) {
+            reordered += 1;
+        }
+        last_seq = Some(seq);
+    }
+    let lost = COUNT as usize - seen.len();
+    println!("tp up --udp over {transport:?}: {COUNT} sent, {lost} lost, {reordered} reordered");
+    assert!(
+        lost <= COUNT as usize / 100,
+        "{lost} of {COUNT} datagrams lost on loopback"
+    );
+    assert_eq!(up.terminate().await.code(), Some(0));
+    server
+        .expect_log(&["tunnel closed", "proto=\"udp\"", transport.log_field()])
+        .await;
+}
+
+tp_tests::over_both_transports!(
+    ten_thousand_datagrams_echo,
+    udp_needs_a_udp_rule,
+    a_quiet_udp_flow_expires,
+    ten_thousand_datagrams_through_tp_up_udp,
+);
