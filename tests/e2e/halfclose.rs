@@ -127,7 +127,11 @@ async fn target_closes_first_raw(transport: Transport) {
     );
 }
 
-tp_tests::over_both_transports!(client_closes_first_raw, target_closes_first_raw);
+tp_tests::over_both_transports!(
+    client_closes_first_raw,
+    target_closes_first_raw,
+    a_failed_target_is_a_failure_for_the_client,
+);
 
 #[tokio::test]
 async fn client_closes_first_tp_stdio() {
@@ -283,4 +287,48 @@ async fn half_close_both_ways_through_tp_up() {
         Some(0),
         "tp up exits 0 on SIGTERM"
     );
+}
+
+/// A target that fails (RST) after some bytes: the client must see a failure,
+/// never a clean end that makes the truncated data look complete. Over QUIC the
+/// server resets the stream; over TLS it closes without `close_notify`.
+async fn a_failed_target_is_a_failure_for_the_client(transport: Transport) {
+    let server = TestServer::start().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    tokio::spawn(async move {
+        let (mut tcp, _) = listener.accept().await.expect("accept");
+        tcp.write_all(&[7u8; 16]).await.expect("write");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        socket2::SockRef::from(&tcp)
+            .set_linger(Some(Duration::ZERO))
+            .expect("linger 0");
+        drop(tcp); // RST
+    });
+    let mut tunnel = tp_tests::client::open_tunnel_over(
+        transport,
+        server.addr(),
+        &pki().alice,
+        "127.0.0.1",
+        port,
+    )
+    .await;
+    let mut got = Vec::new();
+    let end = within(
+        "the tunnel's end",
+        Duration::from_secs(10),
+        tunnel.read_to_end(&mut got),
+    )
+    .await;
+    assert!(
+        end.is_err(),
+        "the tunnel ended cleanly after {} bytes though the target failed",
+        got.len()
+    );
+    assert!(got.len() <= 16);
+    server
+        .expect_log(&["tunnel closed: target failed", transport.log_field()])
+        .await;
 }

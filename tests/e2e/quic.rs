@@ -246,3 +246,77 @@ async fn a_stalled_quic_handshake_ends_at_the_deadline() {
     forward.abort();
     drop(connecting);
 }
+
+/// A certificate that expires while its QUIC connection is open stops opening
+/// tunnels: each new stream re-verifies the chain against the current config.
+#[tokio::test]
+async fn a_certificate_that_expires_on_an_open_connection_opens_no_more_tunnels() {
+    use tp_server::pki::{LeafSpec, Validity};
+    let server = TestServer::start().await;
+    let target = EchoTarget::start().await;
+    let now = time::OffsetDateTime::now_utc();
+    let validity = Validity {
+        not_before: now - time::Duration::minutes(1),
+        not_after: now + time::Duration::seconds(2),
+    };
+    let short = pki()
+        .root
+        .issue(&LeafSpec::client("short@test", validity))
+        .expect("a short-lived leaf");
+    let mut client = quic::connect(server.addr(), &ClientOptions::with(&short))
+        .await
+        .expect("QUIC connect");
+    let reply = send_hello(&mut client, &connect_hello("127.0.0.1", target.port())).await;
+    assert_eq!(reply.code(), "ok", "{reply:?}");
+
+    // Past its notAfter (plus the verifier's whole-second resolution)...
+    tokio::time::sleep(Duration::from_millis(3_500)).await;
+    let mut late = client.open_stream().await.expect("stream");
+    let reply = send_hello(&mut late, &connect_hello("127.0.0.1", target.port())).await;
+    assert!(
+        matches!(reply, tp_tests::client::Reply::Closed { .. }),
+        "an expired certificate opened a tunnel: {reply:?}"
+    );
+    let closed = within(
+        "the close",
+        Duration::from_secs(5),
+        client.connection().closed(),
+    )
+    .await;
+    assert!(
+        matches!(closed, quinn::ConnectionError::ApplicationClosed(ref c) if c.error_code == quinn::VarInt::from_u32(2)),
+        "{closed:?}"
+    );
+    server
+        .expect_log(&["the client certificate is no longer valid", "expired"])
+        .await;
+    assert_eq!(target.accepted(), 1);
+}
+
+#[tokio::test]
+async fn new_quic_connections_are_refused_at_once_during_the_drain() {
+    let server = TestServer::builder()
+        .limit("drain_timeout", "20s")
+        .start()
+        .await;
+    let target = EchoTarget::start().await;
+    // An open tunnel keeps the server draining.
+    let mut open = quic::connect(server.addr(), &ClientOptions::with(&pki().alice))
+        .await
+        .expect("QUIC connect");
+    let reply = send_hello(&mut open, &connect_hello("127.0.0.1", target.port())).await;
+    assert_eq!(reply.code(), "ok", "{reply:?}");
+    let addr = server.addr();
+    server.cancel();
+    let started = std::time::Instant::now();
+    let endpoint = quic::endpoint(&ClientOptions::with(&pki().bob));
+    let refused = within("the refusal", Duration::from_secs(5), async {
+        endpoint.connect(addr, "localhost").expect("connect").await
+    })
+    .await;
+    assert!(
+        matches!(refused, Err(quinn::ConnectionError::ConnectionClosed(_))),
+        "{refused:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(3));
+}

@@ -88,9 +88,17 @@ mod tests {
 
     #[tokio::test]
     async fn a_taken_udp_port_is_an_error_naming_udp() {
-        let taken = UdpSocket::bind("127.0.0.1:0").expect("udp");
-        let addr = taken.local_addr().expect("addr");
-        let err = Listeners::bind(addr, true).await.expect_err("UDP is taken");
-        assert!(err.to_string().contains("UDP"), "{err}");
+        // A UDP port whose TCP twin is free (other tests bind ports too).
+        for _ in 0..50 {
+            let taken = UdpSocket::bind("127.0.0.1:0").expect("udp");
+            let addr = taken.local_addr().expect("addr");
+            if std::net::TcpListener::bind(addr).is_err() {
+                continue;
+            }
+            let err = Listeners::bind(addr, true).await.expect_err("UDP is taken");
+            assert!(err.to_string().contains("UDP"), "{err}");
+            return;
+        }
+        panic!("no UDP port with a free TCP twin in 50 tries");
     }
 }

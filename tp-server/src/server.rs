@@ -24,7 +24,6 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::config::{Config, Limits, QuicSettings};
 use crate::listeners::Listeners;
-use crate::pki::RevocationList;
 use crate::slots::{HandshakeSlots, Source, TunnelSlots};
 use crate::{conn, quic};
 
@@ -45,7 +44,8 @@ pub(crate) struct Shared {
     pub(crate) acceptor: TlsAcceptor,
     pub(crate) tls: Arc<rustls::ServerConfig>,
     pub(crate) quic: QuicSettings,
-    pub(crate) revoked: RevocationList,
+    /// Re-verifies a client chain (expiry, CA, revocation) for each QUIC stream.
+    pub(crate) verifier: Arc<dyn rustls::server::danger::ClientCertVerifier>,
     pub(crate) policy: policy::Policy,
     pub(crate) limits: Limits,
     pub(crate) listen: SocketAddr,
@@ -96,12 +96,13 @@ impl Shared {
         listen: SocketAddr,
         tunnels: Arc<TunnelSlots>,
     ) -> Result<Shared, RunError> {
-        let tls = crate::tls::server_config(&config.tls)?;
+        let verifier = crate::tls::client_verifier(&config.tls)?;
+        let tls = crate::tls::server_config_with(&config.tls, verifier.clone())?;
         Ok(Shared {
             acceptor: TlsAcceptor::from(tls.clone()),
             tls,
             quic: config.quic,
-            revoked: config.tls.revoked,
+            verifier,
             policy: config.policy,
             limits: config.limits,
             listen,
@@ -161,8 +162,9 @@ pub async fn run_with_reload(
                 Arc::new(quinn::TokioRuntime),
             )
             .map_err(RunError::Listener)?;
-            ctx.tracker
-                .spawn(quic::accept_loop(endpoint.clone(), ctx.clone()));
+            // Not tracked: it refuses connections through the drain and ends when
+            // the endpoint closes, after it.
+            tokio::spawn(quic::accept_loop(endpoint.clone(), ctx.clone()));
             Some(endpoint)
         }
         (true, None) => {
@@ -253,11 +255,9 @@ pub async fn run_with_reload(
         );
     }
 
+    // No new TCP connections; new QUIC ones are refused by the accept loop, and
+    // streams on open ones are answered `busy`.
     drop(listener);
-    if let Some(endpoint) = &endpoint {
-        // No new QUIC connections; streams on open ones are answered `busy`.
-        endpoint.set_server_config(None);
-    }
     let tracker = &ctx.tracker;
     tracker.close();
     let open = tracker.len();

@@ -6,6 +6,8 @@ use bytes::BytesMut;
 use policy::Identity;
 use rustls_pki_types::CertificateDer;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_rustls::server::TlsStream;
 use tokio_util::sync::CancellationToken;
 use tp_net::message::{ReadMessageError, read_message};
 use tp_proto::{Answer, ErrorCode, Hello};
@@ -16,9 +18,30 @@ use crate::server::Shared;
 use crate::tunnel;
 use crate::tunnel::udp::DatagramPath;
 
+/// The application error code of a QUIC stream the server aborts
+/// (RESET_STREAM and STOP_SENDING): the tunnel failed, its data is incomplete.
+pub(crate) const STREAM_ABORTED: quinn::VarInt = quinn::VarInt::from_u32(1);
+
 /// A duplex byte stream a tunnel runs on.
-pub(crate) trait TunnelStream: AsyncRead + AsyncWrite + Unpin + Send {}
-impl<S: AsyncRead + AsyncWrite + Unpin + Send> TunnelStream for S {}
+pub(crate) trait TunnelStream: AsyncRead + AsyncWrite + Unpin + Send {
+    /// Ends the stream so the client sees a failure, never a clean end: the
+    /// target failed or the tunnel timed out, and what it received is incomplete.
+    fn abort(&mut self);
+}
+
+impl TunnelStream for TlsStream<TcpStream> {
+    /// Nothing to do now: dropped without `close_notify`, the connection ends in
+    /// a way the client reports as broken.
+    fn abort(&mut self) {}
+}
+
+impl TunnelStream for tp_net::quic::QuicStream {
+    /// quinn finishes a dropped send stream (a clean FIN), so reset it instead.
+    fn abort(&mut self) {
+        let _ = self.writer_mut().reset(STREAM_ABORTED);
+        let _ = self.reader_mut().stop(STREAM_ABORTED);
+    }
+}
 
 /// The identity in a verified client chain, or `None` (logged) if there is none.
 /// rustls and quinn complete a handshake only with a verified chain (client auth

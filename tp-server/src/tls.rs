@@ -98,20 +98,37 @@ impl ClientCertVerifier for RevocationCheckingVerifier {
     }
 }
 
-/// Builds the tunnel listener's rustls configuration from loaded material.
-pub fn server_config(tls: &TlsMaterial) -> Result<Arc<rustls::ServerConfig>, TlsSetupError> {
-    let provider = tp_net::tls::provider();
+/// The client-certificate verifier for loaded material: the chain must lead to a
+/// client CA, be valid now, allow client auth, and hold no revoked certificate.
+/// The handshake uses it, and a long-lived QUIC connection re-runs it for every
+/// new tunnel so that an expired, revoked or no longer trusted certificate stops
+/// opening tunnels.
+pub fn client_verifier(tls: &TlsMaterial) -> Result<Arc<dyn ClientCertVerifier>, TlsSetupError> {
     let mut roots = RootCertStore::empty();
     for ca in &tls.client_ca {
         roots.add(ca.clone()).map_err(TlsSetupError::ClientCa)?;
     }
-    let webpki = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-        .build()
-        .map_err(|e| TlsSetupError::Verifier(e.to_string()))?;
-    let verifier = Arc::new(RevocationCheckingVerifier {
+    let webpki =
+        WebPkiClientVerifier::builder_with_provider(Arc::new(roots), tp_net::tls::provider())
+            .build()
+            .map_err(|e| TlsSetupError::Verifier(e.to_string()))?;
+    Ok(Arc::new(RevocationCheckingVerifier {
         inner: webpki,
         revoked: tls.revoked.clone(),
-    });
+    }))
+}
+
+/// Builds the tunnel listener's rustls configuration from loaded material.
+pub fn server_config(tls: &TlsMaterial) -> Result<Arc<rustls::ServerConfig>, TlsSetupError> {
+    server_config_with(tls, client_verifier(tls)?)
+}
+
+/// Like [`server_config`], with a verifier already built by [`client_verifier`].
+pub fn server_config_with(
+    tls: &TlsMaterial,
+    verifier: Arc<dyn ClientCertVerifier>,
+) -> Result<Arc<rustls::ServerConfig>, TlsSetupError> {
+    let provider = tp_net::tls::provider();
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(TlsSetupError::ServerCert)?

@@ -2,24 +2,37 @@
 //! verified certificate, then one tunnel session per bidirectional stream.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use policy::Identity;
 use quinn::ConnectionError;
-use rustls_pki_types::CertificateDer;
+use rustls_pki_types::{CertificateDer, UnixTime};
 use tokio_util::task::TaskTracker;
 use tp_proto::ALPN_TP_V1;
 use tp_proto::udp::decode_datagram;
 use tracing::{Instrument, Span, debug, info, info_span};
 
-use super::{CLOSE_REFUSED, CLOSE_REVOKED, CLOSE_SHUTDOWN};
-use crate::server::RunContext;
+use super::{CLOSE_REFUSED, CLOSE_REVOKED, CLOSE_SHUTDOWN, HandshakeCount};
+use crate::server::{RunContext, Shared};
 use crate::session;
 use crate::slots::HandshakeSlot;
 use crate::tunnel::udp::{DatagramPath, FlowTable};
 
-/// Serves one incoming QUIC connection to its end. `slot` is held until the
-/// handshake ends.
-pub(super) async fn serve(ctx: RunContext, incoming: quinn::Incoming, slot: HandshakeSlot) {
+/// How long a finished tunnel's stream may take to be acknowledged by the client
+/// before its task ends anyway.
+const ACK_GRACE: Duration = Duration::from_secs(5);
+
+/// During the drain, how long the server waits for a client to close a connection
+/// whose tunnels are done before closing it itself.
+const CLIENT_CLOSE_GRACE: Duration = Duration::from_secs(2);
+
+/// Serves one incoming QUIC connection to its end. `in_handshake` (the per-source
+/// slot and the in-flight count) is held until the handshake ends.
+pub(super) async fn serve(
+    ctx: RunContext,
+    incoming: quinn::Incoming,
+    in_handshake: (HandshakeSlot, HandshakeCount),
+) {
     let shared = ctx.current();
     let connecting = match incoming.accept() {
         Ok(connecting) => connecting,
@@ -34,9 +47,9 @@ pub(super) async fn serve(ctx: RunContext, incoming: quinn::Incoming, slot: Hand
             debug!(timeout = ?shared.limits.handshake_timeout, "TLS handshake refused: timed out");
             return;
         }
-        Ok(Err(ConnectionError::TransportError(e))) => {
+        Ok(Err(e)) if is_tls_alert(&e) => {
             // A TLS verdict (bad certificate, no shared ALPN...) travels as a
-            // transport error carrying the TLS alert.
+            // CRYPTO_ERROR carrying the TLS alert.
             info!("TLS handshake refused: {e}");
             return;
         }
@@ -46,7 +59,7 @@ pub(super) async fn serve(ctx: RunContext, incoming: quinn::Incoming, slot: Hand
         }
         Ok(Ok(conn)) => conn,
     };
-    drop(slot);
+    drop(in_handshake);
 
     let alpn = conn
         .handshake_data()
@@ -79,6 +92,16 @@ pub(super) async fn serve(ctx: RunContext, incoming: quinn::Incoming, slot: Hand
             streams.wait().await;
         }
     }
+    if ctx.draining.is_cancelled() {
+        // Every tunnel is done and acknowledged; give the client a moment to close
+        // first, so nothing it has yet to read is cut off by our close.
+        tokio::select! {
+            _ = conn.closed() => {}
+            () = tokio::time::sleep(CLIENT_CLOSE_GRACE) => {}
+            () = ctx.force.cancelled() => {}
+        }
+        conn.close(CLOSE_SHUTDOWN, b"server shutting down");
+    }
     debug!(reason = %ended, "QUIC connection closed");
 }
 
@@ -107,24 +130,22 @@ async fn serve_streams(
                 streams.close();
                 continue;
             }
-            // Once draining, close the connection as soon as its tunnels are done.
-            () = streams.wait(), if draining => {
-                conn.close(CLOSE_SHUTDOWN, b"server shutting down");
-                return "server shutting down".into();
-            }
+            // Once draining, stop as soon as the connection's tunnels are done.
+            () = streams.wait(), if draining => return "server shutting down".into(),
             accepted = conn.accept_bi() => accepted,
         };
         let (send, recv) = match accepted {
             Ok(stream) => stream,
             Err(e) => return closed_reason(&e),
         };
-        // Every tunnel uses the configuration current when it opens, and a
-        // certificate revoked by a reload ends the connection it is still on.
+        // Every tunnel uses the configuration current when it opens, and the
+        // client's chain is verified again against it: a certificate that expired,
+        // was revoked or lost its CA since the handshake ends the connection.
         let shared = ctx.current();
-        if chain.iter().any(|cert| shared.revoked.is_revoked(cert)) {
-            info!("QUIC connection closed: the client certificate has been revoked");
-            conn.close(CLOSE_REVOKED, b"certificate revoked");
-            return "certificate revoked".into();
+        if let Err(e) = reverify(&shared, chain) {
+            info!("QUIC connection closed: the client certificate is no longer valid: {e}");
+            conn.close(CLOSE_REVOKED, b"client certificate no longer valid");
+            return "certificate no longer valid".into();
         }
         let datagrams = DatagramPath {
             conn: conn.clone(),
@@ -137,10 +158,21 @@ async fn serve_streams(
         let force = ctx.force.clone();
         streams.spawn(
             async move {
+                // Resolves once the client has every byte of the stream (or it
+                // was stopped or reset): a finished stream is not yet delivered.
+                let delivered = send.stopped();
                 let stream = tp_net::quic::stream(send, recv);
                 tokio::select! {
                     () = session::serve(&shared, stream, &who, &draining, Some(datagrams)) => {}
-                    () = force.cancelled() => debug!("closed by shutdown deadline"),
+                    () = force.cancelled() => {
+                        debug!("closed by shutdown deadline");
+                        return;
+                    }
+                }
+                tokio::select! {
+                    _ = delivered => {}
+                    () = tokio::time::sleep(ACK_GRACE) => debug!("stream end not acknowledged in time"),
+                    () = force.cancelled() => {}
                 }
             }
             .instrument(span),
@@ -163,6 +195,26 @@ async fn route_datagrams(conn: quinn::Connection, flows: FlowTable) {
             Err(e) => debug!(error = %e, "bad QUIC datagram dropped"),
         }
     }
+}
+
+/// Whether a handshake failure is a TLS alert (QUIC CRYPTO_ERROR, 0x100-0x1ff),
+/// news worth an info line, rather than noise from a broken or hostile packet.
+fn is_tls_alert(e: &quinn::ConnectionError) -> bool {
+    let ConnectionError::TransportError(e) = e else {
+        return false;
+    };
+    (0x100..=0x1ff).contains(&u64::from(e.code))
+}
+
+/// Runs the current configuration's client verifier on the chain again, now.
+fn reverify(shared: &Shared, chain: &[CertificateDer<'static>]) -> Result<(), rustls::Error> {
+    let (leaf, intermediates) = chain
+        .split_first()
+        .ok_or(rustls::Error::NoCertificatesPresented)?;
+    shared
+        .verifier
+        .verify_client_cert(leaf, intermediates, UnixTime::now())
+        .map(|_| ())
 }
 
 /// The verified certificate chain the client presented.

@@ -154,7 +154,7 @@ async fn bridge<S: TunnelStream>(
     let options = RelayOptions {
         idle_timeout: Some(shared.limits.idle_timeout),
     };
-    let (stats, end) = relay(client, target, options).await;
+    let (stats, end) = relay(&mut client, target, options).await;
     let up = stats.a_to_b + early.len() as u64;
     let down = stats.b_to_a;
     let duration = started.elapsed();
@@ -163,9 +163,11 @@ async fn bridge<S: TunnelStream>(
             info!(bytes.up = up, bytes.down = down, duration = ?duration, "tunnel closed")
         }
         RelayEnd::IdleTimeout => {
+            client.abort();
             info!(bytes.up = up, bytes.down = down, duration = ?duration, "tunnel closed: idle timeout")
         }
         RelayEnd::Error { side, error } => {
+            client.abort();
             let side = match side {
                 Side::A => "client",
                 Side::B => "target",

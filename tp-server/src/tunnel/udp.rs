@@ -122,7 +122,12 @@ pub(crate) async fn serve<S: TunnelStream>(
         let started = Instant::now();
         let mut stats = UdpStats::default();
         let end = relay(shared, &mut client, &target, early, datagrams, &mut stats).await;
-        let _ = client.shutdown().await;
+        match &end {
+            UdpEnd::ClientClosed | UdpEnd::Idle => {
+                let _ = client.shutdown().await;
+            }
+            UdpEnd::Failed(_) => client.abort(),
+        }
         info!(
             datagrams.up = stats.up_datagrams,
             bytes.up = stats.up_bytes,
@@ -167,6 +172,31 @@ async fn open(
     })
 }
 
+/// How a UDP tunnel ended.
+#[derive(Debug)]
+enum UdpEnd {
+    /// The client closed its side of the stream.
+    ClientClosed,
+    /// No datagram either way for `udp_idle_timeout`.
+    Idle,
+    /// A side failed or broke the framing; the client's stream is aborted.
+    Failed(String),
+}
+
+impl std::fmt::Display for UdpEnd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            UdpEnd::ClientClosed => f.write_str("client closed"),
+            UdpEnd::Idle => f.write_str("idle timeout"),
+            UdpEnd::Failed(why) => f.write_str(why),
+        }
+    }
+}
+
+/// How long a frame may wait for the client to read before the tunnel is given
+/// up: a client that stops reading must not hold the tunnel past its idle timeout.
+const CLIENT_WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Relays until the client closes its stream, a side fails, or the flow is idle.
 /// Returns how it ended.
 async fn relay<S: TunnelStream>(
@@ -176,7 +206,7 @@ async fn relay<S: TunnelStream>(
     mut from_client: BytesMut,
     datagrams: Option<DatagramPath>,
     stats: &mut UdpStats,
-) -> String {
+) -> UdpEnd {
     let (mut quic_in, _flow) = match &datagrams {
         Some(path) => {
             let (rx, guard) = path.flows.register(path.flow);
@@ -194,23 +224,24 @@ async fn relay<S: TunnelStream>(
             match decode_frame(&mut from_client) {
                 Ok(Some(frame)) => {
                     if let Err(e) = send_up(target, &frame, stats).await {
-                        return format!("target failed: {e}");
+                        return UdpEnd::Failed(format!("target failed: {e}"));
                     }
                 }
                 Ok(None) => break,
-                Err(e) => return format!("client sent a bad frame: {e}"),
+                Err(e) => return UdpEnd::Failed(format!("client sent a bad frame: {e}")),
             }
         }
+        from_client.reserve(16 * 1024);
         tokio::select! {
             read = client.read_buf(&mut from_client) => match read {
-                Ok(0) => return "client closed".into(),
+                Ok(0) => return UdpEnd::ClientClosed,
                 Ok(_) => last = tokio::time::Instant::now(),
-                Err(e) => return format!("client failed: {e}"),
+                Err(e) => return UdpEnd::Failed(format!("client failed: {e}")),
             },
             Some(payload) = async { quic_in.as_mut()?.recv().await }, if quic_in.is_some() => {
                 last = tokio::time::Instant::now();
                 if let Err(e) = send_up(target, &payload, stats).await {
-                    return format!("target failed: {e}");
+                    return UdpEnd::Failed(format!("target failed: {e}"));
                 }
             }
             received = target.recv(&mut buf) => {
@@ -218,7 +249,7 @@ async fn relay<S: TunnelStream>(
                     Ok(n) => n,
                     // An ICMP port unreachable for an earlier datagram: UDP goes on.
                     Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => continue,
-                    Err(e) => return format!("target failed: {e}"),
+                    Err(e) => return UdpEnd::Failed(format!("target failed: {e}")),
                 };
                 last = tokio::time::Instant::now();
                 stats.down_datagrams += 1;
@@ -233,11 +264,13 @@ async fn relay<S: TunnelStream>(
                 if encode_frame(&buf[..n], &mut out).is_err() {
                     continue; // larger than any UDP payload: cannot happen
                 }
-                if let Err(e) = write_flush(client, &out).await {
-                    return format!("client failed: {e}");
+                match tokio::time::timeout(CLIENT_WRITE_TIMEOUT, write_flush(client, &out)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => return UdpEnd::Failed(format!("client failed: {e}")),
+                    Err(_) => return UdpEnd::Failed("client stopped reading".into()),
                 }
             }
-            () = tokio::time::sleep_until(last + idle) => return "idle timeout".into(),
+            () = tokio::time::sleep_until(last + idle) => return UdpEnd::Idle,
         }
     }
 }
@@ -247,15 +280,8 @@ async fn send_up(target: &UdpSocket, payload: &[u8], stats: &mut UdpStats) -> io
     stats.up_bytes += payload.len() as u64;
     match target.send(payload).await {
         Ok(_) => Ok(()),
-        // ICMP from an earlier datagram, or a full socket buffer: UDP may lose it.
-        Err(e)
-            if matches!(
-                e.kind(),
-                io::ErrorKind::ConnectionRefused | io::ErrorKind::WouldBlock
-            ) =>
-        {
-            Ok(())
-        }
+        // ICMP port unreachable from an earlier datagram: UDP may lose it.
+        Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => Ok(()),
         Err(e) => Err(e),
     }
 }
