@@ -320,3 +320,46 @@ async fn new_quic_connections_are_refused_at_once_during_the_drain() {
     );
     assert!(started.elapsed() < Duration::from_secs(3));
 }
+
+#[tokio::test]
+async fn one_identity_holds_at_most_its_quic_connections() {
+    let server = TestServer::builder()
+        .section("quic", "max_connections_per_identity", "1")
+        .start()
+        .await;
+    let target = EchoTarget::start().await;
+    let mut first = quic::connect(server.addr(), &ClientOptions::with(&pki().alice))
+        .await
+        .expect("QUIC connect");
+    let reply = send_hello(&mut first, &connect_hello("127.0.0.1", target.port())).await;
+    assert_eq!(reply.code(), "ok", "{reply:?}");
+
+    let second = quic::connect(server.addr(), &ClientOptions::with(&pki().alice))
+        .await
+        .expect("the handshake itself completes");
+    let closed = within(
+        "the refusal",
+        Duration::from_secs(5),
+        second.connection().closed(),
+    )
+    .await;
+    assert!(
+        matches!(closed, quinn::ConnectionError::ApplicationClosed(ref c) if c.error_code == quinn::VarInt::from_u32(3)),
+        "{closed:?}"
+    );
+    server
+        .expect_log(&[
+            "the identity has too many connections open",
+            "id=alice@test",
+        ])
+        .await;
+    // Another identity, and more tunnels on the first connection, are fine.
+    let mut bob = quic::connect(server.addr(), &ClientOptions::with(&pki().bob))
+        .await
+        .expect("QUIC connect");
+    let reply = send_hello(&mut bob, &connect_hello("127.0.0.1", target.port())).await;
+    assert_eq!(reply.code(), "ok", "{reply:?}");
+    let mut more = first.open_stream().await.expect("stream");
+    let reply = send_hello(&mut more, &connect_hello("127.0.0.1", target.port())).await;
+    assert_eq!(reply.code(), "ok", "{reply:?}");
+}

@@ -24,7 +24,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::config::{Config, Limits, QuicSettings};
 use crate::listeners::Listeners;
-use crate::slots::{HandshakeSlots, Source, TunnelSlots};
+use crate::slots::{HandshakeSlots, KeyedSlots, Source, TunnelSlots};
 use crate::{conn, quic};
 
 /// Why the server could not run.
@@ -68,6 +68,8 @@ pub(crate) struct RunContext {
     pub(crate) shared: watch::Receiver<Arc<Shared>>,
     pub(crate) permits: Arc<Semaphore>,
     pub(crate) handshakes: Arc<HandshakeSlots>,
+    /// Open QUIC connections per identity.
+    pub(crate) quic_per_identity: Arc<KeyedSlots<String>>,
     pub(crate) tracker: TaskTracker,
     /// Cancelled when the drain starts: no new connections, hellos get `busy`.
     pub(crate) draining: CancellationToken,
@@ -148,6 +150,7 @@ pub async fn run_with_reload(
         shared: shared_rx,
         permits: Arc::new(Semaphore::new(first.limits.max_connections.get())),
         handshakes: HandshakeSlots::new(first.limits.max_handshakes_per_source),
+        quic_per_identity: KeyedSlots::new(first.quic.max_connections_per_identity),
         tracker: TaskTracker::new(),
         draining: shutdown.clone(),
         force: CancellationToken::new(),
@@ -300,6 +303,10 @@ fn reload_into(
             config.limits.max_tunnels_per_identity != current.limits.max_tunnels_per_identity,
         ),
         ("quic.enabled", config.quic.enabled != current.quic.enabled),
+        (
+            "quic.max_connections_per_identity",
+            config.quic.max_connections_per_identity != current.quic.max_connections_per_identity,
+        ),
         ("listen", config.listen != configured_listen),
     ];
     for (field, changed) in fixed {
@@ -313,6 +320,7 @@ fn reload_into(
             next.limits.max_handshakes_per_source = current.limits.max_handshakes_per_source;
             next.limits.max_tunnels_per_identity = current.limits.max_tunnels_per_identity;
             next.quic.enabled = current.quic.enabled;
+            next.quic.max_connections_per_identity = current.quic.max_connections_per_identity;
             info!(
                 listen = %current.listen,
                 rules = next.policy.rule_count(),

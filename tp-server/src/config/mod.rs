@@ -101,6 +101,9 @@ pub struct QuicSettings {
     pub enabled: bool,
     /// Windows, stream count, idle timeout and keep-alive of each connection.
     pub limits: QuicLimits,
+    /// QUIC connections one identity may have open at once (default 16): one
+    /// connection carries many tunnels, so a client needs few.
+    pub max_connections_per_identity: NonZeroUsize,
 }
 
 impl Default for QuicSettings {
@@ -108,6 +111,7 @@ impl Default for QuicSettings {
         QuicSettings {
             enabled: true,
             limits: QuicLimits::default(),
+            max_connections_per_identity: NonZeroUsize::new(16).unwrap_or(NonZeroUsize::MIN),
         }
     }
 }
@@ -231,6 +235,11 @@ impl Source<'_> {
         };
         Ok(QuicSettings {
             enabled: raw.enabled.unwrap_or(d.enabled),
+            max_connections_per_identity: self.count(
+                &raw.max_connections_per_identity,
+                "max_connections_per_identity",
+                d.max_connections_per_identity,
+            )?,
             limits: QuicLimits {
                 max_streams,
                 stream_window: window(&raw.stream_window, "stream_window", d.limits.stream_window)?,

@@ -61,6 +61,7 @@ pub(super) struct RawLimits {
 pub(super) struct RawQuic {
     pub(super) enabled: Option<bool>,
     pub(super) max_streams_per_connection: Option<Spanned<i64>>,
+    pub(super) max_connections_per_identity: Option<Spanned<i64>>,
     pub(super) stream_window: Option<Spanned<i64>>,
     pub(super) connection_window: Option<Spanned<i64>>,
     pub(super) datagram_buffer: Option<Spanned<i64>>,

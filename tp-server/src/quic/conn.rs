@@ -76,6 +76,17 @@ pub(super) async fn serve(
         return;
     };
     Span::current().record("id", tracing::field::display(&who));
+    let Some(_identity_slot) = ctx.quic_per_identity.try_take(who.to_string()) else {
+        info!(
+            max = ctx.quic_per_identity.max(),
+            "QUIC connection refused: the identity has too many connections open"
+        );
+        conn.close(
+            CLOSE_REFUSED,
+            b"too many QUIC connections for this identity",
+        );
+        return;
+    };
     debug!("QUIC established");
 
     let who = Arc::new(who);
