@@ -1,0 +1,103 @@
+//! The certificates every system uses, made at run time with rcgen: one CA, a server
+//! leaf for `localhost` and `127.0.0.1`, a client leaf. ECDSA P-256, SHA-256.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose, SanType,
+};
+
+/// The client certificate's identity (its CN); tp's policy names it.
+pub(crate) const CLIENT_IDENTITY: &str = "bench-client";
+/// The name the client side verifies the server certificate against.
+pub(crate) const SERVER_NAME: &str = "localhost";
+
+/// Paths of the PEM files written by [`generate`].
+#[derive(Debug, Clone)]
+pub(crate) struct Certs {
+    pub(crate) ca: PathBuf,
+    pub(crate) server_cert: PathBuf,
+    pub(crate) server_key: PathBuf,
+    /// Certificate followed by key, for haproxy's `crt`.
+    pub(crate) server_combined: PathBuf,
+    pub(crate) client_cert: PathBuf,
+    pub(crate) client_key: PathBuf,
+    /// Certificate followed by key, for haproxy's `crt`.
+    pub(crate) client_combined: PathBuf,
+}
+
+fn key() -> anyhow::Result<KeyPair> {
+    KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).context("generating a P-256 key")
+}
+
+fn leaf_params(cn: &str, eku: ExtendedKeyUsagePurpose) -> CertificateParams {
+    let mut params = CertificateParams::default();
+    params.distinguished_name.push(DnType::CommonName, cn);
+    params.is_ca = IsCa::ExplicitNoCa;
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = vec![eku];
+    params
+}
+
+fn write(path: &Path, text: &str) -> anyhow::Result<()> {
+    std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
+}
+
+/// Makes a fresh CA and both leaves under `dir`.
+pub(crate) fn generate(dir: &Path) -> anyhow::Result<Certs> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+
+    let mut ca_params = CertificateParams::default();
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "tp-bench CA");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let ca_key = key()?;
+    let ca_cert = ca_params
+        .self_signed(&ca_key)
+        .context("self-signing the CA")?;
+    let issuer = Issuer::new(ca_params, ca_key);
+
+    let mut server = leaf_params(SERVER_NAME, ExtendedKeyUsagePurpose::ServerAuth);
+    server.subject_alt_names = vec![
+        SanType::DnsName(SERVER_NAME.try_into().context("DNS name")?),
+        SanType::IpAddress(std::net::Ipv4Addr::LOCALHOST.into()),
+    ];
+    let server_key = key()?;
+    let server_cert = server
+        .signed_by(&server_key, &issuer)
+        .context("issuing the server certificate")?;
+
+    let client = leaf_params(CLIENT_IDENTITY, ExtendedKeyUsagePurpose::ClientAuth);
+    let client_key = key()?;
+    let client_cert = client
+        .signed_by(&client_key, &issuer)
+        .context("issuing the client certificate")?;
+
+    let certs = Certs {
+        ca: dir.join("ca.pem"),
+        server_cert: dir.join("server.pem"),
+        server_key: dir.join("server.key"),
+        server_combined: dir.join("server-combined.pem"),
+        client_cert: dir.join("client.pem"),
+        client_key: dir.join("client.key"),
+        client_combined: dir.join("client-combined.pem"),
+    };
+    write(&certs.ca, &ca_cert.pem())?;
+    write(&certs.server_cert, &server_cert.pem())?;
+    write(&certs.server_key, &server_key.serialize_pem())?;
+    write(
+        &certs.server_combined,
+        &format!("{}{}", server_cert.pem(), server_key.serialize_pem()),
+    )?;
+    write(&certs.client_cert, &client_cert.pem())?;
+    write(&certs.client_key, &client_key.serialize_pem())?;
+    write(
+        &certs.client_combined,
+        &format!("{}{}", client_cert.pem(), client_key.serialize_pem()),
+    )?;
+    Ok(certs)
+}

@@ -1,0 +1,87 @@
+//! `tp-bench`: the benchmark harness behind `bench/run.sh`.
+//!
+//! It starts tp and each peer (stunnel, haproxy, nginx stream, socat) on loopback
+//! with the same job (plain TCP in, mutual TLS 1.3 across, plain TCP out to our own
+//! target), drives every system with the same load generator, and writes a table of
+//! medians and ratios to `docs/benchmarks.md`. It is a tool, not a test: nothing in
+//! the test suite runs it.
+//!
+//! `tp-bench target` and `tp-bench relay` are the helper processes the harness
+//! starts (the echo/sink target and one hop of the plain TCP relay reference).
+
+mod certs;
+mod children;
+mod crypto;
+mod machine;
+mod ports;
+mod probe;
+mod report;
+mod results;
+mod run;
+mod scenarios;
+mod settings;
+mod systems;
+mod target;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// Benchmark harness for tp (see docs/benchmarks.md).
+#[derive(Debug, Parser)]
+#[command(name = "tp-bench", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the benchmark and write the report.
+    Run(Box<settings::RunArgs>),
+    /// Write the report again from a saved run (after editing bench/analysis.md).
+    Report {
+        /// The run record `tp-bench run` saved.
+        #[arg(long, default_value = "target/bench/run.json")]
+        from: PathBuf,
+        /// Hand-written analysis included verbatim, if the file exists.
+        #[arg(long, default_value = "bench/analysis.md")]
+        analysis: PathBuf,
+        /// Markdown report to write.
+        #[arg(long, default_value = "docs/benchmarks.md")]
+        out: PathBuf,
+    },
+    /// Helper process: the echo/sink target every system forwards to.
+    Target {
+        /// Address to listen on.
+        #[arg(long)]
+        listen: SocketAddr,
+    },
+    /// Helper process: one hop of the plain TCP relay (no TLS).
+    Relay {
+        /// Address to listen on.
+        #[arg(long)]
+        listen: SocketAddr,
+        /// Address to forward each connection to.
+        #[arg(long)]
+        to: SocketAddr,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    match cli.command {
+        Command::Run(args) => runtime.block_on(run::main(*args)),
+        Command::Report {
+            from,
+            analysis,
+            out,
+        } => run::report_only(&from, &analysis, &out),
+        Command::Target { listen } => runtime.block_on(target::serve_target(listen)),
+        Command::Relay { listen, to } => runtime.block_on(target::serve_relay(listen, to)),
+    }
+}

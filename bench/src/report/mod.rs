@@ -1,0 +1,142 @@
+//! The report: a plain-text table for the terminal and `docs/benchmarks.md`.
+
+mod markdown;
+
+use serde::{Deserialize, Serialize};
+
+use crate::machine::Machine;
+use crate::results::Results;
+use crate::scenarios::Metric;
+use crate::systems::SystemId;
+
+/// Everything one harness run recorded; saved as `run.json` so the report can be
+/// written again (`tp-bench report`) after the analysis changes.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct RunRecord {
+    pub(crate) quick: bool,
+    /// The sizes, in words.
+    pub(crate) sizes: String,
+    pub(crate) machine: Machine,
+    pub(crate) versions: Vec<(String, String)>,
+    pub(crate) results: Results,
+    pub(crate) load_before: String,
+    pub(crate) load_after: String,
+    pub(crate) elapsed_secs: f64,
+    pub(crate) command: String,
+}
+
+/// A run and the hand-written analysis to show with it.
+#[derive(Debug)]
+pub(crate) struct Report<'a> {
+    pub(crate) run: &'a RunRecord,
+    pub(crate) analysis: Option<String>,
+}
+
+/// A value in its metric's usual precision.
+pub(crate) fn value(metric: Metric, v: f64) -> String {
+    match metric {
+        Metric::BulkOne | Metric::BulkEight | Metric::OpenRate => format!("{v:.0}"),
+        Metric::OpenP50 | Metric::OpenP99 => format!("{v:.3}"),
+        Metric::IdleServer | Metric::IdleClient => format!("{v:.1}"),
+    }
+}
+
+/// A ratio to the best peer.
+pub(crate) fn ratio(r: f64) -> String {
+    format!("{r:.2}x")
+}
+
+impl Report<'_> {
+    /// The systems that produced at least one figure, in the canonical order.
+    fn systems(&self) -> Vec<SystemId> {
+        SystemId::ALL
+            .into_iter()
+            .filter(|&s| self.run.results.samples.iter().any(|x| x.system == s))
+            .collect()
+    }
+
+    /// Metrics with at least one figure.
+    fn metrics(&self) -> Vec<Metric> {
+        Metric::ALL
+            .into_iter()
+            .filter(|&m| self.run.results.samples.iter().any(|s| s.metric == m))
+            .collect()
+    }
+
+    /// `median (ratio)` or `-`.
+    fn cell(&self, system: SystemId, metric: Metric) -> String {
+        match self.run.results.median(system, metric) {
+            None => "-".to_owned(),
+            Some(m) => match self.run.results.ratio(system, metric) {
+                Some(r) => format!("{} ({})", value(metric, m), ratio(r)),
+                None => value(metric, m),
+            },
+        }
+    }
+
+    /// The summary as aligned plain text.
+    pub(crate) fn text_table(&self) -> String {
+        let metrics = self.metrics();
+        let mut rows = vec![{
+            let mut head = vec!["system".to_owned()];
+            head.extend(
+                metrics
+                    .iter()
+                    .map(|m| format!("{} [{}]", m.title(), m.unit())),
+            );
+            head
+        }];
+        for system in self.systems() {
+            let mut row = vec![system.name().to_owned()];
+            row.extend(metrics.iter().map(|&m| self.cell(system, m)));
+            rows.push(row);
+        }
+        let widths: Vec<usize> = (0..rows[0].len())
+            .map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0))
+            .collect();
+        let mut out = String::from(
+            "\nMedians; (ratio) = median / best peer's median (stunnel, haproxy, nginx, socat).\n",
+        );
+        for row in rows {
+            let line: Vec<String> = row
+                .iter()
+                .zip(&widths)
+                .map(|(cell, w)| format!("{cell:<w$}"))
+                .collect();
+            out.push_str(line.join("  ").trim_end());
+            out.push('\n');
+        }
+        out
+    }
+
+    /// Figures where tp is behind the best peer.
+    fn tp_behind(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for metric in self.metrics() {
+            let (Some((peer, best)), Some(tp), Some(r)) = (
+                self.run.results.best_peer(metric),
+                self.run.results.median(SystemId::Tp, metric),
+                self.run.results.ratio(SystemId::Tp, metric),
+            ) else {
+                continue;
+            };
+            let behind = if metric.higher_is_better() {
+                r < 1.0
+            } else {
+                r > 1.0
+            };
+            if behind {
+                out.push(format!(
+                    "{}: tp {} {unit} vs {} {} {unit} ({})",
+                    metric.title(),
+                    value(metric, tp),
+                    peer.name(),
+                    value(metric, best),
+                    ratio(r),
+                    unit = metric.unit()
+                ));
+            }
+        }
+        out
+    }
+}

@@ -1,0 +1,134 @@
+//! Every figure measured, with medians and ratios to the best peer.
+
+use serde::{Deserialize, Serialize};
+
+use crate::scenarios::Metric;
+use crate::systems::SystemId;
+
+/// One measured value of one run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Sample {
+    pub(crate) system: SystemId,
+    pub(crate) metric: Metric,
+    pub(crate) run: u32,
+    pub(crate) value: f64,
+}
+
+/// A remark about one system (a failure, a cap, a check).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Note {
+    pub(crate) system: SystemId,
+    pub(crate) text: String,
+}
+
+/// Everything a harness run measured.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub(crate) struct Results {
+    /// Remarks about the whole run (limits of the machine).
+    #[serde(default)]
+    pub(crate) general: Vec<String>,
+    pub(crate) samples: Vec<Sample>,
+    pub(crate) notes: Vec<Note>,
+    /// `openssl speed` per cipher, GB/s at 16 KiB blocks, one core.
+    pub(crate) crypto: Vec<(String, Result<f64, String>)>,
+}
+
+impl Results {
+    pub(crate) fn add(&mut self, system: SystemId, metric: Metric, run: u32, value: f64) {
+        if value.is_finite() {
+            self.samples.push(Sample {
+                system,
+                metric,
+                run,
+                value,
+            });
+        }
+    }
+
+    pub(crate) fn note(&mut self, system: SystemId, text: impl Into<String>) {
+        let text = text.into();
+        eprintln!("tp-bench: {}: {text}", system.name());
+        self.notes.push(Note { system, text });
+    }
+
+    pub(crate) fn values(&self, system: SystemId, metric: Metric) -> Vec<f64> {
+        self.samples
+            .iter()
+            .filter(|s| s.system == system && s.metric == metric)
+            .map(|s| s.value)
+            .collect()
+    }
+
+    pub(crate) fn median(&self, system: SystemId, metric: Metric) -> Option<f64> {
+        median(&self.values(system, metric))
+    }
+
+    /// The best median among the TLS peers (stunnel, haproxy, nginx, socat).
+    pub(crate) fn best_peer(&self, metric: Metric) -> Option<(SystemId, f64)> {
+        SystemId::ALL
+            .into_iter()
+            .filter(|s| s.is_peer())
+            .filter_map(|s| self.median(s, metric).map(|m| (s, m)))
+            .reduce(|best, next| {
+                let better = if metric.higher_is_better() {
+                    next.1 > best.1
+                } else {
+                    next.1 < best.1
+                };
+                if better { next } else { best }
+            })
+    }
+
+    /// `median / best peer's median` (same units: above 1 is more of the figure).
+    pub(crate) fn ratio(&self, system: SystemId, metric: Metric) -> Option<f64> {
+        let (_, best) = self.best_peer(metric)?;
+        let mine = self.median(system, metric)?;
+        (best != 0.0).then(|| mine / best)
+    }
+}
+
+/// Median of unsorted values; the mean of the middle two for an even count.
+pub(crate) fn median(values: &[f64]) -> Option<f64> {
+    if values.is_empty() {
+        return None;
+    }
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    let mid = v.len() / 2;
+    Some(if v.len() % 2 == 1 {
+        v[mid]
+    } else {
+        (v[mid - 1] + v[mid]) / 2.0
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn medians() {
+        assert_eq!(median(&[]), None);
+        assert_eq!(median(&[3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), Some(2.5));
+    }
+
+    #[test]
+    fn best_peer_follows_the_direction_and_ignores_tp_and_references() {
+        let mut r = Results::default();
+        r.add(SystemId::Tp, Metric::BulkOne, 1, 900.0);
+        r.add(SystemId::Direct, Metric::BulkOne, 1, 5000.0);
+        r.add(SystemId::Stunnel, Metric::BulkOne, 1, 400.0);
+        r.add(SystemId::Haproxy, Metric::BulkOne, 1, 600.0);
+        r.add(SystemId::Tp, Metric::OpenP50, 1, 0.9);
+        r.add(SystemId::Stunnel, Metric::OpenP50, 1, 1.2);
+        r.add(SystemId::Haproxy, Metric::OpenP50, 1, 0.8);
+        assert_eq!(
+            r.best_peer(Metric::BulkOne),
+            Some((SystemId::Haproxy, 600.0))
+        );
+        assert_eq!(r.ratio(SystemId::Tp, Metric::BulkOne), Some(1.5));
+        assert_eq!(r.best_peer(Metric::OpenP50), Some((SystemId::Haproxy, 0.8)));
+        assert_eq!(r.best_peer(Metric::IdleServer), None);
+    }
+}

@@ -1,0 +1,353 @@
+//! `tp-bench run`: start the target, then for each run and each system start the
+//! system, drive the scenarios, stop it; finally print and write the report.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+
+use crate::children::Child;
+use crate::machine::{self, Machine};
+use crate::ports::Ports;
+use crate::report::{Report, RunRecord};
+use crate::results::Results;
+use crate::scenarios::{Metric, ScenarioId, bulk, conn, idle, latency, rate};
+use crate::settings::{RunArgs, Settings};
+use crate::systems::{self, Ctx, Running, SystemId};
+use crate::{certs, crypto, probe};
+
+fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
+    Ok(if path.is_absolute() {
+        path.to_owned()
+    } else {
+        std::env::current_dir()?.join(path)
+    })
+}
+
+pub(crate) async fn main(args: RunArgs) -> anyhow::Result<()> {
+    let mut settings = Settings::from_args(&args)?;
+    let work_dir = absolute(&args.work_dir)?;
+    let bin_dir = absolute(&args.bin_dir)?;
+    if settings
+        .systems
+        .iter()
+        .any(|s| matches!(s, SystemId::Tp | SystemId::TpQuic))
+    {
+        for bin in ["tp", "tp-server"] {
+            if !bin_dir.join(bin).is_file() {
+                bail!(
+                    "{} not found: build with `cargo build --release -p tp-server -p tp-client` \
+                     or pass --bin-dir",
+                    bin_dir.join(bin).display()
+                );
+            }
+        }
+    }
+    if work_dir.join("systems").exists() {
+        std::fs::remove_dir_all(work_dir.join("systems"))?;
+    }
+    std::fs::create_dir_all(&work_dir)?;
+    let started = Instant::now();
+    let mut machine = Machine::read();
+    if let Some(source) = &args.tp_source {
+        machine.tp_commit.clone_from(source);
+    }
+    let load_before = machine::loadavg();
+    eprintln!("tp-bench: {}", settings.describe());
+
+    let certs = certs::generate(&work_dir.join("certs"))?;
+    let ports = Ports::new();
+    let target_addr = ports.take()?;
+    let self_exe = std::env::current_exe().context("locating tp-bench itself")?;
+    let mut target_cmd = Command::new(&self_exe);
+    target_cmd
+        .arg("target")
+        .arg("--listen")
+        .arg(target_addr.to_string());
+    let mut target = Child::spawn("target", target_cmd, &work_dir.join("target.log"))?;
+    target.wait_listening(target_addr)?;
+    let ctx = Ctx {
+        bin_dir: bin_dir.clone(),
+        self_exe,
+        work_dir: work_dir.clone(),
+        certs,
+        ports,
+        target: target_addr,
+    };
+
+    let mut results = Results::default();
+    // A tunnel's client and server sides each hold two descriptors per tunnel, under
+    // the open-file limit they inherit from this process.
+    let limit: usize = machine::open_files_limit()
+        .and_then(|l| l.parse().ok())
+        .unwrap_or(usize::MAX);
+    let fd_cap = (limit.saturating_sub(1_000) / 2).max(1);
+    if settings.scenarios.contains(&ScenarioId::Idle) && settings.idle > fd_cap {
+        let note = format!(
+            "(e) held {fd_cap} idle tunnels, not {}: the open-file limit is {limit} and could \
+             not be raised (bench/run.sh tries; it needs CAP_SYS_RESOURCE for more than the \
+             hard limit), and each side of a tunnel needs two descriptors per tunnel",
+            settings.idle
+        );
+        eprintln!("tp-bench: {note}");
+        results.general.push(note);
+        settings.idle = fd_cap;
+    }
+    settings.systems.retain(|&system| {
+        let why = systems::unavailable(system, &bin_dir);
+        if let Some(why) = &why {
+            results.note(system, why.clone());
+        }
+        why.is_none()
+    });
+    for cipher in crypto::CIPHERS {
+        let speed = crypto::speed(cipher, settings.crypto_seconds).map_err(|e| format!("{e:#}"));
+        eprintln!("tp-bench: openssl speed {cipher}: {speed:?} GB/s");
+        results.crypto.push((cipher.to_owned(), speed));
+    }
+
+    let harness = async {
+        for run in 1..=settings.runs {
+            for &system in &settings.systems {
+                run_system(&ctx, &settings, system, run, &mut results).await;
+            }
+        }
+    };
+    tokio::select! {
+        () = harness => {}
+        _ = tokio::signal::ctrl_c() => bail!("interrupted; every started process was stopped"),
+    }
+    drop(target);
+
+    let record = RunRecord {
+        quick: settings.quick,
+        sizes: settings.describe(),
+        machine,
+        versions: systems::versions(&bin_dir),
+        results,
+        load_before,
+        load_after: machine::loadavg(),
+        elapsed_secs: started.elapsed().as_secs_f64(),
+        command: args
+            .command
+            .clone()
+            .unwrap_or_else(|| std::env::args().collect::<Vec<_>>().join(" ")),
+    };
+    let saved = work_dir.join("run.json");
+    std::fs::write(&saved, serde_json::to_string_pretty(&record)?)
+        .with_context(|| format!("writing {}", saved.display()))?;
+    write_report(&record, &args.analysis, &args.out)?;
+    eprintln!(
+        "tp-bench: wrote {} (figures kept in {}: `tp-bench report --from` rewrites the report)",
+        args.out.display(),
+        saved.display()
+    );
+    Ok(())
+}
+
+/// Prints the table and writes the markdown report of `record`.
+fn write_report(record: &RunRecord, analysis: &Path, out: &Path) -> anyhow::Result<()> {
+    let report = Report {
+        run: record,
+        analysis: std::fs::read_to_string(analysis).ok(),
+    };
+    println!("{}", report.text_table());
+    if let Some(parent) = out.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    std::fs::write(out, report.markdown()).with_context(|| format!("writing {}", out.display()))
+}
+
+/// `tp-bench report`: the report of a saved run, with the current analysis.
+pub(crate) fn report_only(from: &Path, analysis: &Path, out: &Path) -> anyhow::Result<()> {
+    let text =
+        std::fs::read_to_string(from).with_context(|| format!("reading {}", from.display()))?;
+    let record: RunRecord =
+        serde_json::from_str(&text).with_context(|| format!("parsing {}", from.display()))?;
+    write_report(&record, analysis, out)?;
+    eprintln!("tp-bench: wrote {}", out.display());
+    Ok(())
+}
+
+async fn run_system(
+    ctx: &Ctx,
+    settings: &Settings,
+    system: SystemId,
+    run: u32,
+    results: &mut Results,
+) {
+    let has = |s: ScenarioId| settings.scenarios.contains(&s);
+    let traffic = [
+        ScenarioId::BulkOne,
+        ScenarioId::BulkEight,
+        ScenarioId::OpenLatency,
+        ScenarioId::OpenRate,
+    ];
+    if traffic.into_iter().any(has) {
+        match systems::start(system, ctx, &format!("run{run}-traffic")) {
+            Ok(running) => {
+                if run == 1 {
+                    check_mtls(ctx, system, &running, results).await;
+                }
+                if let Err(e) = traffic_scenarios(settings, system, run, &running, results).await {
+                    results.note(system, format!("run {run}: {e:#}"));
+                }
+            }
+            Err(e) => results.note(system, format!("run {run}: did not start: {e:#}")),
+        }
+    }
+    if has(ScenarioId::Idle) {
+        match systems::start(system, ctx, &format!("run{run}-idle")) {
+            Ok(running) => {
+                if let Err(e) = idle_scenario(settings, system, run, &running, results).await {
+                    results.note(system, format!("run {run} (e): {e:#}"));
+                }
+            }
+            Err(e) => results.note(system, format!("run {run}: did not start: {e:#}")),
+        }
+    }
+}
+
+async fn check_mtls(ctx: &Ctx, system: SystemId, running: &Running, results: &mut Results) {
+    let Some(port) = running.tls_port else { return };
+    let tp_hello = matches!(system, SystemId::Tp | SystemId::TpQuic);
+    match probe::without_client_cert(port, &ctx.certs.ca, ctx.target, tp_hello).await {
+        Ok(how) => results.note(system, format!("mTLS check: no client certificate: {how}")),
+        Err(e) => results.note(system, format!("mTLS check FAILED: {e:#}")),
+    }
+}
+
+fn progress(system: SystemId, run: u32, what: &str, value: String) {
+    eprintln!("tp-bench: run {run} {:<8} {what}: {value}", system.name());
+}
+
+async fn traffic_scenarios(
+    settings: &Settings,
+    system: SystemId,
+    run: u32,
+    running: &Running,
+    results: &mut Results,
+) -> anyhow::Result<()> {
+    let has = |s: ScenarioId| settings.scenarios.contains(&s);
+    let entry = running.entry;
+    for _ in 0..3 {
+        drop(conn::open(entry).await.context("warm-up tunnel")?);
+    }
+    if has(ScenarioId::BulkOne) {
+        let mbps = bulk::run(entry, settings.bulk_bytes, 1)
+            .await
+            .context("(a)")?;
+        progress(system, run, "(a) bulk 1 stream", format!("{mbps:.0} MB/s"));
+        results.add(system, Metric::BulkOne, run, mbps);
+    }
+    if has(ScenarioId::BulkEight) {
+        let mbps = bulk::run(entry, settings.bulk_bytes, settings.bulk_streams)
+            .await
+            .context("(b)")?;
+        progress(system, run, "(b) bulk 8 streams", format!("{mbps:.0} MB/s"));
+        results.add(system, Metric::BulkEight, run, mbps);
+    }
+    if has(ScenarioId::OpenLatency) {
+        let l = latency::run(entry, settings.opens).await.context("(c)")?;
+        progress(
+            system,
+            run,
+            "(c) open latency",
+            format!("p50 {:.3} ms, p99 {:.3} ms", l.p50_ms, l.p99_ms),
+        );
+        results.add(system, Metric::OpenP50, run, l.p50_ms);
+        results.add(system, Metric::OpenP99, run, l.p99_ms);
+    }
+    if has(ScenarioId::OpenRate) {
+        let r = rate::run(entry, settings.rate_clients, settings.rate_duration)
+            .await
+            .context("(d)")?;
+        progress(
+            system,
+            run,
+            "(d) tunnels/s",
+            format!("{:.0} ({} failed)", r.per_sec, r.failures),
+        );
+        results.add(system, Metric::OpenRate, run, r.per_sec);
+        if r.failures > 0 {
+            results.note(
+                system,
+                format!("run {run} (d): {} tunnel opens failed", r.failures),
+            );
+        }
+    }
+    Ok(())
+}
+
+async fn idle_scenario(
+    settings: &Settings,
+    system: SystemId,
+    run: u32,
+    running: &Running,
+    results: &mut Results,
+) -> anyhow::Result<()> {
+    let mut count = settings.idle;
+    if let Some(cap) = system.idle_cap().filter(|&cap| cap < count) {
+        count = cap;
+        if run == 1 {
+            results.note(
+                system,
+                format!("(e) capped at {cap} idle tunnels (one process per tunnel per side)"),
+            );
+        }
+    }
+    for _ in 0..3 {
+        drop(conn::open(running.entry).await.context("warm-up tunnel")?);
+    }
+    let pgid = |c: &Option<Child>| c.as_ref().map(Child::pgid);
+    let r = idle::run(
+        running.entry,
+        pgid(&running.server),
+        pgid(&running.client),
+        count,
+        settings.idle_concurrency,
+    )
+    .await?;
+    let fmt = |v: Option<f64>| v.map_or_else(|| "n/a".to_owned(), |v| format!("{v:.1} KiB"));
+    progress(
+        system,
+        run,
+        "(e) idle tunnels",
+        format!(
+            "{} open, {} failed; server {}/tunnel, client {}/tunnel",
+            r.opened,
+            r.failed,
+            fmt(r.server_kib),
+            fmt(r.client_kib)
+        ),
+    );
+    if r.failed > 0 {
+        results.note(
+            system,
+            format!(
+                "run {run} (e): {} idle tunnels open of {count} wanted, {} attempts failed \
+                 (opening stops after 5% fail); first error: {}",
+                r.opened,
+                r.failed,
+                r.first_error.as_deref().unwrap_or("?")
+            ),
+        );
+    }
+    if run == 1 && r.server_processes > 1 {
+        results.note(
+            system,
+            format!(
+                "(e) the server side ran as {} processes with every tunnel open (memory is their summed PSS)",
+                r.server_processes
+            ),
+        );
+    }
+    if let Some(v) = r.server_kib {
+        results.add(system, Metric::IdleServer, run, v);
+    }
+    if let Some(v) = r.client_kib {
+        results.add(system, Metric::IdleClient, run, v);
+    }
+    Ok(())
+}

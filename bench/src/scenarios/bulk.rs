@@ -1,0 +1,63 @@
+//! (a) and (b): bulk upload through fresh tunnels into the sink. The figure is the
+//! bytes the target counted divided by the wall time from the first connect to the
+//! last count received.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::target::MODE_SINK;
+
+const CHUNK: usize = 256 * 1024;
+const STREAM_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// Moves `total` bytes over `streams` concurrent tunnels; returns MB/s (10^6 bytes).
+pub(crate) async fn run(entry: SocketAddr, total: u64, streams: usize) -> anyhow::Result<f64> {
+    let per_stream = total / streams as u64;
+    let start = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..streams {
+        tasks.spawn(async move {
+            tokio::time::timeout(STREAM_TIMEOUT, upload(entry, per_stream))
+                .await
+                .context("bulk stream took over 600 s")?
+        });
+    }
+    let mut moved = 0;
+    while let Some(result) = tasks.join_next().await {
+        moved += result.context("bulk task panicked")??;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    Ok(moved as f64 / secs / 1e6)
+}
+
+/// One stream: mode byte, length, `bytes` of payload, then the sink's count.
+async fn upload(entry: SocketAddr, bytes: u64) -> anyhow::Result<u64> {
+    let mut stream = TcpStream::connect(entry)
+        .await
+        .with_context(|| format!("connecting to {entry}"))?;
+    stream.set_nodelay(true)?;
+    stream.write_u8(MODE_SINK).await?;
+    stream.write_u64(bytes).await?;
+    let chunk: Vec<u8> = (0..CHUNK).map(|i| (i * 131 % 251) as u8).collect();
+    let mut left = bytes;
+    while left > 0 {
+        let n = left.min(CHUNK as u64) as usize;
+        stream
+            .write_all(&chunk[..n])
+            .await
+            .context("writing bulk data")?;
+        left -= n as u64;
+    }
+    let count = stream
+        .read_u64()
+        .await
+        .context("reading the sink's byte count (tunnel closed early?)")?;
+    if count != bytes {
+        bail!("the sink counted {count} bytes of {bytes}");
+    }
+    Ok(count)
+}

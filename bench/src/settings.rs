@@ -1,0 +1,128 @@
+//! Command-line options of `tp-bench run` and the sizes they resolve to.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::Args;
+
+use crate::scenarios::ScenarioId;
+use crate::systems::SystemId;
+
+/// Options of `tp-bench run`. Sizes left unset take the full or `--quick` defaults.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct RunArgs {
+    /// Small sizes and one run: a smoke test that takes a few minutes.
+    #[arg(long)]
+    pub(crate) quick: bool,
+    /// Runs per system and scenario; the report shows medians [default: 3, quick: 1].
+    #[arg(long)]
+    pub(crate) runs: Option<u32>,
+    /// Systems to run, comma-separated [default: all]: tp, stunnel, haproxy, nginx, socat, direct, relay.
+    #[arg(long, value_delimiter = ',')]
+    pub(crate) systems: Vec<String>,
+    /// Scenarios to run, comma-separated [default: all]: a, b, c, d, e.
+    #[arg(long, value_delimiter = ',')]
+    pub(crate) scenarios: Vec<String>,
+    /// Bytes moved by the bulk scenarios, in MiB [default: 1024, quick: 64].
+    #[arg(long)]
+    pub(crate) bulk_mib: Option<u64>,
+    /// Sequential tunnel opens in scenario (c) [default: 1000, quick: 200].
+    #[arg(long)]
+    pub(crate) opens: Option<usize>,
+    /// Seconds of scenario (d) per run [default: 5, quick: 2].
+    #[arg(long)]
+    pub(crate) rate_secs: Option<u64>,
+    /// Idle tunnels held open in scenario (e) [default: 10000, quick: 1000].
+    #[arg(long)]
+    pub(crate) idle: Option<usize>,
+    /// Directory holding the release binaries `tp` and `tp-server`.
+    #[arg(long, default_value = "target/release")]
+    pub(crate) bin_dir: PathBuf,
+    /// Scratch directory: certificates, peer configs, logs, run.json.
+    #[arg(long, default_value = "target/bench")]
+    pub(crate) work_dir: PathBuf,
+    /// Markdown report to write.
+    #[arg(long, default_value = "docs/benchmarks.md")]
+    pub(crate) out: PathBuf,
+    /// Hand-written analysis included verbatim in the report, if the file exists.
+    #[arg(long, default_value = "bench/analysis.md")]
+    pub(crate) analysis: PathBuf,
+    /// The command line to print in the report (bench/run.sh passes its own).
+    #[arg(long)]
+    pub(crate) command: Option<String>,
+    /// Where the tp binaries were built from, for the report [default: `git describe`].
+    #[arg(long)]
+    pub(crate) tp_source: Option<String>,
+}
+
+/// Resolved sizes and selections.
+#[derive(Debug, Clone)]
+pub(crate) struct Settings {
+    pub(crate) quick: bool,
+    pub(crate) runs: u32,
+    pub(crate) systems: Vec<SystemId>,
+    pub(crate) scenarios: Vec<ScenarioId>,
+    pub(crate) bulk_bytes: u64,
+    pub(crate) bulk_streams: usize,
+    pub(crate) opens: usize,
+    pub(crate) rate_clients: usize,
+    pub(crate) rate_duration: Duration,
+    pub(crate) idle: usize,
+    pub(crate) idle_concurrency: usize,
+    pub(crate) crypto_seconds: u32,
+}
+
+impl Settings {
+    pub(crate) fn from_args(args: &RunArgs) -> anyhow::Result<Self> {
+        let q = args.quick;
+        let systems = if args.systems.is_empty() {
+            SystemId::ALL.to_vec()
+        } else {
+            args.systems
+                .iter()
+                .map(|s| SystemId::parse(s).with_context(|| format!("unknown system {s:?}")))
+                .collect::<anyhow::Result<_>>()?
+        };
+        let scenarios = if args.scenarios.is_empty() {
+            ScenarioId::ALL.to_vec()
+        } else {
+            args.scenarios
+                .iter()
+                .map(|s| ScenarioId::parse(s).with_context(|| format!("unknown scenario {s:?}")))
+                .collect::<anyhow::Result<_>>()?
+        };
+        let runs = args.runs.unwrap_or(if q { 1 } else { 3 });
+        if runs == 0 {
+            bail!("--runs must be at least 1");
+        }
+        let bulk_mib = args.bulk_mib.unwrap_or(if q { 64 } else { 1024 });
+        Ok(Self {
+            quick: q,
+            runs,
+            systems,
+            scenarios,
+            bulk_bytes: bulk_mib.max(1) << 20,
+            bulk_streams: 8,
+            opens: args.opens.unwrap_or(if q { 200 } else { 1000 }).max(10),
+            rate_clients: 64,
+            rate_duration: Duration::from_secs(args.rate_secs.unwrap_or(if q { 2 } else { 5 })),
+            idle: args.idle.unwrap_or(if q { 1000 } else { 10_000 }).max(1),
+            idle_concurrency: 64,
+            crypto_seconds: if q { 1 } else { 3 },
+        })
+    }
+
+    /// One line describing the sizes, for the report.
+    pub(crate) fn describe(&self) -> String {
+        format!(
+            "{} run(s); bulk {} MiB; {} sequential opens; {} clients for {} s; {} idle tunnels",
+            self.runs,
+            self.bulk_bytes >> 20,
+            self.opens,
+            self.rate_clients,
+            self.rate_duration.as_secs(),
+            self.idle
+        )
+    }
+}

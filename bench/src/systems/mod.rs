@@ -1,0 +1,230 @@
+//! The systems under test. Each one, once started, offers a plain-TCP entry on the
+//! client side that ends up, after mutual TLS 1.3 across loopback, at the target.
+
+mod haproxy;
+mod nginx;
+mod reference;
+mod socat;
+mod stunnel;
+mod tp;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use std::process::Command;
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+
+use crate::certs::Certs;
+use crate::children::Child;
+use crate::ports::Ports;
+
+/// A system under test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub(crate) enum SystemId {
+    Tp,
+    /// tp with `tp up --transport quic` (scenario (f)); skipped until the client has it.
+    TpQuic,
+    Stunnel,
+    Haproxy,
+    Nginx,
+    Socat,
+    /// Reference: the load generator talks to the target directly.
+    Direct,
+    /// Reference: two plain TCP relay hops (tp-bench processes), no TLS.
+    Relay,
+}
+
+impl SystemId {
+    pub(crate) const ALL: [SystemId; 8] = [
+        SystemId::Tp,
+        SystemId::TpQuic,
+        SystemId::Stunnel,
+        SystemId::Haproxy,
+        SystemId::Nginx,
+        SystemId::Socat,
+        SystemId::Direct,
+        SystemId::Relay,
+    ];
+
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            SystemId::Tp => "tp",
+            SystemId::TpQuic => "tp-quic",
+            SystemId::Stunnel => "stunnel",
+            SystemId::Haproxy => "haproxy",
+            SystemId::Nginx => "nginx",
+            SystemId::Socat => "socat",
+            SystemId::Direct => "direct",
+            SystemId::Relay => "relay",
+        }
+    }
+
+    pub(crate) fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|id| id.name() == s.trim())
+    }
+
+    /// A TLS tunnel we compare tp against (not tp, not a reference).
+    pub(crate) fn is_peer(self) -> bool {
+        matches!(
+            self,
+            SystemId::Stunnel | SystemId::Haproxy | SystemId::Nginx | SystemId::Socat
+        )
+    }
+
+    /// At most this many idle tunnels, whatever was asked: socat forks one process
+    /// per connection on each side, and 10,000 of them would exhaust pids and memory.
+    pub(crate) fn idle_cap(self) -> Option<usize> {
+        match self {
+            SystemId::Socat => Some(1_000),
+            _ => None,
+        }
+    }
+
+    /// What the system runs, for the report.
+    pub(crate) fn setup(self) -> &'static str {
+        match self {
+            SystemId::Tp => tp::SETUP,
+            SystemId::TpQuic => tp::QUIC_SETUP,
+            SystemId::Stunnel => stunnel::SETUP,
+            SystemId::Haproxy => haproxy::SETUP,
+            SystemId::Nginx => nginx::SETUP,
+            SystemId::Socat => socat::SETUP,
+            SystemId::Direct => reference::DIRECT_SETUP,
+            SystemId::Relay => reference::RELAY_SETUP,
+        }
+    }
+}
+
+/// What every system needs to start.
+#[derive(Debug)]
+pub(crate) struct Ctx {
+    pub(crate) bin_dir: PathBuf,
+    pub(crate) self_exe: PathBuf,
+    pub(crate) work_dir: PathBuf,
+    pub(crate) certs: Certs,
+    pub(crate) ports: Ports,
+    pub(crate) target: SocketAddr,
+}
+
+impl Ctx {
+    /// A fresh directory for one start of one system.
+    fn dir(&self, system: SystemId, tag: &str) -> anyhow::Result<PathBuf> {
+        let dir = self.work_dir.join("systems").join(system.name()).join(tag);
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        Ok(dir)
+    }
+}
+
+/// A started system. Dropping it stops every process it started.
+#[derive(Debug)]
+pub(crate) struct Running {
+    /// Where the load generator connects.
+    pub(crate) entry: SocketAddr,
+    /// The server side's TLS port (None for the references without TLS).
+    pub(crate) tls_port: Option<SocketAddr>,
+    /// Process group of the server side, for memory.
+    pub(crate) server: Option<Child>,
+    /// Process group of the client side, for memory.
+    pub(crate) client: Option<Child>,
+}
+
+/// Why `system` cannot run here, if it cannot: a missing program or feature.
+pub(crate) fn unavailable(system: SystemId, bin_dir: &Path) -> Option<String> {
+    let program = match system {
+        SystemId::Tp => return None,
+        SystemId::TpQuic => {
+            return (!tp::has_transport_flag(&bin_dir.join("tp"))).then(|| {
+                "not yet available (QUIC/Signal relay not implemented): this tp client has no \
+                 `--transport` flag"
+                    .to_owned()
+            });
+        }
+        SystemId::Stunnel => "stunnel4",
+        SystemId::Haproxy => "haproxy",
+        SystemId::Nginx => "nginx",
+        SystemId::Socat => "socat",
+        SystemId::Direct | SystemId::Relay => return None,
+    };
+    let found = Command::new(program)
+        .arg("-h")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok();
+    (!found).then(|| format!("`{program}` not found (bench/run.sh installs it)"))
+}
+
+/// Starts `system`; `tag` names its scratch directory (configs and logs).
+pub(crate) fn start(system: SystemId, ctx: &Ctx, tag: &str) -> anyhow::Result<Running> {
+    let dir = ctx.dir(system, tag)?;
+    match system {
+        SystemId::Tp => tp::start(ctx, &dir, tp::Transport::Tcp),
+        SystemId::TpQuic => tp::start(ctx, &dir, tp::Transport::Quic),
+        SystemId::Stunnel => stunnel::start(ctx, &dir),
+        SystemId::Haproxy => haproxy::start(ctx, &dir),
+        SystemId::Nginx => nginx::start(ctx, &dir),
+        SystemId::Socat => socat::start(ctx, &dir),
+        SystemId::Direct => Ok(Running {
+            entry: ctx.target,
+            tls_port: None,
+            server: None,
+            client: None,
+        }),
+        SystemId::Relay => reference::start_relay(ctx, &dir),
+    }
+}
+
+/// Starts the server side, then the client side, waiting for each to listen.
+fn start_pair(
+    server: (Command, SocketAddr),
+    client: (Command, SocketAddr),
+    dir: &Path,
+) -> anyhow::Result<(Child, Child)> {
+    let mut s = Child::spawn("server side", server.0, &dir.join("server.log"))?;
+    s.wait_listening(server.1)?;
+    let mut c = Child::spawn("client side", client.0, &dir.join("client.log"))?;
+    c.wait_listening(client.1)?;
+    Ok((s, c))
+}
+
+/// The open-file limit the peers inherit (they cannot raise it past the hard limit).
+fn fd_limit() -> usize {
+    crate::machine::open_files_limit()
+        .and_then(|l| l.parse().ok())
+        .unwrap_or(1024)
+}
+
+/// Writes a config file.
+fn write_config(path: &Path, text: &str) -> anyhow::Result<()> {
+    std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
+}
+
+/// The version line of each system's software, for the report.
+pub(crate) fn versions(bin_dir: &Path) -> Vec<(String, String)> {
+    let tp = bin_dir.join("tp");
+    let tp_server = bin_dir.join("tp-server");
+    let probes: [(&str, &str, &[&str], &str); 7] = [
+        ("tp", tp.to_str().unwrap_or("tp"), &["--version"], "tp"),
+        (
+            "tp-server",
+            tp_server.to_str().unwrap_or("tp-server"),
+            &["--version"],
+            "tp-server",
+        ),
+        ("stunnel", "stunnel4", &["-version"], "stunnel "),
+        ("haproxy", "haproxy", &["-v"], "HAProxy version"),
+        ("nginx", "nginx", &["-v"], "nginx version"),
+        ("socat", "socat", &["-V"], "socat version"),
+        ("openssl", "openssl", &["version"], "OpenSSL"),
+    ];
+    probes
+        .iter()
+        .map(|(name, program, args, prefix)| {
+            let line = crate::machine::command_line_starting(program, args, prefix)
+                .unwrap_or_else(|| "not found".to_owned());
+            ((*name).to_owned(), line)
+        })
+        .collect()
+}

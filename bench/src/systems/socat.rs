@@ -1,0 +1,49 @@
+//! socat 1.7: `TCP-LISTEN,fork` -> `OPENSSL` on the client side,
+//! `OPENSSL-LISTEN,fork,verify=1` -> `TCP` on the server side.
+
+use std::path::Path;
+use std::process::Command;
+
+use super::{Ctx, Running, start_pair};
+use crate::certs::SERVER_NAME;
+
+pub(super) const SETUP: &str = "socat `TCP-LISTEN:E,fork OPENSSL:S,cert,key,cafile,verify=1,\
+commonname=localhost` -> socat `OPENSSL-LISTEN:S,fork,cert,key,cafile,verify=1 TCP:target`; \
+`min-version=TLS1.3`, `nodelay` on all four sockets. socat sets no TLS 1.3 ciphersuites, so OpenSSL's default \
+(TLS_AES_256_GCM_SHA384) is used. One forked process per connection on each side, 8 KiB \
+copy buffer (socat's default).";
+
+pub(super) fn start(ctx: &Ctx, dir: &Path) -> anyhow::Result<Running> {
+    let server_addr = ctx.ports.take()?;
+    let entry = ctx.ports.take()?;
+    let c = &ctx.certs;
+    let mut server = Command::new("socat");
+    server.arg(format!(
+        "OPENSSL-LISTEN:{},bind=127.0.0.1,reuseaddr,fork,backlog=1024,nodelay,cert={},key={},cafile={},\
+         verify=1,min-version=TLS1.3",
+        server_addr.port(),
+        c.server_cert.display(),
+        c.server_key.display(),
+        c.ca.display()
+    ));
+    server.arg(format!("TCP:{},nodelay", ctx.target));
+    let mut client = Command::new("socat");
+    client.arg(format!(
+        "TCP-LISTEN:{},bind=127.0.0.1,reuseaddr,fork,backlog=1024,nodelay",
+        entry.port()
+    ));
+    client.arg(format!(
+        "OPENSSL:{server_addr},nodelay,cert={},key={},cafile={},verify=1,commonname={SERVER_NAME},\
+         min-version=TLS1.3",
+        c.client_cert.display(),
+        c.client_key.display(),
+        c.ca.display()
+    ));
+    let (server, client) = start_pair((server, server_addr), (client, entry), dir)?;
+    Ok(Running {
+        entry,
+        tls_port: Some(server_addr),
+        server: Some(server),
+        client: Some(client),
+    })
+}

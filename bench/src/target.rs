@@ -1,0 +1,94 @@
+//! The helper processes: the target every system forwards to, and one hop of the
+//! plain TCP relay reference.
+//!
+//! Target protocol: the first byte picks the mode.
+//! - `E` echo: every following byte is sent back; EOF is answered with EOF.
+//! - `S` sink: a big-endian u64 length, then that many bytes, which are counted and
+//!   dropped; the count goes back as a big-endian u64, then EOF. The length prefix
+//!   means no system's half-close behaviour is needed to end a transfer.
+
+use std::net::SocketAddr;
+
+use anyhow::Context;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// Mode byte: echo.
+pub(crate) const MODE_ECHO: u8 = b'E';
+/// Mode byte: count and discard.
+pub(crate) const MODE_SINK: u8 = b'S';
+
+const SINK_BUF: usize = 256 * 1024;
+/// Buffer per direction of a relay hop.
+const RELAY_BUF: usize = 64 * 1024;
+
+/// Accepts until the process is killed; errors of one connection end only that one.
+pub(crate) async fn serve_target(listen: SocketAddr) -> anyhow::Result<()> {
+    let listener = TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("binding {listen}"))?;
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            // EMFILE and friends: back off instead of spinning.
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            continue;
+        };
+        tokio::spawn(async move {
+            let _ = target_conn(stream).await;
+        });
+    }
+}
+
+async fn target_conn(mut stream: TcpStream) -> std::io::Result<()> {
+    stream.set_nodelay(true)?;
+    let mode = stream.read_u8().await?;
+    match mode {
+        MODE_ECHO => {
+            let (mut r, mut w) = stream.split();
+            tokio::io::copy(&mut r, &mut w).await?;
+            w.shutdown().await
+        }
+        MODE_SINK => {
+            let want = stream.read_u64().await?;
+            let mut buf = vec![0u8; SINK_BUF];
+            let mut count: u64 = 0;
+            while count < want {
+                let n = stream.read(&mut buf).await?;
+                if n == 0 {
+                    break;
+                }
+                count += n as u64;
+            }
+            stream.write_u64(count).await?;
+            stream.shutdown().await
+        }
+        _ => Ok(()),
+    }
+}
+
+/// One relay hop: each accepted connection is copied both ways to `to`.
+pub(crate) async fn serve_relay(listen: SocketAddr, to: SocketAddr) -> anyhow::Result<()> {
+    let listener = TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("binding {listen}"))?;
+    loop {
+        let Ok((mut inbound, _)) = listener.accept().await else {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            continue;
+        };
+        tokio::spawn(async move {
+            let Ok(mut outbound) = TcpStream::connect(to).await else {
+                return;
+            };
+            let _ = inbound.set_nodelay(true);
+            let _ = outbound.set_nodelay(true);
+            let _ = tokio::io::copy_bidirectional_with_sizes(
+                &mut inbound,
+                &mut outbound,
+                RELAY_BUF,
+                RELAY_BUF,
+            )
+            .await;
+        });
+    }
+}
