@@ -12,8 +12,11 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 
-/// Size of the copy buffer of each direction.
-const BUF_SIZE: usize = 16 * 1024;
+/// Initial size of the copy buffer of each direction: an idle tunnel (most of
+/// them) holds only this much.
+const MIN_BUF: usize = 4 * 1024;
+/// The copy buffer grows (by 4x) up to this while reads keep filling it.
+const MAX_BUF: usize = 64 * 1024;
 
 /// Which end of a relay an error came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,12 +89,13 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let mut buf = vec![0u8; BUF_SIZE];
+    let mut buf = vec![0u8; MIN_BUF];
     loop {
         let n = from.read(&mut buf).await.map_err(|e| (from_side, e))?;
         if n == 0 {
             break;
         }
+        let full = n == buf.len();
         activity.touch();
         to.write_all(&buf[..n]).await.map_err(|e| (to_side, e))?;
         // A TLS writer may hold ciphertext until flushed; without this, bytes can
@@ -99,6 +103,9 @@ where
         to.flush().await.map_err(|e| (to_side, e))?;
         count.fetch_add(n as u64, Ordering::Relaxed);
         activity.touch();
+        if full && buf.len() < MAX_BUF {
+            buf.resize((buf.len() * 4).min(MAX_BUF), 0);
+        }
     }
     match to.shutdown().await {
         Ok(()) => Ok(()),

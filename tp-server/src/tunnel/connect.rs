@@ -145,17 +145,20 @@ async fn bridge<S: TunnelStream>(
         debug!(error = %e, "client went away before the answer");
         return;
     }
+    let early_len = early.len() as u64;
     if !early.is_empty()
         && let Err(e) = target.write_all(&early).await
     {
         debug!(error = %e, "target failed while receiving early payload");
         return;
     }
+    // The hello's read buffer is not needed for the tunnel's lifetime.
+    drop(early);
     let options = RelayOptions {
         idle_timeout: Some(shared.limits.idle_timeout),
     };
     let (stats, end) = relay(&mut client, target, options).await;
-    let up = stats.a_to_b + early.len() as u64;
+    let up = stats.a_to_b + early_len;
     let down = stats.b_to_a;
     let duration = started.elapsed();
     match end {
