@@ -226,8 +226,10 @@ retry QUIC at once.
 
 UDP (`tp up --udp`): each local source address gets its own UDP tunnel (a
 flow), opened by its first datagram. Over QUIC, small datagrams travel as QUIC
-datagrams, larger ones on the flow's stream. At most {max_flows} flows; a flow
-without a datagram either way for --udp-idle (default 2m) is closed. A refused
+datagrams, larger ones on the flow's stream. At most {max_flows} flows (each is
+a tunnel: the server limits an identity's tunnels too, and answers `busy`
+beyond); a flow without a datagram either way for --udp-idle (default 2m) is
+closed. A refused
 flow is logged once per source, and its datagrams are dropped for {retry_udp}s.
 
 Logging goes to stderr (stdout carries only tunnel bytes): warnings by default,

@@ -8,7 +8,10 @@
 //!   QUIC that did not answer.
 //! - [`hello`]: the hello and answer, the same over both.
 //!
-//! Callers get a [`Tunnel`] and do not care which transport carries it.
+//! Callers get a [`Tunnel`] and do not care which transport carries it. The
+//! hello is exchanged on the tunnel itself: a tunnel that does not open (an
+//! error, the answer timeout, a caller that gives up) is dropped, which aborts
+//! it ([`Tunnel::abort`]) rather than finishing its QUIC stream.
 
 mod auto;
 mod cache;
@@ -23,6 +26,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::BytesMut;
 use quinn::Connection;
 use rustls_pki_types::ServerName;
 use tokio::net::TcpStream;
@@ -44,7 +48,7 @@ use crate::transport::{Transport, Via};
 pub use auto::HEAD_START;
 pub use cache::QUIC_RETRY_AFTER;
 pub use error::{ConnectError, SetupError, one_line};
-pub use tunnel::Tunnel;
+pub use tunnel::{Aborted, STREAM_ABORTED, Tunnel};
 
 use cache::TransportMemory;
 use hello::{Errors, exchange};
@@ -64,6 +68,8 @@ pub struct Connector {
     connect_timeout: Duration,
     transport: Transport,
     head_start: Duration,
+    /// How much longer than the connect timeout the answer may take.
+    answer_grace: Duration,
     tls: TlsConnector,
     quic: QuicDialer,
     memory: TransportMemory,
@@ -128,6 +134,7 @@ impl Connector {
             connect_timeout,
             transport: Transport::Auto,
             head_start: HEAD_START,
+            answer_grace: ANSWER_GRACE,
         })
     }
 
@@ -240,7 +247,7 @@ impl Connector {
 
     async fn tunnel_over_tls(
         &self,
-        mut stream: Box<TlsStream<TcpStream>>,
+        stream: Box<TlsStream<TcpStream>>,
         hello: &Hello,
     ) -> Result<Tunnel, ConnectError> {
         let server = &self.server;
@@ -249,8 +256,11 @@ impl Connector {
             send: tls::send_error,
             answer: tls::answer_error,
         };
-        let early = exchange(&mut stream, hello, self.answer_timeout(), errors).await?;
-        Ok(Tunnel::tls(stream, early))
+        // A failed exchange drops the tunnel, which aborts it (no close_notify).
+        let mut tunnel = Tunnel::tls(stream, BytesMut::new());
+        let early = exchange(&mut tunnel, hello, self.answer_timeout(), errors).await?;
+        tunnel.set_early(early);
+        Ok(tunnel)
     }
 
     /// Opens a stream on `conn` for the tunnel. On a `reused` connection that
@@ -268,13 +278,18 @@ impl Connector {
             .await
             .map_err(|_| self.timed_out("opening a stream to"))?
             .map_err(|e| quic_error::connect_error(server, &e))?;
-        let mut stream = tp_net::quic::stream(send, recv);
+        // From here on, every way out but success (an error, the answer timeout,
+        // the caller giving up and dropping this future) drops the tunnel, which
+        // resets its stream: a dropped quinn stream would be finished, a clean
+        // end for the server.
+        let stream = tp_net::quic::stream(send, recv);
+        let mut tunnel = Tunnel::quic(stream, conn.clone(), BytesMut::new());
         let errors = Errors {
             server,
             send: quic_send_error,
             answer: quic_answer_error,
         };
-        let exchanged = exchange(&mut stream, hello, self.answer_timeout(), errors);
+        let exchanged = exchange(&mut tunnel, hello, self.answer_timeout(), errors);
         let early = if reused {
             tokio::select! {
                 early = exchanged => early?,
@@ -290,11 +305,35 @@ impl Connector {
         } else {
             exchanged.await?
         };
-        Ok(Tunnel::quic(stream, conn.clone(), early))
+        tunnel.set_early(early);
+        Ok(tunnel)
     }
 
     fn answer_timeout(&self) -> Duration {
-        self.connect_timeout + ANSWER_GRACE
+        self.connect_timeout + self.answer_grace
+    }
+
+    /// Waits `grace` (instead of [`ANSWER_GRACE`]) beyond the connect timeout
+    /// for the answer.
+    #[cfg(test)]
+    pub(crate) fn with_answer_grace(mut self, grace: Duration) -> Self {
+        self.answer_grace = grace;
+        self
+    }
+
+    /// Forgets the kept QUIC connection, as a failed [`quic::unresponsive`]
+    /// probe does.
+    #[cfg(test)]
+    pub(crate) async fn forget_quic(&self) {
+        let far = Instant::now() + Duration::from_secs(60);
+        let Ok(slot) = self.quic.lock(far).await else {
+            return;
+        };
+        let kept = slot.live();
+        drop(slot);
+        if let Some(conn) = kept {
+            self.quic.forget(&conn).await;
+        }
     }
 }
 
@@ -347,3 +386,6 @@ mod quic_tests;
 
 #[cfg(test)]
 mod auto_tests;
+
+#[cfg(test)]
+mod abort_tests;

@@ -65,36 +65,72 @@ pub(crate) fn connect_error(server: &ServerAddr, e: &ConnectionError) -> Connect
         reason,
     };
     match e {
-        ConnectionError::ConnectionClosed(close) => match tls_alert(close.error_code) {
-            Some(alert) => handshake(describe_tls(&rustls::Error::AlertReceived(alert))),
-            None => quic(format!("the server aborted the connection: {close}")),
-        },
-        ConnectionError::TransportError(error) => match tls_alert(error.code) {
-            Some(alert) => handshake(format!(
-                "{}: {}",
-                local_alert_hint(alert, &error.reason),
-                error.reason
-            )),
-            None => quic(format!("protocol error: {error}")),
-        },
+        ConnectionError::ConnectionClosed(close) => {
+            if let Some(alert) = tls_alert(close.error_code) {
+                return handshake(describe_tls(&rustls::Error::AlertReceived(alert)));
+            }
+        }
+        ConnectionError::TransportError(error) => {
+            if let Some(alert) = tls_alert(error.code) {
+                return handshake(format!(
+                    "{}: {}",
+                    local_alert_hint(alert, &error.reason),
+                    error.reason
+                ));
+            }
+        }
+        _ => {}
+    }
+    quic(lost_reason(e))
+}
+
+/// Why a QUIC connection failed or was lost, other than TLS, in plain words.
+fn lost_reason(e: &ConnectionError) -> String {
+    match e {
+        ConnectionError::ConnectionClosed(close) => {
+            format!("the server aborted the connection: {close}")
+        }
+        ConnectionError::TransportError(error) => format!("protocol error: {error}"),
         ConnectionError::ApplicationClosed(close) => {
             let reason = String::from_utf8_lossy(&close.reason);
-            quic(format!(
+            format!(
                 "the server closed the connection (code {}{}{}){}",
                 close.error_code,
                 if reason.is_empty() { "" } else { ": " },
                 crate::connect::one_line(&reason),
                 close_code_hint(close.error_code.into_inner())
-            ))
+            )
         }
-        ConnectionError::Reset => quic("the server reset the connection (did it restart?)".into()),
+        ConnectionError::Reset => "the server reset the connection (did it restart?)".into(),
         ConnectionError::TimedOut => {
-            quic("timed out: nothing heard from the server for the idle timeout".into())
+            "timed out: nothing heard from the server for the idle timeout".into()
         }
-        ConnectionError::VersionMismatch => quic("the server does not speak QUIC version 1".into()),
-        ConnectionError::LocallyClosed => quic("closed by tp".into()),
-        ConnectionError::CidsExhausted => quic("out of connection IDs".into()),
+        ConnectionError::VersionMismatch => "the server does not speak QUIC version 1".into(),
+        ConnectionError::LocallyClosed => "closed by tp".into(),
+        ConnectionError::CidsExhausted => "out of connection IDs".into(),
     }
+}
+
+/// Why an open QUIC tunnel broke, in plain words, if `e` is a QUIC stream
+/// error: the server aborted the stream, or the connection was lost.
+pub(crate) fn tunnel_broke(e: &io::Error) -> Option<String> {
+    let inner = e.get_ref()?;
+    let code = match (
+        inner.downcast_ref::<quinn::ReadError>(),
+        inner.downcast_ref::<quinn::WriteError>(),
+    ) {
+        (Some(quinn::ReadError::Reset(code)), _) | (_, Some(quinn::WriteError::Stopped(code))) => {
+            Some(*code)
+        }
+        _ => None,
+    };
+    if let Some(code) = code {
+        return Some(format!(
+            "the server aborted the tunnel (QUIC code {code}): the target or the server failed"
+        ));
+    }
+    let lost = connection_lost(e)?;
+    Some(format!("the QUIC connection broke: {}", lost_reason(lost)))
 }
 
 /// The QUIC connection error inside an IO error from a stream, if there is one.

@@ -16,6 +16,13 @@
 //! ssh sends SIGHUP to its `ProxyCommand` when it is done; SIGHUP, SIGTERM and
 //! SIGINT end the bridge the same orderly way instead of killing the process
 //! with the tunnel half open.
+//!
+//! A tunnel that breaks (the server aborted it, the connection was lost, TLS
+//! ended without `close_notify`) is an error, "tunnel broke", and so exit
+//! status 1 over either transport. After a failure, including a stdout nobody
+//! reads any more, the tunnel is aborted ([`crate::Tunnel::abort`]), never
+//! closed in order, and over QUIC the reset gets [`CLOSE_GRACE`] to reach the
+//! server before the connection closes.
 
 use std::future::Future;
 use std::io;
@@ -28,7 +35,7 @@ use tracing::{debug, info, warn};
 
 use crate::addr::Target;
 use crate::connect::{ConnectError, Connector};
-use crate::exit;
+use crate::{exit, quic_error};
 
 /// Copy buffer size of each direction.
 pub const BUF_SIZE: usize = 64 * 1024;
@@ -42,7 +49,7 @@ pub const CLOSE_GRACE: Duration = Duration::from_secs(1);
 #[non_exhaustive]
 pub enum BridgeError {
     /// Reading from the tunnel failed (reset, or closed without `close_notify`).
-    #[error("tunnel broke: {0}")]
+    #[error("tunnel broke: {}", broken_tunnel(.0))]
     Tunnel(io::Error),
     /// Writing to stdout failed (the reader went away).
     #[error("writing to stdout failed: {0}")]
@@ -89,26 +96,74 @@ pub struct BridgeStats {
 /// connection is closed. A stdout whose reader has gone (broken pipe) ends the
 /// tunnel quietly.
 pub async fn run(connector: &Connector, target: &Target) -> Result<BridgeStats, StdioError> {
-    let result = open_and_bridge(connector, target).await;
+    run_with(
+        connector,
+        target,
+        tokio::io::stdin(),
+        tokio::io::stdout(),
+        stop_signal,
+    )
+    .await
+}
+
+/// [`run`] with `input` and `output` for stdin and stdout, and `stop` making
+/// the stop signal once the tunnel is open.
+pub(crate) async fn run_with<R, W, S>(
+    connector: &Connector,
+    target: &Target,
+    input: R,
+    output: W,
+    stop: impl FnOnce() -> Result<S, BridgeError>,
+) -> Result<BridgeStats, StdioError>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+    S: Future<Output = &'static str>,
+{
+    let result = open_and_bridge(connector, target, input, output, stop).await;
     // Refused or done: a QUIC server should not have to wait for an idle timeout.
     connector.close().await;
     result
 }
 
-async fn open_and_bridge(
+async fn open_and_bridge<R, W, S>(
     connector: &Connector,
     target: &Target,
-) -> Result<BridgeStats, StdioError> {
+    input: R,
+    output: W,
+    stop: impl FnOnce() -> Result<S, BridgeError>,
+) -> Result<BridgeStats, StdioError>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+    S: Future<Output = &'static str>,
+{
     let hello = Hello::connect_tcp(target.host.clone(), target.port);
-    let tunnel = connector.open(&hello).await?;
+    let mut tunnel = connector.open(&hello).await?;
     info!(%target, server = %connector.server(), transport = %tunnel.via(), "tunnel open");
-    let delivered = tunnel.delivered();
-    let stop = stop_signal()?;
-    let bridged = bridge(tunnel, tokio::io::stdin(), tokio::io::stdout(), stop).await;
-    // The bridge has ended our write side; over QUIC, wait until the server has
-    // it all, or the bytes still in flight die with the process.
-    if tokio::time::timeout(CLOSE_GRACE, delivered).await.is_err() {
-        debug!("the server did not acknowledge the end of the tunnel within {CLOSE_GRACE:?}");
+    // Installed only now: until the tunnel is open, a signal just ends tp.
+    let stop = stop()?;
+    let bridged = bridge(&mut tunnel, input, output, stop).await;
+    if bridged.is_ok() {
+        // The bridge has ended our write side; over QUIC, wait until the server
+        // has it all, or the bytes still in flight die with the process.
+        if tokio::time::timeout(CLOSE_GRACE, tunnel.delivered())
+            .await
+            .is_err()
+        {
+            debug!("the server did not acknowledge the end of the tunnel within {CLOSE_GRACE:?}");
+        }
+    } else {
+        // The tunnel broke, or nobody reads what it brings: abort it, so the
+        // server does not take it for complete, and let the reset arrive
+        // before the connection closes.
+        let aborted = tunnel.abort();
+        if tokio::time::timeout(CLOSE_GRACE, aborted.acknowledged())
+            .await
+            .is_err()
+        {
+            debug!("the server did not acknowledge the tunnel's reset within {CLOSE_GRACE:?}");
+        }
     }
     match bridged {
         Ok(stats) => {
@@ -128,6 +183,23 @@ async fn open_and_bridge(
     }
 }
 
+/// Why a tunnel broke, in plain words: the transports' own messages name
+/// stream ids, alerts or a docs.rs page.
+fn broken_tunnel(e: &io::Error) -> String {
+    if let Some(how) = quic_error::tunnel_broke(e) {
+        return how;
+    }
+    // tokio-rustls: the TCP connection ended without close_notify.
+    if e.kind() == io::ErrorKind::UnexpectedEof {
+        return ENDED_ABRUPTLY.into();
+    }
+    e.to_string()
+}
+
+/// A TLS/TCP tunnel that ended without `close_notify`.
+pub(crate) const ENDED_ABRUPTLY: &str =
+    "the server ended the tunnel abruptly (the target or the server failed)";
+
 /// Resolves at the first SIGHUP, SIGTERM or SIGINT.
 fn stop_signal() -> Result<impl Future<Output = &'static str>, BridgeError> {
     use tokio::signal::unix::{SignalKind, signal};
@@ -145,7 +217,8 @@ fn stop_signal() -> Result<impl Future<Output = &'static str>, BridgeError> {
 
 /// Bridges `tunnel` with `input` (stdin) and `output` (stdout) until the tunnel
 /// reaches EOF or fails, or `stop` resolves. See the module docs for the
-/// half-close rules.
+/// half-close rules. After an error the tunnel's write side is left as it is:
+/// the caller aborts the tunnel ([`crate::Tunnel::abort`]).
 pub async fn bridge<T, R, W, S>(
     tunnel: T,
     input: R,
@@ -177,9 +250,10 @@ where
             }
         }
     };
-    if !up_done {
+    if !up_done && result.is_ok() {
         // The tunnel ended (or we were told to stop) while stdin was still open:
         // close our side too, so the server sees close_notify, not a dropped link.
+        // After a failure the caller aborts the tunnel instead.
         match tokio::time::timeout(CLOSE_GRACE, to_tunnel.shutdown()).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => debug!("closing the tunnel's write side failed: {e}"),
@@ -252,6 +326,8 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+    use crate::testutil::{Behaviour, ClientEnd, Pki, ServerSetup, connector_via, start_dual};
+    use crate::transport::Transport;
     use tokio::io::duplex;
 
     fn never() -> std::future::Pending<&'static str> {
@@ -349,6 +425,110 @@ mod tests {
         let mut out = [0u8; 3];
         stdout_r.read_exact(&mut out).await.unwrap();
         assert_eq!(&out, b"bye");
+    }
+
+    fn db9() -> Target {
+        Target {
+            host: tp_proto::Host::parse("db9.internal").unwrap(),
+            port: 22,
+        }
+    }
+
+    fn no_signal() -> Result<std::future::Pending<&'static str>, BridgeError> {
+        Ok(never())
+    }
+
+    fn setup(pki: &Pki) -> ServerSetup<'_> {
+        ServerSetup {
+            pki,
+            client_ca: pki,
+            alpn: true,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_tunnel_the_server_aborts_exits_non_zero() {
+        let pki = Pki::new("test CA");
+        for transport in [Transport::Quic, Transport::Tcp] {
+            let server = start_dual(setup(&pki), Behaviour::Abort).await;
+            let connector = connector_via(&pki, &pki, server.addr.port(), transport);
+            let (mut stdin_w, stdin) = duplex(1024);
+            let (stdout, _stdout_r) = duplex(1024);
+            stdin_w.write_all(b"x").await.unwrap();
+            let err = tokio::time::timeout(
+                Duration::from_secs(10),
+                run_with(&connector, &db9(), stdin, stdout, no_signal),
+            )
+            .await
+            .expect("the bridge ends")
+            .unwrap_err();
+            assert_eq!(err.exit_status(), exit::LOCAL, "{transport:?}");
+            let text = err.to_string();
+            match transport {
+                Transport::Quic => assert_eq!(
+                    text,
+                    "tunnel broke: the server aborted the tunnel (QUIC code 1): \
+                     the target or the server failed"
+                ),
+                _ => assert_eq!(text, format!("tunnel broke: {ENDED_ABRUPTLY}")),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_stdout_nobody_reads_aborts_the_tunnel() {
+        let pki = Pki::new("test CA");
+        let mut server = start_dual(setup(&pki), Behaviour::Echo).await;
+        let connector = connector_via(&pki, &pki, server.addr.port(), Transport::Quic);
+        let (_stdin_w, stdin) = duplex(1024);
+        let (stdout, stdout_r) = duplex(1024);
+        drop(stdout_r);
+        // The server's "early" bytes cannot be written: ssh has gone.
+        let stats = tokio::time::timeout(
+            Duration::from_secs(10),
+            run_with(&connector, &db9(), stdin, stdout, no_signal),
+        )
+        .await
+        .expect("the bridge ends")
+        .unwrap();
+        assert_eq!(stats, BridgeStats::default());
+        assert_eq!(server.next_end().await.how, ClientEnd::Reset(1));
+    }
+
+    #[test]
+    fn broken_tunnels_are_told_in_plain_words() {
+        // tokio-rustls's words for a TCP close without close_notify.
+        let eof = io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "peer closed connection without sending TLS close_notify: \
+             https://docs.rs/rustls/latest/rustls/manual/_03_howto/index.html#unexpected-eof",
+        );
+        assert_eq!(
+            BridgeError::Tunnel(eof).to_string(),
+            "tunnel broke: the server ended the tunnel abruptly (the target or the server failed)"
+        );
+        let reset = io::Error::from(quinn::ReadError::Reset(quinn::VarInt::from_u32(1)));
+        assert_eq!(
+            BridgeError::Tunnel(reset).to_string(),
+            "tunnel broke: the server aborted the tunnel (QUIC code 1): \
+             the target or the server failed"
+        );
+        let lost = io::Error::from(quinn::ReadError::ConnectionLost(
+            quinn::ConnectionError::Reset,
+        ));
+        assert_eq!(
+            BridgeError::Tunnel(lost).to_string(),
+            "tunnel broke: the QUIC connection broke: \
+             the server reset the connection (did it restart?)"
+        );
+        let other = io::Error::from(io::ErrorKind::ConnectionReset);
+        assert_eq!(
+            BridgeError::Tunnel(other).to_string(),
+            format!(
+                "tunnel broke: {}",
+                io::Error::from(io::ErrorKind::ConnectionReset)
+            )
+        );
     }
 
     #[tokio::test]

@@ -132,12 +132,115 @@ pub(crate) enum Behaviour {
     Deny,
     /// Answers this error code with the message `nope` and closes.
     Refuse(&'static str),
-    /// Answers ok with `early` right behind the answer line, then echoes.
+    /// Answers ok with `early` right behind the answer line, then echoes until
+    /// the client's side ends (reported), then closes its side.
     Echo,
     /// Closes (with `close_notify`) without answering.
     Close,
-    /// A UDP tunnel: answers ok, then echoes every datagram (see [`udp`]).
+    /// A UDP tunnel: answers ok, then echoes every datagram (see [`udp`])
+    /// until the client's side ends (reported).
     UdpEcho,
+    /// Answers ok, reads until the client's side ends (reported), then closes
+    /// its side.
+    Watch,
+    /// Never answers; reads until the client's side ends (reported).
+    Silent,
+    /// Answers ok with `early`, waits for a byte from the client, then aborts
+    /// the tunnel: a QUIC stream is reset (and stopped) with code 1, a TLS
+    /// connection dropped without `close_notify`.
+    Abort,
+}
+
+/// How the client's side of a tunnel ended, as the canned server read it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum ClientEnd {
+    /// In order: the QUIC stream's FIN, or TLS `close_notify`.
+    Finished,
+    /// QUIC: the client reset the stream with this code.
+    Reset(u64),
+    /// TLS/TCP: the connection ended without `close_notify`.
+    Dropped,
+    /// Anything else, e.g. the QUIC connection was lost.
+    Failed(String),
+}
+
+impl ClientEnd {
+    /// How a read error ended the client's side.
+    fn of(e: &std::io::Error) -> ClientEnd {
+        if let Some(quinn::ReadError::Reset(code)) = e
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<quinn::ReadError>())
+        {
+            return ClientEnd::Reset(code.into_inner());
+        }
+        if e.kind() == std::io::ErrorKind::UnexpectedEof {
+            return ClientEnd::Dropped;
+        }
+        ClientEnd::Failed(e.to_string())
+    }
+}
+
+/// A tunnel's end as the canned server saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Ended {
+    /// How the client's side ended.
+    pub(crate) how: ClientEnd,
+    /// Bytes read from the client after the hello line.
+    pub(crate) bytes: u64,
+}
+
+/// Where the canned servers report what they saw.
+#[derive(Debug, Clone)]
+pub(crate) struct Reports {
+    /// Every hello read.
+    pub(crate) hellos: mpsc::UnboundedSender<Hello>,
+    /// How each tunnel of the behaviours that read to the end ended.
+    pub(crate) ends: mpsc::UnboundedSender<Ended>,
+}
+
+impl From<mpsc::UnboundedSender<Hello>> for Reports {
+    /// Hellos only: ends are not reported.
+    fn from(hellos: mpsc::UnboundedSender<Hello>) -> Self {
+        Reports {
+            hellos,
+            ends: mpsc::unbounded_channel().0,
+        }
+    }
+}
+
+/// A server-side tunnel stream the canned server can abort.
+pub(crate) trait CannedStream: AsyncRead + AsyncWrite + Unpin {
+    /// Ends the tunnel as failed (see [`Behaviour::Abort`]).
+    fn abort(&mut self);
+}
+
+impl CannedStream for tokio_rustls::server::TlsStream<tokio::net::TcpStream> {
+    /// Dropped without `close_notify` by the caller.
+    fn abort(&mut self) {}
+}
+
+impl CannedStream for tp_net::quic::QuicStream {
+    fn abort(&mut self) {
+        let _ = self.writer_mut().reset(quinn::VarInt::from_u32(1));
+        let _ = self.reader_mut().stop(quinn::VarInt::from_u32(1));
+    }
+}
+
+/// Reads from the client until its side ends; returns how, and the bytes read.
+async fn read_to_end_of<S: AsyncRead + Unpin>(stream: &mut S) -> Ended {
+    let mut chunk = vec![0u8; 16 * 1024];
+    let mut bytes = 0;
+    loop {
+        match stream.read(&mut chunk).await {
+            Ok(0) => break ended(ClientEnd::Finished, bytes),
+            Ok(n) => bytes += n as u64,
+            Err(e) => break ended(ClientEnd::of(&e), bytes),
+        }
+    }
+}
+
+fn ended(how: ClientEnd, bytes: u64) -> Ended {
+    Ended { how, bytes }
 }
 
 /// The test server's TLS setup.
@@ -195,8 +298,9 @@ pub(crate) fn serve_tls(
     listener: TcpListener,
     setup: ServerSetup<'_>,
     behaviour: Behaviour,
-    hellos: mpsc::UnboundedSender<Hello>,
+    reports: impl Into<Reports>,
 ) -> SocketAddr {
+    let reports = reports.into();
     let acceptor = TlsAcceptor::from(Arc::new(server_config(setup)));
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
@@ -205,12 +309,12 @@ pub(crate) fn serve_tls(
                 return;
             };
             let acceptor = acceptor.clone();
-            let hellos = hellos.clone();
+            let reports = reports.clone();
             tokio::spawn(async move {
                 let Ok(tls) = acceptor.accept(tcp).await else {
                     return;
                 };
-                serve_tunnel(tls, behaviour, &hellos, None).await;
+                serve_tunnel(tls, behaviour, &reports, None).await;
             });
         }
     });
@@ -222,18 +326,44 @@ pub(crate) fn serve_tls(
 pub(crate) async fn serve_tunnel<S>(
     mut stream: S,
     behaviour: Behaviour,
-    hellos: &mpsc::UnboundedSender<Hello>,
+    reports: &Reports,
     datagrams: Option<udp::DatagramPath>,
 ) where
-    S: AsyncRead + AsyncWrite + Unpin,
+    S: CannedStream,
 {
     let mut buf = BytesMut::new();
     let Ok(hello) = read_message(&mut stream, &mut buf, decode_hello).await else {
         return;
     };
-    let _ = hellos.send(hello);
+    let _ = reports.hellos.send(hello);
+    let early = buf.len() as u64;
+    let report = |mut end: Ended| {
+        end.bytes += early;
+        let _ = reports.ends.send(end);
+    };
     match behaviour {
-        Behaviour::UdpEcho => udp::echo(&mut stream, buf, datagrams).await,
+        Behaviour::UdpEcho => report(udp::echo(&mut stream, buf, datagrams).await),
+        Behaviour::Watch => {
+            if stream.write_all(b"{\"v\":1,\"ok\":true}\n").await.is_err() {
+                return;
+            }
+            report(read_to_end_of(&mut stream).await);
+            let _ = stream.shutdown().await;
+        }
+        Behaviour::Silent => report(read_to_end_of(&mut stream).await),
+        Behaviour::Abort => {
+            if stream
+                .write_all(b"{\"v\":1,\"ok\":true}\nearly")
+                .await
+                .is_err()
+            {
+                return;
+            }
+            if buf.is_empty() {
+                let _ = stream.read(&mut [0u8; 64]).await;
+            }
+            stream.abort();
+        }
         Behaviour::Close => {
             let _ = stream.shutdown().await;
         }
@@ -258,16 +388,24 @@ pub(crate) async fn serve_tunnel<S>(
                 return;
             }
             let mut chunk = vec![0u8; 16 * 1024];
-            loop {
+            let mut bytes = 0;
+            let end = loop {
                 match stream.read(&mut chunk).await {
-                    Ok(0) | Err(_) => break,
+                    Ok(0) => break ClientEnd::Finished,
+                    Err(e) => break ClientEnd::of(&e),
                     Ok(n) => {
+                        bytes += n as u64;
                         if stream.write_all(&chunk[..n]).await.is_err() {
+                            // The client stopped reading: its side tells how.
+                            let mut rest = read_to_end_of(&mut stream).await;
+                            rest.bytes += bytes;
+                            report(rest);
                             return;
                         }
                     }
                 }
-            }
+            };
+            report(ended(end, bytes));
             let _ = stream.shutdown().await;
         }
     }

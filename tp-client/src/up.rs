@@ -8,6 +8,10 @@
 //!
 //! A refused or failed tunnel is logged (code and message) and closes only that
 //! local connection; the listener keeps running until the shutdown future fires.
+//! A relay that fails on either side aborts the tunnel ([`Tunnel::abort`]), so
+//! the server never takes a broken tunnel for a complete one.
+//!
+//! [`Tunnel::abort`]: crate::connect::Tunnel::abort
 //!
 //! `tp up --udp` is [`udp`]: one UDP tunnel per local source address.
 
@@ -18,7 +22,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
-use tp_net::relay::{RelayEnd, RelayOptions, relay};
+use tokio::time::timeout;
+use tp_net::relay::{RelayEnd, RelayOptions, Side, relay};
 use tp_proto::Hello;
 use tracing::{Instrument, debug, info, info_span, warn};
 
@@ -27,6 +32,9 @@ use crate::connect::{ConnectError, Connector};
 
 /// How long to pause accepting after an accept error (e.g. out of file descriptors).
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// How long an ended tunnel waits for the server to acknowledge its end (or
+/// its reset) before it is dropped.
+const SETTLE_GRACE: Duration = Duration::from_secs(1);
 
 /// Why `tp up` could not start.
 #[derive(Debug, thiserror::Error)]
@@ -102,7 +110,7 @@ async fn forward(stream: TcpStream, peer: SocketAddr, connector: Arc<Connector>,
         debug!("set_nodelay failed: {e}");
     }
     let hello = Hello::connect_tcp(target.host.clone(), target.port);
-    let tunnel = match connector.open(&hello).await {
+    let mut tunnel = match connector.open(&hello).await {
         Ok(tunnel) => tunnel,
         Err(e @ ConnectError::Refused { .. }) => {
             warn!(%peer, "tunnel to {target} refused: {e}");
@@ -114,14 +122,31 @@ async fn forward(stream: TcpStream, peer: SocketAddr, connector: Arc<Connector>,
         }
     };
     debug!(%target, transport = %tunnel.via(), "tunnel open");
-    let (stats, end) = relay(stream, tunnel, RelayOptions { idle_timeout: None }).await;
+    let (stats, end) = relay(stream, &mut tunnel, RelayOptions { idle_timeout: None }).await;
     let (sent, received) = (stats.a_to_b, stats.b_to_a);
     match end {
         RelayEnd::Closed | RelayEnd::IdleTimeout => {
             debug!(sent, received, "tunnel closed");
+            // Hold the tunnel until the server has our end: a QUIC connection
+            // the dialer gave up on closes as soon as its last tunnel is
+            // dropped, and would take the FIN with it.
+            if timeout(SETTLE_GRACE, tunnel.delivered()).await.is_err() {
+                debug!("the server did not acknowledge the end of the tunnel in time");
+            }
         }
         RelayEnd::Error { side, error } => {
-            debug!(sent, received, ?side, "tunnel ended with an error: {error}");
+            let side = match side {
+                Side::A => "the local connection",
+                Side::B => "the tunnel",
+            };
+            debug!(sent, received, "tunnel aborted: {side} failed: {error}");
+            // What the server got may be incomplete: it must not see a clean end.
+            if timeout(SETTLE_GRACE, tunnel.abort().acknowledged())
+                .await
+                .is_err()
+            {
+                debug!("the server did not acknowledge the tunnel's reset in time");
+            }
         }
     }
 }

@@ -69,17 +69,29 @@ impl QuicLimits {
             .max_idle_timeout(IdleTimeout::try_from(self.idle_timeout).ok());
         t
     }
+
+    /// The client's transport configuration: the same windows, keep-alive and
+    /// idle timeout, but the server may open no stream at all. Only clients
+    /// open tunnels' streams, so nothing on the client would accept one.
+    pub fn client_transport_config(&self) -> TransportConfig {
+        let mut t = self.transport_config();
+        t.max_concurrent_bidi_streams(VarInt::from_u32(0))
+            .max_concurrent_uni_streams(VarInt::from_u32(0));
+        t
+    }
 }
 
 /// A QUIC client configuration from the tp client's TLS configuration (see
-/// [`crate::tls::client_config`]: TLS 1.3, ALPN `tp/1`, no resumption, no 0-RTT).
+/// [`crate::tls::client_config`]: TLS 1.3, ALPN `tp/1`, no resumption, no 0-RTT)
+/// and [`QuicLimits::client_transport_config`] (`max_streams` does not apply:
+/// the server may open no stream).
 pub fn client_config(
     tls: rustls::ClientConfig,
     limits: &QuicLimits,
 ) -> Result<quinn::ClientConfig, NoInitialCipherSuite> {
     let crypto = QuicClientConfig::try_from(Arc::new(tls))?;
     let mut config = quinn::ClientConfig::new(Arc::new(crypto));
-    config.transport_config(Arc::new(limits.transport_config()));
+    config.transport_config(Arc::new(limits.client_transport_config()));
     Ok(config)
 }
 
@@ -101,5 +113,29 @@ mod tests {
             keep_alive: None,
         }
         .transport_config();
+    }
+
+    #[test]
+    fn the_client_lets_the_server_open_no_stream() {
+        let limits = QuicLimits::default();
+        let server = format!("{:?}", limits.transport_config());
+        let client = format!("{:?}", limits.client_transport_config());
+        assert!(
+            server.contains("max_concurrent_bidi_streams: 256"),
+            "{server}"
+        );
+        assert!(
+            client.contains("max_concurrent_bidi_streams: 0"),
+            "{client}"
+        );
+        assert!(client.contains("max_concurrent_uni_streams: 0"), "{client}");
+        // Everything else is the same.
+        assert_eq!(
+            client.replace(
+                "max_concurrent_bidi_streams: 0",
+                "max_concurrent_bidi_streams: 256"
+            ),
+            server
+        );
     }
 }

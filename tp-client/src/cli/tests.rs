@@ -207,7 +207,7 @@ fn long_help_documents_config_env_and_exit_statuses() {
         "up",
         "tp up --udp",
         "--udp-idle",
-        "At most 1024 flows",
+        "At most 512 flows",
     ] {
         assert!(help.contains(needle), "--help lacks {needle:?}:\n{help}");
     }

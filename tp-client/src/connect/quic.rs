@@ -123,7 +123,10 @@ impl QuicDialer {
     }
 
     /// Stops handing out `conn` to new tunnels (it is left to its current
-    /// ones), so the next tunnel dials a new connection.
+    /// ones), so the next tunnel dials a new connection. Nothing here holds on
+    /// to it any more: quinn closes it (code 0) once its last tunnel ends and
+    /// the last handle is dropped, so a connection given up on by mistake does
+    /// not stay open on keep-alives, holding one of the server's slots.
     pub(crate) async fn forget(&self, conn: &Connection) {
         let mut state = self.state.lock().await;
         if state
@@ -135,8 +138,9 @@ impl QuicDialer {
         }
     }
 
-    /// Closes the connection (code 0) and lets the close reach the server,
-    /// bounded: done with the server for good, e.g. before the process exits.
+    /// Closes the connection (code 0), and any forgotten one still carrying
+    /// tunnels, and lets the close reach the server, bounded: done with the
+    /// server for good, e.g. before the process exits.
     pub(crate) async fn close(&self) {
         let Ok(mut state) = timeout(CLOSE_GRACE, self.state.lock()).await else {
             debug!("a QUIC dial is still running; not waiting for it");
@@ -145,7 +149,12 @@ impl QuicDialer {
         if let Some(conn) = state.conn.take() {
             conn.close(VarInt::from_u32(0), b"done");
         }
-        for endpoint in &state.endpoints {
+        // A closed endpoint dials no more: a later tunnel binds a new one.
+        let endpoints = std::mem::take(&mut state.endpoints);
+        for endpoint in &endpoints {
+            endpoint.close(VarInt::from_u32(0), b"done");
+        }
+        for endpoint in &endpoints {
             if timeout(CLOSE_GRACE, endpoint.wait_idle()).await.is_err() {
                 debug!("the QUIC close was not confirmed in time");
             }

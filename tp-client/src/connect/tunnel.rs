@@ -1,9 +1,18 @@
 //! An open tunnel, whichever transport carries it: callers see one byte stream.
+//!
+//! A tunnel ends in one of two ways. In order: its write side is shut down
+//! (TLS `close_notify`, or the QUIC stream's FIN) and the server's side reaches
+//! EOF. Or as failed, with [`Tunnel::abort`]: a QUIC stream is reset (and the
+//! server's side stopped) with [`STREAM_ABORTED`], a TLS connection is dropped
+//! without `close_notify`, so the server never mistakes a broken tunnel for a
+//! complete one. quinn finishes a dropped stream (a clean FIN), so dropping a
+//! tunnel whose write side was not shut down aborts it too.
 
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
 use quinn::{Connection, VarInt};
@@ -15,16 +24,29 @@ use tracing::debug;
 
 use crate::transport::Via;
 
+/// The QUIC application error code with which `tp` aborts a tunnel's stream
+/// (RESET_STREAM of its write side, STOP_SENDING of the server's): the tunnel
+/// failed, and what was sent on it may be incomplete. The server aborts with
+/// the same code.
+pub const STREAM_ABORTED: VarInt = VarInt::from_u32(1);
+
+/// How often [`Aborted::acknowledged`] looks whether the reset was acknowledged
+/// (quinn signals the end of a finished stream, not of a reset one).
+const ACK_POLL: Duration = Duration::from_millis(10);
+
 /// An open tunnel: raw bytes both ways. Bytes the server sent right behind its
 /// answer come out of the first reads, before anything else. Shutting down the
 /// write side is a half-close: TLS `close_notify` then a TCP FIN, or the end
-/// (FIN) of the QUIC stream.
+/// (FIN) of the QUIC stream. Dropping the tunnel before that aborts it (see
+/// [`Tunnel::abort`]).
 #[derive(Debug)]
 pub struct Tunnel {
     stream: Stream,
     early: BytesMut,
     /// The QUIC connection carrying the stream, for UDP tunnels' datagrams.
     quic: Option<Connection>,
+    /// Whether the write side was shut down in order.
+    finished: bool,
 }
 
 #[derive(Debug)]
@@ -39,6 +61,7 @@ impl Tunnel {
             stream: Stream::Tls(stream),
             early,
             quic: None,
+            finished: false,
         }
     }
 
@@ -47,6 +70,36 @@ impl Tunnel {
             stream: Stream::Quic(stream),
             early,
             quic: Some(conn),
+            finished: false,
+        }
+    }
+
+    /// Sets the bytes that arrived behind the answer (the hello is exchanged on
+    /// the tunnel itself, so that a failed exchange aborts it).
+    pub(super) fn set_early(&mut self, early: BytesMut) {
+        self.early = early;
+    }
+
+    /// Ends the tunnel as failed, never as a clean close. Over QUIC: resets our
+    /// write side and stops the server's, both with [`STREAM_ABORTED`], so the
+    /// server sees the tunnel abort, not end (what it got may be incomplete).
+    /// Over TLS/TCP: drops the connection without `close_notify`, which the
+    /// server reports as broken. Use it whenever a tunnel ends abnormally: the
+    /// local side failed, the relay failed, the answer never came.
+    ///
+    /// The reset is sent whatever becomes of the returned [`Aborted`]; before
+    /// closing the QUIC connection, wait for [`Aborted::acknowledged`]
+    /// (bounded), or the close may overtake the reset.
+    pub fn abort(mut self) -> Aborted {
+        self.reset();
+        Aborted(self)
+    }
+
+    /// Over QUIC, resets and stops the stream (a no-op if it was already).
+    fn reset(&mut self) {
+        if let Stream::Quic(stream) = &mut self.stream {
+            let _ = stream.writer_mut().reset(STREAM_ABORTED);
+            let _ = stream.reader_mut().stop(STREAM_ABORTED);
         }
     }
 
@@ -98,6 +151,39 @@ impl Tunnel {
     }
 }
 
+impl Drop for Tunnel {
+    /// quinn would finish the dropped stream, a clean end the server would take
+    /// for a complete tunnel: unless our side was shut down, abort instead.
+    fn drop(&mut self) {
+        if !self.finished {
+            self.reset();
+        }
+    }
+}
+
+/// A tunnel ended with [`Tunnel::abort`]. Dropping it drops the tunnel (over
+/// TLS/TCP, that closes the connection, without `close_notify`).
+#[derive(Debug)]
+pub struct Aborted(Tunnel);
+
+impl Aborted {
+    /// Completes once the server has acknowledged the reset (or stopped the
+    /// stream itself, or the connection is gone); over TLS/TCP at once. Never
+    /// on a silent server: bound it.
+    pub async fn acknowledged(self) {
+        let Stream::Quic(stream) = &self.0.stream else {
+            return;
+        };
+        // Each new `stopped` looks at the stream at once; a reset stream that
+        // was acknowledged is gone, which it reports as `Ok(None)`.
+        while tokio::time::timeout(ACK_POLL, stream.writer().stopped())
+            .await
+            .is_err()
+        {}
+        debug!("the server has the tunnel's reset");
+    }
+}
+
 impl AsyncRead for Tunnel {
     fn poll_read(
         self: Pin<&mut Self>,
@@ -140,14 +226,19 @@ impl AsyncWrite for Tunnel {
     /// TLS: sends `close_notify`, then shuts down the TCP write side. QUIC:
     /// finishes the send stream (a second call is a harmless no-op).
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match &mut self.get_mut().stream {
+        let this = self.get_mut();
+        let shut = match &mut this.stream {
             Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
             Stream::Quic(s) => match Pin::new(s).poll_shutdown(cx) {
                 // quinn reports finishing an already finished stream as an error.
                 Poll::Ready(Err(e)) if is_closed_stream(&e) => Poll::Ready(Ok(())),
                 other => other,
             },
+        };
+        if let Poll::Ready(Ok(())) = shut {
+            this.finished = true;
         }
+        shut
     }
 
     fn poll_write_vectored(

@@ -12,6 +12,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tp_proto::udp::{decode_datagram, decode_frame, encode_datagram, encode_frame, flow_id_len};
 
+use super::{ClientEnd, Ended};
+
 type Table = Arc<Mutex<HashMap<u64, mpsc::Sender<Bytes>>>>;
 
 /// One QUIC connection's datagrams, routed by flow id.
@@ -64,31 +66,39 @@ impl Drop for DatagramPath {
     }
 }
 
-/// Answers ok, then echoes datagrams until the client finishes its stream.
-/// `from_client` holds what arrived behind the hello.
+/// Answers ok, then echoes datagrams until the client's side of the stream
+/// ends; returns how, and the stream bytes read (not counting what arrived
+/// behind the hello, `from_client`).
 pub(crate) async fn echo<S>(
     stream: &mut S,
     mut from_client: BytesMut,
     mut datagrams: Option<DatagramPath>,
-) where
+) -> Ended
+where
     S: AsyncRead + AsyncWrite + Unpin,
 {
+    let mut bytes = 0;
+    let failed = |bytes| Ended {
+        how: ClientEnd::Failed("could not write to the client".into()),
+        bytes,
+    };
     if stream.write_all(b"{\"v\":1,\"ok\":true}\n").await.is_err() {
-        return;
+        return failed(bytes);
     }
     let mut out = BytesMut::new();
-    loop {
+    let how = loop {
         while let Ok(Some(frame)) = decode_frame(&mut from_client) {
             out.clear();
             encode_frame(&frame, &mut out).unwrap();
             if stream.write_all(&out).await.is_err() {
-                return;
+                return failed(bytes);
             }
         }
         tokio::select! {
             read = stream.read_buf(&mut from_client) => match read {
-                Ok(0) | Err(_) => break,
-                Ok(_) => {}
+                Ok(0) => break ClientEnd::Finished,
+                Err(e) => break ClientEnd::of(&e),
+                Ok(n) => bytes += n as u64,
             },
             Some(payload) = async { datagrams.as_mut()?.rx.recv().await }, if datagrams.is_some() => {
                 let Some(path) = &datagrams else { continue };
@@ -103,10 +113,11 @@ pub(crate) async fn echo<S>(
                 out.clear();
                 encode_frame(&payload, &mut out).unwrap();
                 if stream.write_all(&out).await.is_err() {
-                    return;
+                    return failed(bytes);
                 }
             }
         }
-    }
+    };
     let _ = stream.shutdown().await;
+    Ended { how, bytes }
 }

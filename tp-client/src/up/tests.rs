@@ -178,3 +178,70 @@ async fn tp_up_reconnects_when_the_quic_connection_dies() {
     stop.send(()).unwrap();
     task.await.unwrap();
 }
+
+/// `serve` in front of a `Watch` server over `transport`.
+async fn start_up_watched(
+    pki: &Pki,
+    transport: Transport,
+) -> (
+    SocketAddr,
+    crate::testutil::Dual,
+    oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+) {
+    let setup = ServerSetup {
+        pki,
+        client_ca: pki,
+        alpn: true,
+    };
+    let server = start_dual(setup, Behaviour::Watch).await;
+    let connector = Arc::new(connector_via(pki, pki, server.addr.port(), transport));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let local = listener.local_addr().unwrap();
+    let target = Target::parse("db1.internal:5432").unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(serve(listener, connector, target, async move {
+        let _ = stopped.await;
+    }));
+    (local, server, stop, task)
+}
+
+#[tokio::test]
+async fn a_failed_local_connection_aborts_its_tunnel() {
+    use crate::testutil::ClientEnd;
+    let pki = Pki::new("test CA");
+    for transport in [Transport::Quic, Transport::Tcp] {
+        let (local, mut server, stop, task) = start_up_watched(&pki, transport).await;
+
+        // In order: the local client's EOF finishes the tunnel.
+        let mut conn = TcpStream::connect(local).await.unwrap();
+        conn.write_all(b"fine").await.unwrap();
+        conn.shutdown().await.unwrap();
+        let end = server.next_end().await;
+        assert_eq!(end.how, ClientEnd::Finished, "{transport:?}");
+        assert_eq!(end.bytes, 4);
+        let mut rest = Vec::new();
+        conn.read_to_end(&mut rest).await.unwrap();
+
+        // The local connection is reset mid-tunnel: the server must not take
+        // what it got for the whole of it.
+        let mut conn = TcpStream::connect(local).await.unwrap();
+        conn.write_all(b"partial").await.unwrap();
+        server.hellos.recv().await.unwrap();
+        server.hellos.recv().await.unwrap();
+        // A zero linger makes the close a TCP reset; nothing is left unsent
+        // for it to block on.
+        #[allow(deprecated)]
+        conn.set_linger(Some(Duration::ZERO)).unwrap();
+        drop(conn);
+        let end = server.next_end().await;
+        match (transport, &end.how) {
+            (Transport::Quic, ClientEnd::Reset(1)) => {}
+            (Transport::Tcp, ClientEnd::Dropped) => {}
+            (Transport::Tcp, ClientEnd::Failed(e)) if e.contains("reset") => {}
+            _ => panic!("{transport:?}: not aborted: {end:?}"),
+        }
+        stop.send(()).unwrap();
+        task.await.unwrap();
+    }
+}

@@ -38,8 +38,9 @@ pub use self::datagrams::DATAGRAM_QUEUE;
 pub use self::flow::RETRY_AFTER;
 pub use self::queue::{QUEUE_BYTES, QUEUE_DATAGRAMS};
 
-/// Flows open at once unless set otherwise.
-pub const MAX_FLOWS: usize = 1024;
+/// Flows open at once unless set otherwise: below the server's default limit
+/// of tunnels per identity (1000), which `tp`'s other tunnels share.
+pub const MAX_FLOWS: usize = 512;
 /// A flow closes after this long without a datagram either way, unless set
 /// otherwise (the server's default is the same).
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
@@ -241,8 +242,10 @@ impl Dispatcher {
         self.dropped_at_limit = 0;
     }
 
-    /// Closes every queue, so each flow finishes its stream and logs; flows
-    /// still opening (or slow to finish) after the grace period are dropped.
+    /// Closes every queue, so each flow sends what it has queued, finishes its
+    /// stream, logs, and waits until the server has acknowledged it all (the
+    /// QUIC connection is closed only after this); flows still opening (or slow
+    /// to finish) after the grace period are dropped, which aborts them.
     async fn stop(mut self) {
         self.flows.clear();
         let drained = timeout(STOP_GRACE, async {

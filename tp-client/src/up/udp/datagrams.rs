@@ -1,14 +1,17 @@
 //! QUIC datagrams of UDP tunnels. Each QUIC connection's datagrams are read by
 //! one task, which routes them by flow id (the id of the stream that carried
 //! the tunnel's hello) to the flow's bounded queue; a flow's entry is removed
-//! when the flow ends, and the task ends with its connection.
+//! when the flow ends. The task ends with its connection, or when the
+//! connection's last flow ends (the next flow starts another): it must not be
+//! what keeps a connection open, since a connection the dialer gave up on
+//! closes once nothing uses it any more.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 
 use bytes::Bytes;
 use quinn::Connection;
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 use tp_proto::udp::{decode_datagram, encode_datagram, flow_id_len};
 use tracing::{Instrument, debug, debug_span, trace};
 
@@ -16,7 +19,14 @@ use tracing::{Instrument, debug, debug_span, trace};
 pub const DATAGRAM_QUEUE: usize = 256;
 
 /// The flows of one QUIC connection, by flow id.
-type FlowTable = Arc<Mutex<HashMap<u64, mpsc::Sender<Bytes>>>>;
+type FlowTable = Arc<Flows>;
+
+#[derive(Debug, Default)]
+struct Flows {
+    by_id: Mutex<HashMap<u64, mpsc::Sender<Bytes>>>,
+    /// Signalled when the last flow leaves.
+    emptied: Notify,
+}
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
@@ -42,7 +52,8 @@ impl Routers {
     /// Routes `conn`'s datagrams tagged `flow` to the returned path, starting
     /// the connection's reader on its first flow.
     pub(super) fn register(self: &Arc<Self>, conn: &Connection, flow: u64) -> QuicPath {
-        let table = lock(&self.by_conn)
+        let mut by_conn = lock(&self.by_conn);
+        let table = by_conn
             .entry(conn.stable_id())
             .or_insert_with(|| {
                 let table = FlowTable::default();
@@ -54,7 +65,10 @@ impl Routers {
             })
             .clone();
         let (tx, rx) = mpsc::channel(DATAGRAM_QUEUE);
-        lock(&table).insert(flow, tx);
+        // Under the `by_conn` lock: the reader cannot decide meanwhile that the
+        // table is empty and end.
+        lock(&table.by_id).insert(flow, tx);
+        drop(by_conn);
         QuicPath {
             conn: conn.clone(),
             flow,
@@ -84,25 +98,39 @@ impl QuicPath {
 
 impl Drop for QuicPath {
     fn drop(&mut self) {
-        lock(&self.table).remove(&self.flow);
+        let mut flows = lock(&self.table.by_id);
+        flows.remove(&self.flow);
+        if flows.is_empty() {
+            self.table.emptied.notify_one();
+        }
     }
 }
 
-/// Reads `conn`'s datagrams until it closes, handing each to its flow; then
-/// removes the connection's table.
+/// Reads `conn`'s datagrams until it closes or has no flow left, handing each
+/// to its flow; then removes the connection's table.
 async fn read(conn: Connection, table: FlowTable, routers: Weak<Routers>) {
     let id = conn.stable_id();
     loop {
-        let datagram = match conn.read_datagram().await {
-            Ok(datagram) => datagram,
-            Err(e) => {
-                debug!("no more QUIC datagrams: {e}");
-                break;
+        let datagram = tokio::select! {
+            read = conn.read_datagram() => match read {
+                Ok(datagram) => datagram,
+                Err(e) => {
+                    debug!("no more QUIC datagrams: {e}");
+                    break;
+                }
+            },
+            () = table.emptied.notified() => {
+                if no_flows_left(&routers, id, &table) {
+                    debug!("no UDP flow left on the connection");
+                    // Our handle must not keep the connection open.
+                    return;
+                }
+                continue;
             }
         };
         match decode_datagram(datagram) {
             Ok((flow, payload)) => {
-                let delivered = lock(&table)
+                let delivered = lock(&table.by_id)
                     .get(&flow)
                     .is_some_and(|tx| tx.try_send(payload).is_ok());
                 if !delivered {
@@ -121,4 +149,20 @@ async fn read(conn: Connection, table: FlowTable, routers: Weak<Routers>) {
             by_conn.remove(&id);
         }
     }
+}
+
+/// Whether `table` (of connection `id`) has no flow; if so, it is removed, so
+/// the connection's next flow starts a new reader.
+fn no_flows_left(routers: &Weak<Routers>, id: usize, table: &FlowTable) -> bool {
+    let Some(routers) = routers.upgrade() else {
+        return true;
+    };
+    let mut by_conn = lock(&routers.by_conn);
+    if !lock(&table.by_id).is_empty() {
+        return false;
+    }
+    if by_conn.get(&id).is_some_and(|t| Arc::ptr_eq(t, table)) {
+        by_conn.remove(&id);
+    }
+    true
 }

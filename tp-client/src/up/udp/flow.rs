@@ -1,7 +1,9 @@
 //! One UDP flow: the tunnel of one local source address. It opens a UDP tunnel
 //! (datagrams from the source wait in its queue meanwhile), relays datagrams
 //! both ways until the flow is idle, the server closes it, or `tp up` stops,
-//! then finishes the stream and logs its counts.
+//! then finishes the stream, logs its counts, and waits (bounded) until the
+//! server has acknowledged everything, FIN included. A flow whose tunnel fails
+//! aborts it instead ([`crate::Tunnel::abort`]).
 //!
 //! Upstream, a datagram goes as a QUIC datagram when the tunnel runs over QUIC
 //! and it fits, else as a frame on the stream; downstream, both are taken.
@@ -74,6 +76,14 @@ pub(super) enum End {
     BadFrame(UdpFrameError),
 }
 
+impl End {
+    /// Whether the flow ended in order (its stream is finished), rather than
+    /// failed (its tunnel is aborted).
+    pub(super) fn is_clean(&self) -> bool {
+        matches!(self, End::Idle(_) | End::Stopped | End::ServerClosed)
+    }
+}
+
 impl fmt::Display for End {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -117,6 +127,9 @@ pub(super) async fn run(ctx: Arc<Context>, source: SocketAddr, mut queue: FlowRe
         to: source,
     };
     let end = relay(&mut tunnel, quic, &mut queue, reply, ctx.idle, &mut stats).await;
+    // The next datagram from the source opens a new flow rather than waiting
+    // here while this one winds down.
+    queue.close();
     info!(
         datagrams.up = stats.up_datagrams,
         bytes.up = stats.up_bytes,
@@ -128,6 +141,19 @@ pub(super) async fn run(ctx: Arc<Context>, source: SocketAddr, mut queue: FlowRe
         duration = ?started.elapsed(),
         "UDP flow closed: {end}"
     );
+    if end.is_clean() {
+        // The stream is finished, but over QUIC what is still in flight (the
+        // last frames, the FIN) is lost if the connection closes now, as it does
+        // when `tp up` stops: wait until the server has acknowledged it all.
+        if timeout(CLOSE_GRACE, tunnel.delivered()).await.is_err() {
+            debug!("the server did not acknowledge the end of the flow within {CLOSE_GRACE:?}");
+        }
+    } else if timeout(CLOSE_GRACE, tunnel.abort().acknowledged())
+        .await
+        .is_err()
+    {
+        debug!("the server did not acknowledge the flow's reset within {CLOSE_GRACE:?}");
+    }
 }
 
 /// The tunnel could not open: say why (once per source and error), then drop
@@ -163,8 +189,9 @@ pub(super) struct Reply<'a> {
 }
 
 /// Relays between `queue` (from the source) and the tunnel `stream` (plus
-/// `quic`, its QUIC datagrams) until the flow ends, then finishes the stream
-/// (FIN, or `close_notify`) and stops routing the flow's QUIC datagrams.
+/// `quic`, its QUIC datagrams) until the flow ends, then stops routing the
+/// flow's QUIC datagrams and, if it ended in order, finishes the stream (FIN,
+/// or `close_notify`); a failed flow's tunnel is the caller's to abort.
 pub(super) async fn relay<S>(
     stream: &mut S,
     quic: Option<QuicPath>,
@@ -177,6 +204,9 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let end = relay_until_end(stream, quic, queue, reply, idle, stats).await;
+    if !end.is_clean() {
+        return end;
+    }
     match timeout(CLOSE_GRACE, stream.shutdown()).await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => debug!("finishing the tunnel failed: {e}"),

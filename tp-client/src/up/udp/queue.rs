@@ -107,6 +107,12 @@ impl FlowReceiver {
         Some(payload)
     }
 
+    /// Takes no more datagrams: the dispatcher sees the flow as ended (its
+    /// offers come back as [`Offer::Closed`]).
+    pub(super) fn close(&mut self) {
+        self.rx.close();
+    }
+
     /// Datagrams dropped so far because the queue was full.
     pub(super) fn dropped(&self) -> u64 {
         self.shared.dropped.load(Ordering::Relaxed)

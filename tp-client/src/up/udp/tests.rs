@@ -382,3 +382,134 @@ async fn run_reports_a_udp_port_in_use() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn stopping_delivers_every_queued_frame_and_the_end() {
+    use crate::testutil::{ClientEnd, Ended, QuicServer, Reports, UdpRelay};
+    let pki = Pki::new("test CA");
+    let setup = ServerSetup {
+        pki: &pki,
+        client_ca: &pki,
+        alpn: true,
+    };
+    let (hellos, _) = tokio::sync::mpsc::unbounded_channel();
+    let (ends, mut ended) = tokio::sync::mpsc::unbounded_channel();
+    let reports = Reports { hellos, ends };
+    let server = QuicServer::start(setup, Behaviour::UdpEcho, 0, reports).unwrap();
+    // A path with a round trip of 100 ms: at stop time most of the frames are
+    // still to be sent (the congestion window grows with acknowledgements).
+    let path = UdpRelay::start_delayed(server.local_addr(), Duration::from_millis(100)).await;
+    let connector = Arc::new(connector_via(&pki, &pki, path.addr.port(), Transport::Quic));
+    let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let local = socket.local_addr().unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    // As `run` does: serve, then close the QUIC connection at once.
+    let task = tokio::spawn(async move {
+        let shutdown = async move {
+            let _ = stopped.await;
+        };
+        serve(
+            socket,
+            connector.clone(),
+            target(),
+            UdpOptions::default(),
+            shutdown,
+        )
+        .await;
+        connector.close().await;
+    });
+    let app = app().await;
+    // Open the flow (a small datagram: a QUIC datagram, not on the stream).
+    assert_eq!(round_trip(&app, local, b"open").await, b"open");
+    // Too large for QUIC datagrams: frames on the stream.
+    const FRAMES: u64 = 20;
+    const LEN: usize = 3000;
+    for i in 0..FRAMES {
+        app.send_to(&datagram(i as u32, LEN), local).await.unwrap();
+    }
+    // Let the dispatcher queue them before it is told to stop.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    stop.send(()).unwrap();
+    tokio::time::timeout(LONG, task)
+        .await
+        .expect("stops")
+        .unwrap();
+    let end = tokio::time::timeout(LONG, ended.recv())
+        .await
+        .expect("the server sees the flow end")
+        .unwrap();
+    assert_eq!(
+        end,
+        Ended {
+            how: ClientEnd::Finished,
+            bytes: FRAMES * (2 + LEN as u64),
+        },
+        "every frame and the FIN reach the server before the connection closes"
+    );
+}
+
+#[tokio::test]
+async fn a_forgotten_connection_closes_when_its_last_flow_ends() {
+    let (logs, _guard) = Logs::capture();
+    let pki = Pki::new("test CA");
+    let setup = ServerSetup {
+        pki: &pki,
+        client_ca: &pki,
+        alpn: true,
+    };
+    let server = start_dual(setup, Behaviour::UdpEcho).await;
+    let connector = Arc::new(connector_via(
+        &pki,
+        &pki,
+        server.addr.port(),
+        Transport::Quic,
+    ));
+    let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let local = socket.local_addr().unwrap();
+    let options = UdpOptions {
+        idle: Duration::from_millis(300),
+        ..UdpOptions::default()
+    };
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(serve(
+        socket,
+        connector.clone(),
+        target(),
+        options,
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    let app = app().await;
+    assert_eq!(round_trip(&app, local, b"one").await, b"one");
+    // As after a false alarm of the probe: the flow keeps the connection,
+    // nothing else does.
+    connector.forget_quic().await;
+    logs.wait_for("UDP flow closed: idle for 300ms").await;
+    let closed = tokio::time::timeout(LONG, server.quic.closed(0))
+        .await
+        .expect("the forgotten connection closes with its last flow");
+    match closed {
+        quinn::ConnectionError::ApplicationClosed(close) => {
+            assert_eq!(close.error_code.into_inner(), 0);
+        }
+        other => panic!("{other:?}"),
+    }
+    // The next flow dials a new connection.
+    assert_eq!(round_trip(&app, local, b"two").await, b"two");
+    assert_eq!(server.quic.connections(), 2);
+    stop.send(()).unwrap();
+    task.await.unwrap();
+}
+
+#[test]
+fn the_flow_limit_is_below_the_servers_tunnel_limit_and_documented() {
+    // The server's default max_tunnels_per_identity is 1000.
+    const { assert!(MAX_FLOWS < 1000) };
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/client.md");
+    let docs = std::fs::read_to_string(path).expect("docs/client.md exists");
+    assert!(
+        docs.contains(&format!("At most {MAX_FLOWS} flows at once")),
+        "docs/client.md gives another flow limit"
+    );
+}
