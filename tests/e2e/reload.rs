@@ -10,9 +10,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
 use tp_tests::bins::{Lines, send_signal, tp_server_bin};
-use tp_tests::client::{
-    self, ClientOptions, Reply, TlsClient, connect_hello, open_tunnel, send_hello,
-};
+use tp_tests::client::{self, ClientOptions, Reply, connect_hello, open_tunnel, send_hello};
 use tp_tests::target::EchoTarget;
 use tp_tests::{TestServer, pki, within};
 
@@ -74,7 +72,10 @@ impl ServerProcess {
     }
 }
 
-async fn echo(tls: &mut TlsClient, bytes: &[u8]) {
+async fn echo<S>(tls: &mut S, bytes: &[u8])
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     tls.write_all(bytes).await.expect("write");
     tls.flush().await.expect("flush");
     let mut back = vec![0u8; bytes.len()];
@@ -147,4 +148,57 @@ async fn sighup_applies_revocation_and_policy_to_new_connections_only() {
     let reply = send_hello(&mut tls, &connect_hello("127.0.0.1", target.port())).await;
     assert_eq!(reply.code(), "denied", "{reply:?}");
     echo(&mut bob, b"open tunnels are untouched").await;
+}
+
+/// A free port on 127.0.0.1 for both TCP and UDP (checked, then released).
+fn free_port_both() -> u16 {
+    for _ in 0..50 {
+        let tcp = std::net::TcpListener::bind("127.0.0.1:0").expect("tcp");
+        let port = tcp.local_addr().expect("addr").port();
+        if std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no port free for both TCP and UDP");
+}
+
+/// A server killed with SIGKILL and started again on the same port and key tells
+/// its old QUIC clients at once (a stateless reset signed with a key derived from
+/// the server key), instead of leaving them to their idle timeout.
+#[tokio::test]
+async fn a_restarted_server_resets_its_old_quic_connections_at_once() {
+    let pki = pki();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = TestServer::builder().write_files(dir.path());
+    let port = free_port_both();
+    let text = std::fs::read_to_string(&config).expect("config");
+    let text = text.replace("127.0.0.1:0", &format!("127.0.0.1:{port}"));
+    std::fs::write(&config, text).expect("config");
+    let target = EchoTarget::start().await;
+
+    let mut first = ServerProcess::start(&config).await;
+    let mut client = tp_tests::quic::connect(first.addr, &ClientOptions::with(&pki.alice))
+        .await
+        .expect("QUIC connect");
+    let reply = send_hello(&mut client, &connect_hello("127.0.0.1", target.port())).await;
+    assert_eq!(reply.code(), "ok", "{reply:?}");
+    echo(&mut client, b"before the crash").await;
+
+    first.child.start_kill().expect("SIGKILL");
+    let _ = first.child.wait().await;
+    let _second = ServerProcess::start(&config).await;
+
+    // The next packet reaches a server that does not know the connection.
+    let _ = client.write_all(b"after the restart").await;
+    let _ = client.flush().await;
+    let closed = within(
+        "the stateless reset",
+        Duration::from_secs(5),
+        client.connection().closed(),
+    )
+    .await;
+    assert!(
+        matches!(closed, quinn::ConnectionError::Reset),
+        "{closed:?}"
+    );
 }

@@ -143,6 +143,7 @@ pub async fn run_with_reload(
     let listen = listener.local_addr().map_err(RunError::Listener)?;
     let configured_listen = config.listen;
     let quic_wanted = config.quic.enabled;
+    let endpoint_config = crate::tls::quic_endpoint_config(&config.tls.key);
     let tunnels = TunnelSlots::new(config.limits.max_tunnels_per_identity);
     let first = Arc::new(Shared::new(config, listen, tunnels)?);
     let (shared_tx, shared_rx) = watch::channel(first.clone());
@@ -159,7 +160,7 @@ pub async fn run_with_reload(
     let endpoint = match (quic_wanted, udp) {
         (true, Some(udp)) => {
             let endpoint = quinn::Endpoint::new(
-                quinn::EndpointConfig::default(),
+                endpoint_config,
                 Some(first.quic_config()?),
                 udp,
                 Arc::new(quinn::TokioRuntime),

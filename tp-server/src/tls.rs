@@ -156,3 +156,49 @@ pub fn quic_server_config(
     config.migration(true);
     Ok(config)
 }
+
+/// The key QUIC stateless resets are signed with, derived from the server's
+/// private key (HKDF-Extract with a fixed label): a restarted server with the same
+/// key can tell clients of the previous process that their connection is gone,
+/// and they reconnect at once instead of waiting for their idle timeout.
+pub fn quic_reset_key(
+    key: &rustls_pki_types::PrivateKeyDer<'_>,
+) -> Arc<dyn quinn::crypto::HmacKey> {
+    use aws_lc_rs::hmac;
+    let extract = hmac::Key::new(hmac::HMAC_SHA256, b"tp/1 QUIC stateless reset key");
+    let derived = hmac::sign(&extract, key.secret_der());
+    Arc::new(hmac::Key::new(hmac::HMAC_SHA256, derived.as_ref()))
+}
+
+/// Connection IDs any process of this server accepts as its own (random, 8 bytes),
+/// so that after a restart a packet for an old connection is answered with a
+/// stateless reset instead of being dropped as foreign. quinn's default generator
+/// hashes its IDs with a per-process key, which a restarted server rejects.
+#[derive(Debug, Default)]
+pub struct RestartableCids;
+
+impl quinn::ConnectionIdGenerator for RestartableCids {
+    fn generate_cid(&mut self) -> quinn::ConnectionId {
+        let mut bytes = [0u8; 8];
+        // The system RNG does not fail on Linux; an all-zero ID would still work.
+        let _ = aws_lc_rs::rand::fill(&mut bytes);
+        quinn::ConnectionId::new(&bytes)
+    }
+
+    fn cid_len(&self) -> usize {
+        8
+    }
+
+    fn cid_lifetime(&self) -> Option<std::time::Duration> {
+        None
+    }
+}
+
+/// The QUIC endpoint configuration: stateless resets signed with
+/// [`quic_reset_key`] and [`RestartableCids`], so clients of a crashed server learn
+/// at the first packet to the restarted one that their connection is gone.
+pub fn quic_endpoint_config(key: &rustls_pki_types::PrivateKeyDer<'_>) -> quinn::EndpointConfig {
+    let mut config = quinn::EndpointConfig::new(quic_reset_key(key));
+    config.cid_generator(|| Box::new(RestartableCids));
+    config
+}
