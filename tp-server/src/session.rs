@@ -2,10 +2,12 @@
 //! it (a TLS/TCP connection, or one QUIC stream): the hello under its total
 //! deadline, the drain and per-identity checks, then the tunnel handler.
 
+use std::time::Duration;
+
 use bytes::BytesMut;
 use policy::Identity;
 use rustls_pki_types::CertificateDer;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 use tokio_util::sync::CancellationToken;
@@ -116,8 +118,14 @@ pub(crate) async fn serve<S: TunnelStream>(
     }
 }
 
+/// After a final answer, how long and how much the server still reads (and
+/// discards) of what the client sent behind its hello: closing a TCP socket with
+/// unread data sends a reset, which can destroy the answer in flight.
+const LINGER_TIME: Duration = Duration::from_secs(1);
+const LINGER_BYTES: usize = 64 * 1024;
+
 /// Sends a final answer and closes the stream's write side cleanly (TLS
-/// `close_notify`, QUIC FIN).
+/// `close_notify`, QUIC FIN), then lets the client's leftovers drain briefly.
 pub(crate) async fn finish<S: TunnelStream>(stream: &mut S, answer: &Answer) {
     let mut line = Vec::with_capacity(128);
     tp_proto::encode_answer(answer, &mut line);
@@ -126,4 +134,15 @@ pub(crate) async fn finish<S: TunnelStream>(stream: &mut S, answer: &Answer) {
         return;
     }
     let _ = stream.shutdown().await;
+    let drain = async {
+        let mut sink = [0u8; 4096];
+        let mut total = 0;
+        while total < LINGER_BYTES {
+            match stream.read(&mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => total += n,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(LINGER_TIME, drain).await;
 }
