@@ -8,6 +8,9 @@
 # Any other option goes to `tp-bench run` (`target/release/tp-bench run --help`), e.g.
 #   bench/run.sh --runs 5 --systems tp,haproxy --scenarios a,c
 #   bench/run.sh --rev HEAD     tp as committed at HEAD, not the working tree
+#   bench/run.sh --systems tp,tp-quic --scenarios f1 --merge target/bench/run.json
+#                               one scenario again, merged into a saved full run: the
+#                               report keeps every other figure of that run
 #
 # 1. installs the peers when missing (apt-get; needs root or sudo),
 # 2. raises the open-file limit (and pid_max when too low: stunnel runs a thread per

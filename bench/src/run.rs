@@ -1,6 +1,9 @@
 //! `tp-bench run`: start the target, then for each run and each system start the
 //! system, drive the scenarios, stop it; finally print and write the report.
 
+mod first;
+mod merge;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
@@ -48,6 +51,8 @@ pub(crate) async fn main(args: RunArgs) -> anyhow::Result<()> {
         std::fs::remove_dir_all(work_dir.join("systems"))?;
     }
     std::fs::create_dir_all(&work_dir)?;
+    // Read the run to merge into before measuring anything: a bad file fails now.
+    let base = args.merge.as_deref().map(merge::load).transpose()?;
     let started = Instant::now();
     let mut machine = Machine::read();
     if let Some(source) = &args.tp_source {
@@ -120,7 +125,7 @@ pub(crate) async fn main(args: RunArgs) -> anyhow::Result<()> {
     }
     drop(target);
 
-    let record = RunRecord {
+    let mut record = RunRecord {
         quick: settings.quick,
         sizes: settings.describe(),
         machine,
@@ -133,7 +138,12 @@ pub(crate) async fn main(args: RunArgs) -> anyhow::Result<()> {
             .command
             .clone()
             .unwrap_or_else(|| std::env::args().collect::<Vec<_>>().join(" ")),
+        merged: Vec::new(),
     };
+    if let Some(base) = base {
+        let measured = measured(&settings, &record);
+        record = merge::merge(base, record, measured);
+    }
     let saved = work_dir.join("run.json");
     std::fs::write(&saved, serde_json::to_string_pretty(&record)?)
         .with_context(|| format!("writing {}", saved.display()))?;
@@ -144,6 +154,22 @@ pub(crate) async fn main(args: RunArgs) -> anyhow::Result<()> {
         saved.display()
     );
     Ok(())
+}
+
+/// What a run measured, in words: its scenarios, and the systems with figures.
+fn measured(settings: &Settings, record: &RunRecord) -> String {
+    let scenarios: Vec<String> = settings
+        .scenarios
+        .iter()
+        .map(|s| format!("({})", s.letter()))
+        .collect();
+    let systems: Vec<&str> = settings
+        .systems
+        .iter()
+        .filter(|&&s| record.results.samples.iter().any(|x| x.system == s))
+        .map(|s| s.name())
+        .collect();
+    format!("{} for {}", scenarios.join(", "), systems.join(", "))
 }
 
 /// Prints the table and writes the markdown report of `record`.
@@ -206,6 +232,11 @@ async fn run_system(
             }
             Err(e) => results.note(system, format!("run {run}: did not start: {e:#}")),
         }
+    }
+    if has(ScenarioId::FirstTunnel)
+        && let Err(e) = first::scenario(ctx, settings, system, run, results).await
+    {
+        results.note(system, format!("run {run} (f1): {e:#}"));
     }
 }
 

@@ -21,7 +21,7 @@ pub(crate) struct RunArgs {
     /// Systems to run, comma-separated [default: all]: tp, stunnel, haproxy, nginx, socat, direct, relay.
     #[arg(long, value_delimiter = ',')]
     pub(crate) systems: Vec<String>,
-    /// Scenarios to run, comma-separated [default: all]: a, b, c, d, e.
+    /// Scenarios to run, comma-separated [default: all]: a, b, c, d, e, f1 (f1: tp and tp-quic only).
     #[arg(long, value_delimiter = ',')]
     pub(crate) scenarios: Vec<String>,
     /// Bytes moved by the bulk scenarios, in MiB [default: 1024, quick: 64].
@@ -36,6 +36,13 @@ pub(crate) struct RunArgs {
     /// Idle tunnels held open in scenario (e) [default: 10000, quick: 1000].
     #[arg(long)]
     pub(crate) idle: Option<usize>,
+    /// Sequential first tunnels (fresh `tp HOST PORT` processes) in scenario (f1) [default: 200, quick: 50].
+    #[arg(long)]
+    pub(crate) first: Option<usize>,
+    /// A saved run.json to merge this run into: its figures stay, except those this run
+    /// measures (same system and figure), which are replaced; the report names both runs.
+    #[arg(long, value_name = "RUN_JSON")]
+    pub(crate) merge: Option<PathBuf>,
     /// Directory holding the release binaries `tp` and `tp-server`.
     #[arg(long, default_value = "target/release")]
     pub(crate) bin_dir: PathBuf,
@@ -70,6 +77,7 @@ pub(crate) struct Settings {
     pub(crate) rate_duration: Duration,
     pub(crate) idle: usize,
     pub(crate) idle_concurrency: usize,
+    pub(crate) first: usize,
     pub(crate) crypto_seconds: u32,
 }
 
@@ -109,20 +117,34 @@ impl Settings {
             rate_duration: Duration::from_secs(args.rate_secs.unwrap_or(if q { 2 } else { 5 })),
             idle: args.idle.unwrap_or(if q { 1000 } else { 10_000 }).max(1),
             idle_concurrency: 64,
+            first: args.first.unwrap_or(if q { 50 } else { 200 }).max(10),
             crypto_seconds: if q { 1 } else { 3 },
         })
     }
 
-    /// One line describing the sizes, for the report.
+    /// One line describing the sizes of the scenarios that run, for the report.
     pub(crate) fn describe(&self) -> String {
-        format!(
-            "{} run(s); bulk {} MiB; {} sequential opens; {} clients for {} s; {} idle tunnels",
-            self.runs,
-            self.bulk_bytes >> 20,
-            self.opens,
-            self.rate_clients,
-            self.rate_duration.as_secs(),
-            self.idle
-        )
+        let has = |s| self.scenarios.contains(&s);
+        let mut parts = vec![format!("{} run(s)", self.runs)];
+        if has(ScenarioId::BulkOne) || has(ScenarioId::BulkEight) {
+            parts.push(format!("bulk {} MiB", self.bulk_bytes >> 20));
+        }
+        if has(ScenarioId::OpenLatency) {
+            parts.push(format!("{} sequential opens", self.opens));
+        }
+        if has(ScenarioId::OpenRate) {
+            parts.push(format!(
+                "{} clients for {} s",
+                self.rate_clients,
+                self.rate_duration.as_secs()
+            ));
+        }
+        if has(ScenarioId::Idle) {
+            parts.push(format!("{} idle tunnels", self.idle));
+        }
+        if has(ScenarioId::FirstTunnel) {
+            parts.push(format!("{} first tunnels", self.first));
+        }
+        parts.join("; ")
     }
 }

@@ -15,14 +15,15 @@ const SCENARIOS: &str = "\
 | (d) | 64 clients loop on the same open-ping-echo-close | completed tunnels per second |
 | (e) | the idle count of tunnels opened (64 at a time), each proven by one echo, then held silent | server-side memory per tunnel: PSS of the server's process group with all tunnels open minus before, / tunnels; the same for the client side |
 | (f) | (a)-(e) again with `tp up --transport quic`: every tunnel a stream of one QUIC connection | the tp-quic row, against the tp row (TLS over TCP) |
+| (f1) | tp and tp-quic only: N times in sequence, a fresh `tp HOST PORT` process (stdio mode, as ssh's ProxyCommand runs it: a new connection each time) writes the echo mode byte and one byte; each paired with a `tp --version`; after 5 untimed pairs | p50 and p99 of `spawn()` → echoed byte on stdout, ms; the same for `tp --version`'s first byte (the process-start reference) |
 | (g) | the Signal relay against nginx's two-stage Signal TLS Proxy | not yet available (Signal relay not implemented) |
 
 Every system gets the same job: the load generator (tp-bench) connects over plain TCP to
 the system's client-side entry, which carries the bytes over mutual TLS 1.3 across loopback
 to the system's server side, which connects over plain TCP to the target (a tp-bench
-process: echo or sink). Each system is started fresh for (a)-(d) and again for (e), and
-stopped after; runs go round all systems before the next run starts, so background load
-spreads over all of them.
+process: echo or sink). Each system is started fresh for (a)-(d), again for (e) and, tp's
+server alone, for (f1), and stopped after; runs go round all systems before the next run
+starts, so background load spreads over all of them.
 ";
 
 const F_NOT_YET: &str = "- **(f) tp over QUIC vs tp over TLS/TCP for (a), (c), (e)**: not yet \
@@ -70,6 +71,7 @@ impl Report<'_> {
         if !self.run.results.general.is_empty() {
             md.push('\n');
         }
+        self.merged_runs(&mut md);
         let _ = writeln!(md, "## Summary\n");
         let _ = writeln!(
             md,
@@ -79,6 +81,7 @@ impl Report<'_> {
         );
         self.summary_table(&mut md);
         self.targets(&mut md);
+        self.first_tunnel(&mut md);
 
         let _ = writeln!(md, "## Where tp is behind\n");
         let behind = self.tp_behind();
@@ -120,8 +123,38 @@ impl Report<'_> {
         md
     }
 
+    /// The later partial runs whose figures were merged in, if any.
+    fn merged_runs(&self, md: &mut String) {
+        if self.run.merged.is_empty() {
+            return;
+        }
+        let _ = writeln!(
+            md,
+            "Merged in later (`tp-bench run --merge`): each run below measured only the \
+             scenarios and systems it names, and its figures replace (or add) those; every \
+             other figure is from the run above.\n"
+        );
+        for m in &self.run.merged {
+            let _ = writeln!(
+                md,
+                "- {}: `{}` on {} in {:.0} min, tp built from {}. {}{}. Load average before: {}, \
+                 after: {}.",
+                m.measured,
+                m.command,
+                m.date,
+                m.elapsed_secs / 60.0,
+                m.tp_commit,
+                if m.quick { "**Quick mode.** " } else { "" },
+                m.sizes,
+                m.load_before,
+                m.load_after
+            );
+        }
+        md.push('\n');
+    }
+
     fn summary_table(&self, md: &mut String) {
-        let metrics = self.metrics();
+        let metrics = self.summary_metrics();
         let _ = write!(md, "| system |");
         for metric in &metrics {
             let _ = write!(md, " {} [{}] |", metric.title(), metric.unit());

@@ -1,5 +1,6 @@
 //! The report: a plain-text table for the terminal and `docs/benchmarks.md`.
 
+mod first;
 mod markdown;
 
 use serde::{Deserialize, Serialize};
@@ -23,6 +24,24 @@ pub(crate) struct RunRecord {
     pub(crate) load_after: String,
     pub(crate) elapsed_secs: f64,
     pub(crate) command: String,
+    /// Later partial runs merged into this one (`tp-bench run --merge`), oldest first.
+    #[serde(default)]
+    pub(crate) merged: Vec<MergedRun>,
+}
+
+/// A partial run whose figures replaced or joined those of the base run.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct MergedRun {
+    /// What it measured, in words (scenarios and systems).
+    pub(crate) measured: String,
+    pub(crate) command: String,
+    pub(crate) date: String,
+    pub(crate) tp_commit: String,
+    pub(crate) quick: bool,
+    pub(crate) sizes: String,
+    pub(crate) load_before: String,
+    pub(crate) load_after: String,
+    pub(crate) elapsed_secs: f64,
 }
 
 /// A run and the hand-written analysis to show with it.
@@ -36,7 +55,12 @@ pub(crate) struct Report<'a> {
 pub(crate) fn value(metric: Metric, v: f64) -> String {
     match metric {
         Metric::BulkOne | Metric::BulkEight | Metric::OpenRate => format!("{v:.0}"),
-        Metric::OpenP50 | Metric::OpenP99 => format!("{v:.3}"),
+        Metric::OpenP50
+        | Metric::OpenP99
+        | Metric::FirstP50
+        | Metric::FirstP99
+        | Metric::StartP50
+        | Metric::StartP99 => format!("{v:.3}"),
         Metric::IdleServer | Metric::IdleClient => format!("{v:.1}"),
     }
 }
@@ -63,6 +87,13 @@ impl Report<'_> {
             .collect()
     }
 
+    /// The metrics of the summary table (compared with the peers).
+    fn summary_metrics(&self) -> Vec<Metric> {
+        let mut metrics = self.metrics();
+        metrics.retain(|m| m.in_summary());
+        metrics
+    }
+
     /// `median (ratio)` or `-`.
     fn cell(&self, system: SystemId, metric: Metric) -> String {
         match self.run.results.median(system, metric) {
@@ -76,7 +107,7 @@ impl Report<'_> {
 
     /// The summary as aligned plain text.
     pub(crate) fn text_table(&self) -> String {
-        let metrics = self.metrics();
+        let metrics = self.summary_metrics();
         let mut rows = vec![{
             let mut head = vec!["system".to_owned()];
             head.extend(
@@ -106,13 +137,14 @@ impl Report<'_> {
             out.push_str(line.join("  ").trim_end());
             out.push('\n');
         }
+        out.push_str(&self.first_text());
         out
     }
 
     /// Figures where tp is behind the best peer.
     fn tp_behind(&self) -> Vec<String> {
         let mut out = Vec::new();
-        for metric in self.metrics() {
+        for metric in self.summary_metrics() {
             let (Some((peer, best)), Some(tp), Some(r)) = (
                 self.run.results.best_peer(metric),
                 self.run.results.median(SystemId::Tp, metric),

@@ -2,13 +2,15 @@
 
 pub(crate) mod bulk;
 pub(crate) mod conn;
+pub(crate) mod first;
 pub(crate) mod idle;
 pub(crate) mod latency;
 pub(crate) mod rate;
+pub(crate) mod spawn;
 
 use serde::{Deserialize, Serialize};
 
-/// A scenario of the issue: (a) to (e).
+/// A scenario of the issues: (a) to (e) of issue 6, (f1) of issue 3.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub(crate) enum ScenarioId {
     /// (a) one stream moves the bulk size.
@@ -21,15 +23,19 @@ pub(crate) enum ScenarioId {
     OpenRate,
     /// (e) many idle tunnels: memory per tunnel.
     Idle,
+    /// (f1) tp only: the first tunnel of a fresh `tp HOST PORT` process (a fresh
+    /// connection), TLS/TCP vs QUIC, with `tp --version` as the process-start reference.
+    FirstTunnel,
 }
 
 impl ScenarioId {
-    pub(crate) const ALL: [ScenarioId; 5] = [
+    pub(crate) const ALL: [ScenarioId; 6] = [
         ScenarioId::BulkOne,
         ScenarioId::BulkEight,
         ScenarioId::OpenLatency,
         ScenarioId::OpenRate,
         ScenarioId::Idle,
+        ScenarioId::FirstTunnel,
     ];
 
     pub(crate) fn letter(self) -> &'static str {
@@ -39,6 +45,7 @@ impl ScenarioId {
             ScenarioId::OpenLatency => "c",
             ScenarioId::OpenRate => "d",
             ScenarioId::Idle => "e",
+            ScenarioId::FirstTunnel => "f1",
         }
     }
 
@@ -57,10 +64,16 @@ pub(crate) enum Metric {
     OpenRate,
     IdleServer,
     IdleClient,
+    /// (f1) process start -> first echoed byte, p50 of one run.
+    FirstP50,
+    FirstP99,
+    /// (f1) reference: `tp --version` start -> first byte on stdout, p50 of one run.
+    StartP50,
+    StartP99,
 }
 
 impl Metric {
-    pub(crate) const ALL: [Metric; 7] = [
+    pub(crate) const ALL: [Metric; 11] = [
         Metric::BulkOne,
         Metric::BulkEight,
         Metric::OpenP50,
@@ -68,6 +81,10 @@ impl Metric {
         Metric::OpenRate,
         Metric::IdleServer,
         Metric::IdleClient,
+        Metric::FirstP50,
+        Metric::FirstP99,
+        Metric::StartP50,
+        Metric::StartP99,
     ];
 
     /// Column title.
@@ -80,13 +97,22 @@ impl Metric {
             Metric::OpenRate => "(d) tunnels/s, 64 clients",
             Metric::IdleServer => "(e) server KiB/tunnel",
             Metric::IdleClient => "(e) client KiB/tunnel",
+            Metric::FirstP50 => "(f1) first tunnel p50",
+            Metric::FirstP99 => "(f1) first tunnel p99",
+            Metric::StartP50 => "(f1) process start p50",
+            Metric::StartP99 => "(f1) process start p99",
         }
     }
 
     pub(crate) fn unit(self) -> &'static str {
         match self {
             Metric::BulkOne | Metric::BulkEight => "MB/s",
-            Metric::OpenP50 | Metric::OpenP99 => "ms",
+            Metric::OpenP50
+            | Metric::OpenP99
+            | Metric::FirstP50
+            | Metric::FirstP99
+            | Metric::StartP50
+            | Metric::StartP99 => "ms",
             Metric::OpenRate => "/s",
             Metric::IdleServer | Metric::IdleClient => "KiB",
         }
@@ -94,5 +120,14 @@ impl Metric {
 
     pub(crate) fn higher_is_better(self) -> bool {
         matches!(self, Metric::BulkOne | Metric::BulkEight | Metric::OpenRate)
+    }
+
+    /// A column of the summary table, compared with the peers. The (f1) figures are
+    /// tp's alone and have their own table.
+    pub(crate) fn in_summary(self) -> bool {
+        !matches!(
+            self,
+            Metric::FirstP50 | Metric::FirstP99 | Metric::StartP50 | Metric::StartP99
+        )
     }
 }

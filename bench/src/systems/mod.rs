@@ -7,6 +7,9 @@ mod reference;
 mod socat;
 mod stunnel;
 mod tp;
+mod tp_stdio;
+
+pub(crate) use tp_stdio::Stdio;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -175,6 +178,22 @@ pub(crate) fn start(system: SystemId, ctx: &Ctx, tag: &str) -> anyhow::Result<Ru
         SystemId::Relay => reference::start_relay(ctx, &dir),
     }
 }
+
+/// Starts what (f1) needs of `system`: tp's server alone, the client being one
+/// process per sample. None for the other systems, which have no one-shot client
+/// like `tp HOST PORT` (their clients are long-running proxies).
+pub(crate) fn start_stdio(system: SystemId, ctx: &Ctx, tag: &str) -> anyhow::Result<Option<Stdio>> {
+    let transport = match system {
+        SystemId::Tp => tp::Transport::Tcp,
+        SystemId::TpQuic => tp::Transport::Quic,
+        _ => return Ok(None),
+    };
+    let dir = ctx.dir(system, tag)?;
+    tp_stdio::start(ctx, &dir, transport).map(Some)
+}
+
+/// The setup of (f1), for the report.
+pub(crate) const STDIO_SETUP: &str = tp_stdio::SETUP;
 
 /// Starts the server side, then the client side, waiting for each to listen.
 fn start_pair(

@@ -1,5 +1,6 @@
 //! tp: `tp up TARGET LOCALPORT` on the client side, `tp-server run` on the server side.
 
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Command;
 
@@ -20,11 +21,21 @@ pub(super) const QUIC_SETUP: &str = "as tp, with `tp up --transport quic`: one Q
 carries every tunnel (scenario (f)); the server allows `max_streams_per_connection = 10000` (the \
 most it accepts; default 256). Runs only when the `tp` client has a `--transport` flag.";
 
-/// Which transport `tp up` is told to use.
+/// Which transport the tp client (`tp up`, `tp HOST PORT`) is told to use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Transport {
     Tcp,
     Quic,
+}
+
+impl Transport {
+    /// The value of `--transport`.
+    pub(super) fn flag(self) -> &'static str {
+        match self {
+            Transport::Tcp => "tcp",
+            Transport::Quic => "quic",
+        }
+    }
 }
 
 /// True if this `tp` client chooses its transport (`--transport auto|quic|tcp`).
@@ -58,8 +69,54 @@ pub(super) fn start(ctx: &Ctx, dir: &Path, transport: Transport) -> anyhow::Resu
     if transport == Transport::Quic && !choose {
         bail!("not available: this tp client has no `--transport` flag (no QUIC client yet)");
     }
-    let server_addr = ctx.ports.take()?;
+    let (server, server_addr) = server(ctx, dir, transport)?;
     let entry = ctx.ports.take()?;
+    let c = &ctx.certs;
+
+    let mut client = Command::new(&tp);
+    client
+        .arg("up")
+        .arg(ctx.target.to_string())
+        .arg(entry.port().to_string())
+        .arg("--server")
+        .arg(server_addr.to_string())
+        .arg("--cert")
+        .arg(&c.client_cert)
+        .arg("--key")
+        .arg(&c.client_key)
+        .arg("--ca")
+        .arg(&c.ca);
+    defaults_only(&mut client, dir);
+    if choose {
+        client.arg("--transport").arg(transport.flag());
+    }
+
+    let (server, client) = start_pair((server, server_addr), (client, entry), dir)?;
+    Ok(Running {
+        entry,
+        tls_port: Some(server_addr),
+        server: Some(server),
+        client: Some(client),
+    })
+}
+
+/// A client with defaults only: no user config file, no transport cache, no TP_*
+/// variable from the caller.
+pub(super) fn defaults_only(cmd: &mut Command, dir: &Path) {
+    cmd.env("XDG_CONFIG_HOME", dir).env("XDG_CACHE_HOME", dir);
+    for var in TP_VARS {
+        cmd.env_remove(var);
+    }
+}
+
+/// `tp-server run` with its config and policy written to `dir` (not started yet), and
+/// the address it will listen on (TCP, and UDP for QUIC).
+pub(super) fn server(
+    ctx: &Ctx,
+    dir: &Path,
+    transport: Transport,
+) -> anyhow::Result<(Command, SocketAddr)> {
+    let server_addr = ctx.ports.take()?;
     let c = &ctx.certs;
     write_config(
         &dir.join("policy.toml"),
@@ -107,38 +164,8 @@ pub(super) fn start(ctx: &Ctx, dir: &Path, transport: Transport) -> anyhow::Resu
 
     let mut server = Command::new(ctx.bin_dir.join("tp-server"));
     server.arg("run").arg("-c").arg(&config);
-
-    let mut client = Command::new(&tp);
-    client
-        .arg("up")
-        .arg(ctx.target.to_string())
-        .arg(entry.port().to_string())
-        .arg("--server")
-        .arg(server_addr.to_string())
-        .arg("--cert")
-        .arg(&c.client_cert)
-        .arg("--key")
-        .arg(&c.client_key)
-        .arg("--ca")
-        .arg(&c.ca)
-        // Defaults only: no user config file, no TP_* variable from the caller.
-        .env("XDG_CONFIG_HOME", dir);
-    if choose {
-        client.arg("--transport").arg(match transport {
-            Transport::Tcp => "tcp",
-            Transport::Quic => "quic",
-        });
-    }
     for var in TP_VARS {
-        client.env_remove(var);
         server.env_remove(var);
     }
-
-    let (server, client) = start_pair((server, server_addr), (client, entry), dir)?;
-    Ok(Running {
-        entry,
-        tls_port: Some(server_addr),
-        server: Some(server),
-        client: Some(client),
-    })
+    Ok((server, server_addr))
 }

@@ -1,0 +1,114 @@
+//! One sample of (f1): spawn a process, optionally write to its stdin, and time the
+//! wait for the first byte on its stdout. The process then gets stdin EOF and must
+//! exit successfully on its own (untimed).
+//!
+//! stdin and stdout are pipes driven through `tokio::net::unix::pipe`, so every
+//! wait has a deadline.
+
+use std::fs::File;
+use std::os::fd::OwnedFd;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::unix::pipe;
+
+use crate::children::tail;
+
+/// Deadline for the first byte, and again for the process to finish after it.
+const DEADLINE: Duration = Duration::from_secs(15);
+
+/// What to feed the process and what its first byte must be.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Exchange<'a> {
+    /// Written to stdin at once; empty: stdin is `/dev/null`.
+    pub(crate) send: &'a [u8],
+    /// The first byte on stdout, if it matters.
+    pub(crate) expect: Option<u8>,
+}
+
+/// Kills and reaps the child unless it already exited.
+struct Reaped(Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = self.0.kill();
+        }
+        let _ = self.0.wait();
+    }
+}
+
+/// Time from `spawn()` to the first byte on stdout. stderr is appended to `log`.
+pub(crate) async fn first_byte(
+    mut cmd: Command,
+    exchange: Exchange<'_>,
+    log: &Path,
+) -> anyhow::Result<Duration> {
+    let err = File::options()
+        .create(true)
+        .append(true)
+        .open(log)
+        .with_context(|| format!("opening {}", log.display()))?;
+    let stdin = if exchange.send.is_empty() {
+        Stdio::null()
+    } else {
+        Stdio::piped()
+    };
+    cmd.stdin(stdin).stdout(Stdio::piped()).stderr(err);
+
+    let start = Instant::now();
+    let mut child = Reaped(cmd.spawn().with_context(|| format!("starting {cmd:?}"))?);
+    let stdin = child.0.stdin.take().map(OwnedFd::from);
+    let stdout = child.0.stdout.take().context("no stdout pipe")?;
+    let mut stdout = pipe::Receiver::from_owned_fd(OwnedFd::from(stdout))?;
+    let mut stdin = stdin.map(pipe::Sender::from_owned_fd).transpose()?;
+    if let Some(w) = &mut stdin {
+        w.write_all(exchange.send)
+            .await
+            .context("writing to the process's stdin")?;
+    }
+    let mut byte = [0u8; 1];
+    let n = tokio::time::timeout(DEADLINE, stdout.read(&mut byte))
+        .await
+        .context("no byte on stdout within 15 s")?
+        .context("reading the process's stdout")?;
+    let elapsed = start.elapsed();
+    if n == 0 {
+        bail!("stdout closed without a byte; stderr:\n{}", tail(log));
+    }
+    if exchange.expect.is_some_and(|want| want != byte[0]) {
+        bail!(
+            "the first byte on stdout is {:?}, not the one sent",
+            byte[0]
+        );
+    }
+
+    // Untimed: stdin EOF, the rest of stdout, a clean exit.
+    drop(stdin);
+    let mut rest = Vec::new();
+    tokio::time::timeout(DEADLINE, stdout.read_to_end(&mut rest))
+        .await
+        .context("stdout still open 15 s after stdin closed")?
+        .context("reading the rest of stdout")?;
+    let status = exit_status(&mut child.0).await?;
+    if !status.success() {
+        bail!("exited with {status}; stderr:\n{}", tail(log));
+    }
+    Ok(elapsed)
+}
+
+async fn exit_status(child: &mut Child) -> anyhow::Result<std::process::ExitStatus> {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        if let Some(status) = child.try_wait().context("polling the process")? {
+            return Ok(status);
+        }
+        if Instant::now() > deadline {
+            bail!("still running 15 s after its stdout closed");
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
