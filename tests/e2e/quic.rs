@@ -5,11 +5,23 @@
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tp_server::pki::Issued;
 use tp_tests::client::{ClientOptions, connect_hello, send_hello};
 use tp_tests::data::{Summary, random_bytes, sha256_hex};
 use tp_tests::quic;
 use tp_tests::target::EchoTarget;
 use tp_tests::{TestServer, pki, within};
+
+/// A QUIC connection as `leaf` whose first stream is an open tunnel to the
+/// loopback echo target on `port`.
+async fn open_quic_tunnel(server: &TestServer, leaf: &Issued, port: u16) -> quic::QuicClient {
+    let mut client = quic::connect(server.addr(), &ClientOptions::with(leaf))
+        .await
+        .expect("QUIC connect");
+    let reply = send_hello(&mut client, &connect_hello("127.0.0.1", port)).await;
+    assert_eq!(reply.code(), "ok", "{reply:?}");
+    client
+}
 
 /// Sends `data` through `stream` to the echo target and checks it all comes back.
 async fn echo_all<S>(stream: &mut S, data: &[u8]) -> String
@@ -64,11 +76,7 @@ async fn a_hundred_tunnels_on_one_connection() {
 async fn a_tunnel_survives_the_client_changing_address() {
     let server = TestServer::start().await;
     let target = EchoTarget::start().await;
-    let mut client = quic::connect(server.addr(), &ClientOptions::with(&pki().alice))
-        .await
-        .expect("QUIC connect");
-    let reply = send_hello(&mut client, &connect_hello("127.0.0.1", target.port())).await;
-    assert_eq!(reply.code(), "ok", "{reply:?}");
+    let mut client = open_quic_tunnel(&server, &pki().alice, target.port()).await;
 
     let chunk = random_bytes(9, 256 * 1024);
     let mut sent = Vec::new();
@@ -116,11 +124,7 @@ async fn streams_beyond_the_per_connection_limit_wait_for_a_free_one() {
         .await;
     let target = EchoTarget::start().await;
     // The connection's first stream is tunnel a, the second tunnel b.
-    let mut a = quic::connect(server.addr(), &ClientOptions::with(&pki().alice))
-        .await
-        .expect("QUIC connect");
-    let reply = send_hello(&mut a, &connect_hello("127.0.0.1", target.port())).await;
-    assert_eq!(reply.code(), "ok", "{reply:?}");
+    let a = open_quic_tunnel(&server, &pki().alice, target.port()).await;
     let mut b = a.open_stream().await.expect("stream b");
     let reply = send_hello(&mut b, &connect_hello("127.0.0.1", target.port())).await;
     assert_eq!(reply.code(), "ok", "{reply:?}");
@@ -148,11 +152,7 @@ async fn the_drain_lets_quic_tunnels_finish_then_closes_the_connection() {
         .start()
         .await;
     let target = EchoTarget::start().await;
-    let mut client = quic::connect(server.addr(), &ClientOptions::with(&pki().alice))
-        .await
-        .expect("QUIC connect");
-    let reply = send_hello(&mut client, &connect_hello("127.0.0.1", target.port())).await;
-    assert_eq!(reply.code(), "ok", "{reply:?}");
+    let mut client = open_quic_tunnel(&server, &pki().alice, target.port()).await;
     let conn = client.connection().clone();
     let stopping = tokio::spawn(server.shutdown());
 
@@ -263,11 +263,7 @@ async fn a_certificate_that_expires_on_an_open_connection_opens_no_more_tunnels(
         .root
         .issue(&LeafSpec::client("short@test", validity))
         .expect("a short-lived leaf");
-    let mut client = quic::connect(server.addr(), &ClientOptions::with(&short))
-        .await
-        .expect("QUIC connect");
-    let reply = send_hello(&mut client, &connect_hello("127.0.0.1", target.port())).await;
-    assert_eq!(reply.code(), "ok", "{reply:?}");
+    let client = open_quic_tunnel(&server, &short, target.port()).await;
 
     // Past its notAfter (plus the verifier's whole-second resolution)...
     tokio::time::sleep(Duration::from_millis(3_500)).await;
@@ -301,11 +297,7 @@ async fn new_quic_connections_are_refused_at_once_during_the_drain() {
         .await;
     let target = EchoTarget::start().await;
     // An open tunnel keeps the server draining.
-    let mut open = quic::connect(server.addr(), &ClientOptions::with(&pki().alice))
-        .await
-        .expect("QUIC connect");
-    let reply = send_hello(&mut open, &connect_hello("127.0.0.1", target.port())).await;
-    assert_eq!(reply.code(), "ok", "{reply:?}");
+    let _open = open_quic_tunnel(&server, &pki().alice, target.port()).await;
     let addr = server.addr();
     server.cancel();
     let started = std::time::Instant::now();
@@ -328,11 +320,7 @@ async fn one_identity_holds_at_most_its_quic_connections() {
         .start()
         .await;
     let target = EchoTarget::start().await;
-    let mut first = quic::connect(server.addr(), &ClientOptions::with(&pki().alice))
-        .await
-        .expect("QUIC connect");
-    let reply = send_hello(&mut first, &connect_hello("127.0.0.1", target.port())).await;
-    assert_eq!(reply.code(), "ok", "{reply:?}");
+    let first = open_quic_tunnel(&server, &pki().alice, target.port()).await;
 
     let second = quic::connect(server.addr(), &ClientOptions::with(&pki().alice))
         .await
@@ -354,11 +342,7 @@ async fn one_identity_holds_at_most_its_quic_connections() {
         ])
         .await;
     // Another identity, and more tunnels on the first connection, are fine.
-    let mut bob = quic::connect(server.addr(), &ClientOptions::with(&pki().bob))
-        .await
-        .expect("QUIC connect");
-    let reply = send_hello(&mut bob, &connect_hello("127.0.0.1", target.port())).await;
-    assert_eq!(reply.code(), "ok", "{reply:?}");
+    let _bob = open_quic_tunnel(&server, &pki().bob, target.port()).await;
     let mut more = first.open_stream().await.expect("stream");
     let reply = send_hello(&mut more, &connect_hello("127.0.0.1", target.port())).await;
     assert_eq!(reply.code(), "ok", "{reply:?}");
