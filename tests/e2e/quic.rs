@@ -2,6 +2,7 @@
 //! address mid-transfer (roaming), and per-connection limits. Everything both
 //! transports share runs under `over_both_transports!` in the other modules.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -198,15 +199,17 @@ async fn the_drain_lets_quic_tunnels_finish_then_closes_the_connection() {
     );
 }
 
-/// A client that starts a QUIC handshake and goes silent is dropped at the
-/// handshake deadline, like a silent TCP client: a relay passes only the client's
-/// first datagram to the server.
-#[tokio::test]
-async fn a_stalled_quic_handshake_ends_at_the_deadline() {
-    let server = TestServer::builder()
-        .limit("handshake_timeout", "1s")
-        .start()
-        .await;
+/// A QUIC client that starts a handshake with `server` and goes silent: a relay
+/// passes only the client's first datagram on. Returns the address the server sees
+/// it from, and what must stay alive for the stall to last.
+async fn stalled_handshake(
+    server: SocketAddr,
+) -> (
+    SocketAddr,
+    tokio::task::JoinHandle<()>,
+    quinn::Endpoint,
+    quinn::Connecting,
+) {
     let relay = tokio::net::UdpSocket::bind("127.0.0.1:0")
         .await
         .expect("relay socket");
@@ -215,14 +218,10 @@ async fn a_stalled_quic_handshake_ends_at_the_deadline() {
         .await
         .expect("upstream socket");
     let peer = upstream.local_addr().expect("upstream addr");
-    let server_addr = server.addr();
     let forward = tokio::spawn(async move {
         let mut buf = vec![0u8; 65_536];
         let (n, _) = relay.recv_from(&mut buf).await.expect("first datagram");
-        upstream
-            .send_to(&buf[..n], server_addr)
-            .await
-            .expect("forward");
+        upstream.send_to(&buf[..n], server).await.expect("forward");
         // Everything after the first datagram, either way, is dropped.
         let mut other = vec![0u8; 65_536];
         loop {
@@ -234,7 +233,19 @@ async fn a_stalled_quic_handshake_ends_at_the_deadline() {
     });
     let endpoint = quic::endpoint(&ClientOptions::with(&pki().alice));
     let connecting = endpoint.connect(relay_addr, "localhost").expect("connect");
+    (peer, forward, endpoint, connecting)
+}
+
+/// A client that starts a QUIC handshake and goes silent is dropped at the
+/// handshake deadline, like a silent TCP client.
+#[tokio::test]
+async fn a_stalled_quic_handshake_ends_at_the_deadline() {
+    let server = TestServer::builder()
+        .limit("handshake_timeout", "1s")
+        .start()
+        .await;
     let started = std::time::Instant::now();
+    let (peer, forward, _endpoint, _connecting) = stalled_handshake(server.addr()).await;
     server
         .expect_log(&[
             "TLS handshake refused: timed out",
@@ -244,7 +255,36 @@ async fn a_stalled_quic_handshake_ends_at_the_deadline() {
         .await;
     assert!(started.elapsed() >= Duration::from_millis(900));
     forward.abort();
-    drop(connecting);
+}
+
+/// With many handshakes in flight (as under a flood of spoofed Initials), a new
+/// client is asked to prove its address with a Retry first, and still connects.
+#[tokio::test]
+async fn many_handshakes_in_flight_make_new_clients_validate_their_address() {
+    let server = TestServer::builder()
+        .limit("handshake_timeout", "30s")
+        .start()
+        .await;
+    let target = EchoTarget::start().await;
+    let mut stalled = Vec::new();
+    for _ in 0..32 {
+        stalled.push(stalled_handshake(server.addr()).await);
+    }
+    // Let the server take in all 32 Initials (there is no event to wait for).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        server.log_lines_with(&["QUIC Retry"]).is_empty(),
+        "the stalled clients themselves were retried"
+    );
+    let mut client = open_quic_tunnel(&server, &pki().bob, target.port()).await;
+    assert_eq!(
+        echo_all(&mut client, b"validated").await,
+        sha256_hex(b"validated")
+    );
+    server.expect_log(&["QUIC Retry"]).await;
+    for (_, forward, ..) in stalled {
+        forward.abort();
+    }
 }
 
 /// A certificate that expires while its QUIC connection is open stops opening
