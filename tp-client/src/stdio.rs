@@ -438,19 +438,11 @@ mod tests {
         Ok(never())
     }
 
-    fn setup(pki: &Pki) -> ServerSetup<'_> {
-        ServerSetup {
-            pki,
-            client_ca: pki,
-            alpn: true,
-        }
-    }
-
     #[tokio::test]
     async fn a_tunnel_the_server_aborts_exits_non_zero() {
         let pki = Pki::new("test CA");
         for transport in [Transport::Quic, Transport::Tcp] {
-            let server = start_dual(setup(&pki), Behaviour::Abort).await;
+            let server = start_dual(ServerSetup::trusting(&pki), Behaviour::Abort).await;
             let connector = connector_via(&pki, &pki, server.addr.port(), transport);
             let (mut stdin_w, stdin) = duplex(1024);
             let (stdout, _stdout_r) = duplex(1024);
@@ -478,7 +470,7 @@ mod tests {
     #[tokio::test]
     async fn a_stdout_nobody_reads_aborts_the_tunnel() {
         let pki = Pki::new("test CA");
-        let mut server = start_dual(setup(&pki), Behaviour::Echo).await;
+        let mut server = start_dual(ServerSetup::trusting(&pki), Behaviour::Echo).await;
         let connector = connector_via(&pki, &pki, server.addr.port(), Transport::Quic);
         let (_stdin_w, stdin) = duplex(1024);
         let (stdout, stdout_r) = duplex(1024);

@@ -253,6 +253,26 @@ pub(crate) struct ServerSetup<'a> {
     pub(crate) alpn: bool,
 }
 
+impl<'a> ServerSetup<'a> {
+    /// A server certified by `pki` that trusts client certificates from `pki` and
+    /// selects ALPN `tp/1`: the ordinary case.
+    pub(crate) fn trusting(pki: &'a Pki) -> ServerSetup<'a> {
+        ServerSetup {
+            pki,
+            client_ca: pki,
+            alpn: true,
+        }
+    }
+}
+
+/// The hello most tests send: TCP to `db9.internal:22`.
+pub(crate) fn db9() -> tp_proto::Hello {
+    tp_proto::Hello::connect_tcp(
+        tp_proto::Host::parse("db9.internal").expect("a valid host"),
+        22,
+    )
+}
+
 /// The canned denial, spelled as the brief gives it.
 pub(crate) const DENIED: &[u8] =
     b"{\"v\":1,\"ok\":false,\"code\":\"denied\",\"message\":\"nope\"}\n";

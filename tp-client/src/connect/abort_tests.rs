@@ -6,24 +6,13 @@
 use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
-use tp_proto::{Hello, Host};
 
 use super::*;
 use crate::testutil::{
     Behaviour, ClientEnd, Dual, Ended, Pki, ServerSetup, connector_via, connector_with, start_dual,
 };
 
-fn db9() -> Hello {
-    Hello::connect_tcp(Host::parse("db9.internal").unwrap(), 22)
-}
-
-fn setup(pki: &Pki) -> ServerSetup<'_> {
-    ServerSetup {
-        pki,
-        client_ca: pki,
-        alpn: true,
-    }
-}
+use crate::testutil::db9;
 
 /// Asserts that the server saw an aborted tunnel over `transport`: a reset
 /// stream, or a TLS connection that ended without `close_notify` (a TCP FIN, or
@@ -43,7 +32,7 @@ fn assert_aborted(end: &Ended, transport: Transport) {
 const TRANSPORTS: [Transport; 2] = [Transport::Quic, Transport::Tcp];
 
 async fn server(pki: &Pki, behaviour: Behaviour) -> Dual {
-    start_dual(setup(pki), behaviour).await
+    start_dual(ServerSetup::trusting(pki), behaviour).await
 }
 
 #[tokio::test]

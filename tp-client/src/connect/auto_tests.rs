@@ -5,24 +5,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
-use tp_proto::{Hello, Host};
 
 use super::*;
 use crate::testutil::{
     Behaviour, Pki, QuicServer, ServerSetup, connector_via, start_dual, start_server,
 };
 
-fn db9() -> Hello {
-    Hello::connect_tcp(Host::parse("db9.internal").unwrap(), 22)
-}
-
-fn setup(pki: &Pki) -> ServerSetup<'_> {
-    ServerSetup {
-        pki,
-        client_ca: pki,
-        alpn: true,
-    }
-}
+use crate::testutil::db9;
 
 fn auto(pki: &Pki, port: u16, cache: Option<PathBuf>) -> Connector {
     connector_via(pki, pki, port, Transport::Auto).with_cache_file(cache)
@@ -38,7 +27,7 @@ async fn echo_once(tunnel: &mut Tunnel) {
 #[tokio::test]
 async fn auto_prefers_quic() {
     let pki = Pki::new("test CA");
-    let server = start_dual(setup(&pki), Behaviour::Echo).await;
+    let server = start_dual(ServerSetup::trusting(&pki), Behaviour::Echo).await;
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("transport");
     let connector = auto(&pki, server.addr.port(), Some(cache.clone()));
@@ -53,7 +42,7 @@ async fn auto_prefers_quic() {
 async fn auto_falls_back_quickly_and_the_next_process_skips_quic() {
     let pki = Pki::new("test CA");
     // TLS/TCP only: nothing listens on the UDP port.
-    let (addr, _hellos) = start_server(setup(&pki), Behaviour::Echo).await;
+    let (addr, _hellos) = start_server(ServerSetup::trusting(&pki), Behaviour::Echo).await;
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("tp").join("transport");
 
@@ -76,7 +65,13 @@ async fn auto_falls_back_quickly_and_the_next_process_skips_quic() {
     // QUIC now answers on that port, but a new process (a new connector with
     // the same cache file) goes straight to TLS/TCP.
     let (tx, _quic_hellos) = mpsc::unbounded_channel();
-    let quic = QuicServer::start(setup(&pki), Behaviour::Echo, addr.port(), tx).unwrap();
+    let quic = QuicServer::start(
+        ServerSetup::trusting(&pki),
+        Behaviour::Echo,
+        addr.port(),
+        tx,
+    )
+    .unwrap();
     let mut tunnel = auto(&pki, addr.port(), Some(cache.clone()))
         .open(&db9())
         .await
@@ -94,13 +89,19 @@ async fn auto_falls_back_quickly_and_the_next_process_skips_quic() {
 #[tokio::test]
 async fn the_process_remembers_without_a_cache_file() {
     let pki = Pki::new("test CA");
-    let (addr, _hellos) = start_server(setup(&pki), Behaviour::Echo).await;
+    let (addr, _hellos) = start_server(ServerSetup::trusting(&pki), Behaviour::Echo).await;
     let connector = auto(&pki, addr.port(), None);
     let tunnel = connector.open(&db9()).await.unwrap();
     assert_eq!(tunnel.via(), Via::Tcp);
 
     let (tx, _quic_hellos) = mpsc::unbounded_channel();
-    let quic = QuicServer::start(setup(&pki), Behaviour::Echo, addr.port(), tx).unwrap();
+    let quic = QuicServer::start(
+        ServerSetup::trusting(&pki),
+        Behaviour::Echo,
+        addr.port(),
+        tx,
+    )
+    .unwrap();
     let tunnel = connector.open(&db9()).await.unwrap();
     assert_eq!(
         tunnel.via(),
@@ -113,7 +114,7 @@ async fn the_process_remembers_without_a_cache_file() {
 #[tokio::test]
 async fn a_stale_cache_entry_is_ignored_and_cleared() {
     let pki = Pki::new("test CA");
-    let server = start_dual(setup(&pki), Behaviour::Echo).await;
+    let server = start_dual(ServerSetup::trusting(&pki), Behaviour::Echo).await;
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("transport");
     let stale = SystemTime::now() - QUIC_RETRY_AFTER - Duration::from_secs(60);
@@ -133,7 +134,7 @@ async fn a_stale_cache_entry_is_ignored_and_cleared() {
 #[tokio::test]
 async fn an_unwritable_cache_never_fails_a_tunnel() {
     let pki = Pki::new("test CA");
-    let (addr, _hellos) = start_server(setup(&pki), Behaviour::Echo).await;
+    let (addr, _hellos) = start_server(ServerSetup::trusting(&pki), Behaviour::Echo).await;
     let dir = tempfile::tempdir().unwrap();
     let blocker = dir.path().join("file");
     std::fs::write(&blocker, "not a directory").unwrap();
@@ -173,7 +174,7 @@ async fn a_refused_certificate_is_reported_not_hidden_by_the_fallback() {
 #[tokio::test]
 async fn auto_maps_answer_codes_like_tcp() {
     let pki = Pki::new("test CA");
-    let server = start_dual(setup(&pki), Behaviour::Deny).await;
+    let server = start_dual(ServerSetup::trusting(&pki), Behaviour::Deny).await;
     let err = auto(&pki, server.addr.port(), None)
         .open(&db9())
         .await

@@ -2,33 +2,22 @@
 
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt, duplex};
-use tp_proto::{ErrorCode, Hello, Host};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tp_proto::ErrorCode;
 
 use super::*;
 use crate::exit;
-use crate::stdio::bridge;
 use crate::testutil::{
     Behaviour, Pki, QuicServer, ServerSetup, UdpRelay, connector_via, connector_with, start_dual,
     start_server,
 };
 
-fn db9() -> Hello {
-    Hello::connect_tcp(Host::parse("db9.internal").unwrap(), 22)
-}
-
-fn setup(pki: &Pki) -> ServerSetup<'_> {
-    ServerSetup {
-        pki,
-        client_ca: pki,
-        alpn: true,
-    }
-}
+use crate::testutil::db9;
 
 #[tokio::test]
 async fn a_quic_tunnel_echoes_and_half_closes() {
     let pki = Pki::new("test CA");
-    let mut server = start_dual(setup(&pki), Behaviour::Echo).await;
+    let mut server = start_dual(ServerSetup::trusting(&pki), Behaviour::Echo).await;
     let connector = connector_via(&pki, &pki, server.addr.port(), Transport::Quic);
     let mut tunnel = connector.open(&db9()).await.unwrap();
     assert_eq!(tunnel.via(), Via::Quic);
@@ -49,35 +38,14 @@ async fn a_quic_tunnel_echoes_and_half_closes() {
 #[tokio::test]
 async fn stdio_bridge_over_quic_delivers_everything() {
     let pki = Pki::new("test CA");
-    let server = start_dual(setup(&pki), Behaviour::Echo).await;
+    let server = start_dual(ServerSetup::trusting(&pki), Behaviour::Echo).await;
     let connector = connector_via(&pki, &pki, server.addr.port(), Transport::Quic);
     let tunnel = connector.open(&db9()).await.unwrap();
     let delivered = tunnel.delivered();
-    let (mut stdin_w, stdin) = duplex(1024);
-    let (stdout, mut stdout_r) = duplex(4 * 1024 * 1024);
-    let payload: Vec<u8> = (0..1_000_000u32).map(|i| (i % 251) as u8).collect();
-    let writer = {
-        let payload = payload.clone();
-        tokio::spawn(async move {
-            stdin_w.write_all(&payload).await.unwrap();
-        })
-    };
-    let stats = tokio::time::timeout(
-        Duration::from_secs(20),
-        bridge(tunnel, stdin, stdout, std::future::pending()),
-    )
-    .await
-    .expect("the bridge ends after stdin EOF and the echo's EOF")
-    .unwrap();
-    writer.await.unwrap();
+    super::tests::bridge_a_megabyte(tunnel).await;
     tokio::time::timeout(Duration::from_secs(5), delivered)
         .await
         .expect("the server acknowledges the end of our stream");
-    let mut out = Vec::new();
-    stdout_r.read_to_end(&mut out).await.unwrap();
-    assert_eq!(&out[..5], b"early");
-    assert!(out[5..] == payload[..], "echo differs");
-    assert_eq!(stats.sent, payload.len() as u64);
     tokio::time::timeout(Duration::from_secs(3), connector.close())
         .await
         .expect("closing is bounded");
@@ -86,7 +54,7 @@ async fn stdio_bridge_over_quic_delivers_everything() {
 #[tokio::test]
 async fn tunnels_share_one_connection_and_a_dead_one_is_replaced() {
     let pki = Pki::new("test CA");
-    let server = start_dual(setup(&pki), Behaviour::Echo).await;
+    let server = start_dual(ServerSetup::trusting(&pki), Behaviour::Echo).await;
     let connector = connector_via(&pki, &pki, server.addr.port(), Transport::Quic);
     let mut tunnels = Vec::new();
     for _ in 0..3 {
@@ -114,7 +82,7 @@ async fn answer_codes_map_to_the_same_exit_statuses_over_quic() {
     let mut cases: Vec<(&str, u8)> = exit::ANSWER_STATUSES.to_vec();
     cases.push(("quota", exit::OTHER_CODE));
     for (code, status) in cases {
-        let server = start_dual(setup(&pki), Behaviour::Refuse(code)).await;
+        let server = start_dual(ServerSetup::trusting(&pki), Behaviour::Refuse(code)).await;
         let connector = connector_via(&pki, &pki, server.addr.port(), Transport::Quic);
         let err = connector.open(&db9()).await.unwrap_err();
         match &err {
@@ -154,7 +122,7 @@ async fn a_refused_client_certificate_over_quic_is_named() {
 async fn an_untrusted_server_certificate_over_quic_is_named() {
     let pki = Pki::new("test CA");
     let other = Pki::new("other CA");
-    let server = start_dual(setup(&pki), Behaviour::Echo).await;
+    let server = start_dual(ServerSetup::trusting(&pki), Behaviour::Echo).await;
     let connector = connector_via(&pki, &other, server.addr.port(), Transport::Quic);
     let err = connector.open(&db9()).await.unwrap_err();
     assert!(matches!(err, ConnectError::Handshake { .. }), "{err:?}");
@@ -169,7 +137,7 @@ async fn a_quic_server_without_alpn_is_not_a_tp_server() {
     let pki = Pki::new("test CA");
     let server_setup = ServerSetup {
         alpn: false,
-        ..setup(&pki)
+        ..ServerSetup::trusting(&pki)
     };
     let server = start_dual(server_setup, Behaviour::Echo).await;
     let connector = connector_via(&pki, &pki, server.addr.port(), Transport::Quic);
@@ -187,7 +155,7 @@ async fn a_quic_server_without_alpn_is_not_a_tp_server() {
 #[tokio::test]
 async fn a_stream_closed_without_an_answer_is_named() {
     let pki = Pki::new("test CA");
-    let server = start_dual(setup(&pki), Behaviour::Close).await;
+    let server = start_dual(ServerSetup::trusting(&pki), Behaviour::Close).await;
     let connector = connector_via(&pki, &pki, server.addr.port(), Transport::Quic);
     let err = connector.open(&db9()).await.unwrap_err();
     assert!(matches!(err, ConnectError::Closed { .. }), "{err:?}");
@@ -197,7 +165,7 @@ async fn a_stream_closed_without_an_answer_is_named() {
 async fn quic_alone_times_out_when_nothing_answers_on_udp() {
     let pki = Pki::new("test CA");
     // TLS/TCP only: nothing listens on the UDP port.
-    let (addr, _hellos) = start_server(setup(&pki), Behaviour::Echo).await;
+    let (addr, _hellos) = start_server(ServerSetup::trusting(&pki), Behaviour::Echo).await;
     let connector = connector_with(
         &pki,
         &pki,
@@ -218,7 +186,8 @@ async fn quic_alone_times_out_when_nothing_answers_on_udp() {
 async fn a_kept_connection_to_a_restarted_server_is_replaced_quickly() {
     let pki = Pki::new("test CA");
     let (tx, _hellos) = tokio::sync::mpsc::unbounded_channel();
-    let first = QuicServer::start(setup(&pki), Behaviour::Echo, 0, tx.clone()).unwrap();
+    let first =
+        QuicServer::start(ServerSetup::trusting(&pki), Behaviour::Echo, 0, tx.clone()).unwrap();
     let relay = UdpRelay::start(first.local_addr()).await;
     let connector = connector_via(&pki, &pki, relay.addr.port(), Transport::Quic);
     let mut tunnel = connector.open(&db9()).await.unwrap();
@@ -228,7 +197,7 @@ async fn a_kept_connection_to_a_restarted_server_is_replaced_quickly() {
 
     // The server restarts without a word: the kept connection looks alive to
     // QUIC until its idle timeout, but nothing on the other side knows it.
-    let second = QuicServer::start(setup(&pki), Behaviour::Echo, 0, tx).unwrap();
+    let second = QuicServer::start(ServerSetup::trusting(&pki), Behaviour::Echo, 0, tx).unwrap();
     relay.point_at(second.local_addr());
     let started = std::time::Instant::now();
     let mut tunnel = tokio::time::timeout(Duration::from_secs(10), connector.open(&db9()))

@@ -1,7 +1,7 @@
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt, duplex};
-use tp_proto::{ErrorCode, Hello, Host};
+use tp_proto::{ErrorCode, Host};
 
 use super::*;
 use crate::config::Settings;
@@ -9,22 +9,12 @@ use crate::stdio::bridge;
 use crate::testutil::{Behaviour, Pki, ServerSetup, connector, start_server};
 use crate::transport::Transport;
 
-fn db9() -> Hello {
-    Hello::connect_tcp(Host::parse("db9.internal").unwrap(), 22)
-}
-
-fn setup(pki: &Pki) -> ServerSetup<'_> {
-    ServerSetup {
-        pki,
-        client_ca: pki,
-        alpn: true,
-    }
-}
+use crate::testutil::db9;
 
 #[tokio::test]
 async fn a_denial_is_returned_with_code_message_and_status() {
     let pki = Pki::new("test CA");
-    let (addr, mut hellos) = start_server(setup(&pki), Behaviour::Deny).await;
+    let (addr, mut hellos) = start_server(ServerSetup::trusting(&pki), Behaviour::Deny).await;
     let err = connector(&pki, &pki, addr.port())
         .open(&db9())
         .await
@@ -48,7 +38,7 @@ async fn a_denial_is_returned_with_code_message_and_status() {
 #[tokio::test]
 async fn bytes_behind_the_answer_come_first_then_the_echo() {
     let pki = Pki::new("test CA");
-    let (addr, _hellos) = start_server(setup(&pki), Behaviour::Echo).await;
+    let (addr, _hellos) = start_server(ServerSetup::trusting(&pki), Behaviour::Echo).await;
     let mut tunnel = connector(&pki, &pki, addr.port())
         .open(&db9())
         .await
@@ -67,11 +57,19 @@ async fn bytes_behind_the_answer_come_first_then_the_echo() {
 #[tokio::test]
 async fn stdio_bridge_over_a_real_tunnel_half_closes() {
     let pki = Pki::new("test CA");
-    let (addr, _hellos) = start_server(setup(&pki), Behaviour::Echo).await;
+    let (addr, _hellos) = start_server(ServerSetup::trusting(&pki), Behaviour::Echo).await;
     let tunnel = connector(&pki, &pki, addr.port())
         .open(&db9())
         .await
         .unwrap();
+    let stats = bridge_a_megabyte(tunnel).await;
+    assert_eq!(stats.received, 1_000_000 + 5);
+}
+
+/// Bridges 1 MB of stdin through `tunnel` (to the canned echo server, which
+/// answers `early` first), checks stdout got it all back behind `early`, and
+/// returns the bridge's counts. Stdin EOF half-closes; the echo's EOF ends it.
+pub(super) async fn bridge_a_megabyte(tunnel: Tunnel) -> crate::stdio::BridgeStats {
     let (mut stdin_w, stdin) = duplex(1024);
     let (stdout, mut stdout_r) = duplex(4 * 1024 * 1024);
     let payload: Vec<u8> = (0..1_000_000u32).map(|i| (i % 251) as u8).collect();
@@ -95,14 +93,14 @@ async fn stdio_bridge_over_a_real_tunnel_half_closes() {
     assert_eq!(&out[..5], b"early");
     assert!(out[5..] == payload[..], "echo differs");
     assert_eq!(stats.sent, payload.len() as u64);
-    assert_eq!(stats.received, payload.len() as u64 + 5);
+    stats
 }
 
 #[tokio::test]
 async fn an_untrusted_server_certificate_is_named() {
     let pki = Pki::new("test CA");
     let other = Pki::new("other CA");
-    let (addr, _hellos) = start_server(setup(&pki), Behaviour::Echo).await;
+    let (addr, _hellos) = start_server(ServerSetup::trusting(&pki), Behaviour::Echo).await;
     // Client trusts `other` for the server: the server's certificate is foreign.
     let err = connector(&pki, &other, addr.port())
         .open(&db9())
@@ -143,7 +141,7 @@ async fn a_server_without_alpn_is_not_a_tp_server() {
     let pki = Pki::new("test CA");
     let server = ServerSetup {
         alpn: false,
-        ..setup(&pki)
+        ..ServerSetup::trusting(&pki)
     };
     let (addr, _hellos) = start_server(server, Behaviour::Echo).await;
     let err = connector(&pki, &pki, addr.port())
@@ -156,7 +154,7 @@ async fn a_server_without_alpn_is_not_a_tp_server() {
 #[tokio::test]
 async fn a_server_closing_without_an_answer_is_named() {
     let pki = Pki::new("test CA");
-    let (addr, _hellos) = start_server(setup(&pki), Behaviour::Close).await;
+    let (addr, _hellos) = start_server(ServerSetup::trusting(&pki), Behaviour::Close).await;
     let err = connector(&pki, &pki, addr.port())
         .open(&db9())
         .await
@@ -227,7 +225,7 @@ fn settings_for(pki: &Pki, port: u16, dir: &tempfile::TempDir) -> Settings {
 #[tokio::test]
 async fn settings_load_the_pem_files() {
     let pki = Pki::new("test CA");
-    let (addr, _hellos) = start_server(setup(&pki), Behaviour::Echo).await;
+    let (addr, _hellos) = start_server(ServerSetup::trusting(&pki), Behaviour::Echo).await;
     let dir = tempfile::tempdir().unwrap();
     let settings = settings_for(&pki, addr.port(), &dir);
     let tunnel = Connector::from_settings(&settings)

@@ -17,11 +17,7 @@ async fn start_up(
     pki: &Pki,
     behaviour: Behaviour,
 ) -> (SocketAddr, oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
-    let setup = ServerSetup {
-        pki,
-        client_ca: pki,
-        alpn: true,
-    };
+    let setup = ServerSetup::trusting(pki);
     let (server, _hellos) = start_server(setup, behaviour).await;
     let connector = Arc::new(connector(pki, pki, server.port()));
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -102,11 +98,7 @@ async fn start_up_quic(
     oneshot::Sender<()>,
     tokio::task::JoinHandle<()>,
 ) {
-    let setup = ServerSetup {
-        pki,
-        client_ca: pki,
-        alpn: true,
-    };
+    let setup = ServerSetup::trusting(pki);
     let server = start_dual(setup, Behaviour::Echo).await;
     let connector = Arc::new(connector_via(pki, pki, server.addr.port(), Transport::Quic));
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -189,11 +181,7 @@ async fn start_up_watched(
     oneshot::Sender<()>,
     tokio::task::JoinHandle<()>,
 ) {
-    let setup = ServerSetup {
-        pki,
-        client_ca: pki,
-        alpn: true,
-    };
+    let setup = ServerSetup::trusting(pki);
     let server = start_dual(setup, Behaviour::Watch).await;
     let connector = Arc::new(connector_via(pki, pki, server.addr.port(), transport));
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

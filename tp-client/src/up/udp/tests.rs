@@ -97,11 +97,7 @@ struct Up {
 }
 
 async fn start(pki: &Pki, behaviour: Behaviour, transport: Transport, options: UdpOptions) -> Up {
-    let setup = ServerSetup {
-        pki,
-        client_ca: pki,
-        alpn: true,
-    };
+    let setup = ServerSetup::trusting(pki);
     let server = start_dual(setup, behaviour).await;
     let connector = Arc::new(connector_via(pki, pki, server.addr.port(), transport));
     let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
@@ -387,11 +383,7 @@ async fn run_reports_a_udp_port_in_use() {
 async fn stopping_delivers_every_queued_frame_and_the_end() {
     use crate::testutil::{ClientEnd, Ended, QuicServer, Reports, UdpRelay};
     let pki = Pki::new("test CA");
-    let setup = ServerSetup {
-        pki: &pki,
-        client_ca: &pki,
-        alpn: true,
-    };
+    let setup = ServerSetup::trusting(&pki);
     let (hellos, _) = tokio::sync::mpsc::unbounded_channel();
     let (ends, mut ended) = tokio::sync::mpsc::unbounded_channel();
     let reports = Reports { hellos, ends };
@@ -452,11 +444,7 @@ async fn stopping_delivers_every_queued_frame_and_the_end() {
 async fn a_forgotten_connection_closes_when_its_last_flow_ends() {
     let (logs, _guard) = Logs::capture();
     let pki = Pki::new("test CA");
-    let setup = ServerSetup {
-        pki: &pki,
-        client_ca: &pki,
-        alpn: true,
-    };
+    let setup = ServerSetup::trusting(&pki);
     let server = start_dual(setup, Behaviour::UdpEcho).await;
     let connector = Arc::new(connector_via(
         &pki,
