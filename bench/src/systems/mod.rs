@@ -196,16 +196,24 @@ pub(crate) fn start_stdio(system: SystemId, ctx: &Ctx, tag: &str) -> anyhow::Res
 pub(crate) const STDIO_SETUP: &str = tp_stdio::SETUP;
 
 /// Starts the server side, then the client side, waiting for each to listen.
+/// Starts the server side, waits until it listens, then the client side likewise:
+/// a peer pair whose entry is the client side's address and whose TLS port is
+/// the server side's.
 fn start_pair(
     server: (Command, SocketAddr),
     client: (Command, SocketAddr),
     dir: &Path,
-) -> anyhow::Result<(Child, Child)> {
+) -> anyhow::Result<Running> {
     let mut s = Child::spawn("server side", server.0, &dir.join("server.log"))?;
     s.wait_listening(server.1)?;
     let mut c = Child::spawn("client side", client.0, &dir.join("client.log"))?;
     c.wait_listening(client.1)?;
-    Ok((s, c))
+    Ok(Running {
+        entry: client.1,
+        tls_port: Some(server.1),
+        server: Some(s),
+        client: Some(c),
+    })
 }
 
 /// The open-file limit the peers inherit (they cannot raise it past the hard limit).

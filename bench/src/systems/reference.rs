@@ -24,15 +24,14 @@ pub(super) fn start_relay(ctx: &Ctx, dir: &Path) -> anyhow::Result<Running> {
             .arg(to.to_string());
         cmd
     };
-    let (server, client) = start_pair(
+    let running = start_pair(
         (hop(middle, ctx.target), middle),
         (hop(entry, middle), entry),
         dir,
     )?;
+    // Two plain hops: no TLS port to probe.
     Ok(Running {
-        entry,
         tls_port: None,
-        server: Some(server),
-        client: Some(client),
+        ..running
     })
 }

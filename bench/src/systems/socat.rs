@@ -39,11 +39,5 @@ pub(super) fn start(ctx: &Ctx, dir: &Path) -> anyhow::Result<Running> {
         c.client_key.display(),
         c.ca.display()
     ));
-    let (server, client) = start_pair((server, server_addr), (client, entry), dir)?;
-    Ok(Running {
-        entry,
-        tls_port: Some(server_addr),
-        server: Some(server),
-        client: Some(client),
-    })
+    start_pair((server, server_addr), (client, entry), dir)
 }

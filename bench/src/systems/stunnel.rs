@@ -48,11 +48,5 @@ pub(super) fn start(ctx: &Ctx, dir: &Path) -> anyhow::Result<Running> {
     server.arg(&server_conf);
     let mut client = Command::new("stunnel4");
     client.arg(&client_conf);
-    let (server, client) = start_pair((server, server_addr), (client, entry), dir)?;
-    Ok(Running {
-        entry,
-        tls_port: Some(server_addr),
-        server: Some(server),
-        client: Some(client),
-    })
+    start_pair((server, server_addr), (client, entry), dir)
 }

@@ -91,13 +91,7 @@ pub(super) fn start(ctx: &Ctx, dir: &Path, transport: Transport) -> anyhow::Resu
         client.arg("--transport").arg(transport.flag());
     }
 
-    let (server, client) = start_pair((server, server_addr), (client, entry), dir)?;
-    Ok(Running {
-        entry,
-        tls_port: Some(server_addr),
-        server: Some(server),
-        client: Some(client),
-    })
+    start_pair((server, server_addr), (client, entry), dir)
 }
 
 /// A client with defaults only: no user config file, no transport cache, no TP_*
