@@ -118,6 +118,28 @@ pub(crate) async fn serve<S: TunnelStream>(
     }
 }
 
+/// Writes `bytes` and flushes them out of any TLS buffer.
+pub(crate) async fn write_flush<S: TunnelStream>(
+    stream: &mut S,
+    bytes: &[u8],
+) -> std::io::Result<()> {
+    stream.write_all(bytes).await?;
+    stream.flush().await
+}
+
+/// Answers `ok`: the tunnel is open. `false` if the client went away first.
+pub(crate) async fn answer_ok<S: TunnelStream>(stream: &mut S) -> bool {
+    let mut line = Vec::with_capacity(32);
+    tp_proto::encode_answer(&Answer::Ok, &mut line);
+    match write_flush(stream, &line).await {
+        Ok(()) => true,
+        Err(e) => {
+            debug!(error = %e, "client went away before the answer");
+            false
+        }
+    }
+}
+
 /// After a final answer, how long and how much the server still reads (and
 /// discards) of what the client sent behind its hello: closing a TCP socket with
 /// unread data sends a reset, which can destroy the answer in flight.

@@ -16,7 +16,7 @@ use super::plan;
 use super::udp::DatagramPath;
 use crate::audit;
 use crate::server::Shared;
-use crate::session::{TunnelStream, finish};
+use crate::session::{TunnelStream, answer_ok, finish};
 
 /// Handles a `connect` hello; `early` holds payload the client sent behind its hello.
 pub(crate) async fn serve<S: TunnelStream>(
@@ -139,10 +139,7 @@ async fn bridge<S: TunnelStream>(
     early: BytesMut,
 ) {
     let started = Instant::now();
-    let mut line = Vec::with_capacity(32);
-    tp_proto::encode_answer(&Answer::Ok, &mut line);
-    if let Err(e) = write_flush(&mut client, &line).await {
-        debug!(error = %e, "client went away before the answer");
+    if !answer_ok(&mut client).await {
         return;
     }
     let early_len = early.len() as u64;
@@ -178,11 +175,6 @@ async fn bridge<S: TunnelStream>(
             info!(bytes.up = up, bytes.down = down, duration = ?duration, side, error = %error, "tunnel closed: {side} failed")
         }
     }
-}
-
-async fn write_flush<S: TunnelStream>(client: &mut S, bytes: &[u8]) -> io::Result<()> {
-    client.write_all(bytes).await?;
-    client.flush().await
 }
 
 #[cfg(test)]

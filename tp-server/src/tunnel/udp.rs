@@ -21,12 +21,12 @@ use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tp_proto::udp::{MAX_DATAGRAM, decode_frame, encode_datagram, encode_frame, flow_id_len};
 use tp_proto::{Answer, ErrorCode, Host, Proto};
-use tracing::{Instrument, debug, info, info_span};
+use tracing::{Instrument, info, info_span};
 
 use super::plan;
 use crate::audit;
 use crate::server::Shared;
-use crate::session::{TunnelStream, finish};
+use crate::session::{TunnelStream, answer_ok, finish, write_flush};
 
 /// QUIC datagrams queued for one flow before new ones are dropped.
 const FLOW_QUEUE: usize = 256;
@@ -113,10 +113,7 @@ pub(crate) async fn serve<S: TunnelStream>(
         if let Ok(addr) = target.peer_addr() {
             tracing::Span::current().record("addr", tracing::field::display(addr));
         }
-        let mut line = Vec::with_capacity(32);
-        tp_proto::encode_answer(&Answer::Ok, &mut line);
-        if let Err(e) = write_flush(&mut client, &line).await {
-            debug!(error = %e, "client went away before the answer");
+        if !answer_ok(&mut client).await {
             return;
         }
         let started = Instant::now();
@@ -298,9 +295,4 @@ fn send_quic_datagram(path: &DatagramPath, payload: &[u8]) -> bool {
         Ok(datagram) => path.conn.send_datagram(datagram).is_ok(),
         Err(_) => false,
     }
-}
-
-async fn write_flush<S: TunnelStream>(client: &mut S, bytes: &[u8]) -> io::Result<()> {
-    client.write_all(bytes).await?;
-    client.flush().await
 }
