@@ -35,8 +35,10 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the server with a config file. SIGTERM/SIGINT drain (stop accepting, let
-    /// tunnels finish up to limits.drain_timeout); a second signal exits at once.
+    /// Run the server with a config file: TLS over TCP and QUIC over UDP on the
+    /// `listen` port. SIGHUP reloads the config for new connections; SIGTERM/SIGINT
+    /// drain (stop accepting, let tunnels finish up to limits.drain_timeout); a
+    /// second signal exits at once.
     Run {
         /// The server config file.
         #[arg(
