@@ -28,7 +28,7 @@ use crate::transport::Transport;
 mod quic;
 mod udp;
 
-pub(crate) use quic::{Dual, QuicServer, UdpRelay, start_dual};
+pub(crate) use quic::{Dual, QuicServer, UdpRelay, start_dual, start_tcp_only};
 
 /// A certificate, its key, and both as PEM.
 pub(crate) struct Leaf {

@@ -8,7 +8,7 @@ use tokio::sync::mpsc;
 
 use super::*;
 use crate::testutil::{
-    Behaviour, Pki, QuicServer, ServerSetup, connector_via, start_dual, start_server,
+    Behaviour, Pki, QuicServer, ServerSetup, connector_via, start_dual, start_tcp_only,
 };
 
 use crate::testutil::db9;
@@ -41,8 +41,9 @@ async fn auto_prefers_quic() {
 #[tokio::test]
 async fn auto_falls_back_quickly_and_the_next_process_skips_quic() {
     let pki = Pki::new("test CA");
-    // TLS/TCP only: nothing listens on the UDP port.
-    let (addr, _hellos) = start_server(ServerSetup::trusting(&pki), Behaviour::Echo).await;
+    // TLS/TCP only: nothing answers on the UDP port.
+    let server = start_tcp_only(ServerSetup::trusting(&pki), Behaviour::Echo).await;
+    let addr = server.addr;
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("tp").join("transport");
 
@@ -64,6 +65,7 @@ async fn auto_falls_back_quickly_and_the_next_process_skips_quic() {
 
     // QUIC now answers on that port, but a new process (a new connector with
     // the same cache file) goes straight to TLS/TCP.
+    drop(server.silent_udp);
     let (tx, _quic_hellos) = mpsc::unbounded_channel();
     let quic = QuicServer::start(
         ServerSetup::trusting(&pki),
@@ -89,11 +91,13 @@ async fn auto_falls_back_quickly_and_the_next_process_skips_quic() {
 #[tokio::test]
 async fn the_process_remembers_without_a_cache_file() {
     let pki = Pki::new("test CA");
-    let (addr, _hellos) = start_server(ServerSetup::trusting(&pki), Behaviour::Echo).await;
+    let server = start_tcp_only(ServerSetup::trusting(&pki), Behaviour::Echo).await;
+    let addr = server.addr;
     let connector = auto(&pki, addr.port(), None);
     let tunnel = connector.open(&db9()).await.unwrap();
     assert_eq!(tunnel.via(), Via::Tcp);
 
+    drop(server.silent_udp);
     let (tx, _quic_hellos) = mpsc::unbounded_channel();
     let quic = QuicServer::start(
         ServerSetup::trusting(&pki),
@@ -134,7 +138,8 @@ async fn a_stale_cache_entry_is_ignored_and_cleared() {
 #[tokio::test]
 async fn an_unwritable_cache_never_fails_a_tunnel() {
     let pki = Pki::new("test CA");
-    let (addr, _hellos) = start_server(ServerSetup::trusting(&pki), Behaviour::Echo).await;
+    let server = start_tcp_only(ServerSetup::trusting(&pki), Behaviour::Echo).await;
+    let addr = server.addr;
     let dir = tempfile::tempdir().unwrap();
     let blocker = dir.path().join("file");
     std::fs::write(&blocker, "not a directory").unwrap();

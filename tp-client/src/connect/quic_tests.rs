@@ -9,7 +9,7 @@ use super::*;
 use crate::exit;
 use crate::testutil::{
     Behaviour, Pki, QuicServer, ServerSetup, UdpRelay, connector_via, connector_with, start_dual,
-    start_server,
+    start_tcp_only,
 };
 
 use crate::testutil::db9;
@@ -164,12 +164,12 @@ async fn a_stream_closed_without_an_answer_is_named() {
 #[tokio::test]
 async fn quic_alone_times_out_when_nothing_answers_on_udp() {
     let pki = Pki::new("test CA");
-    // TLS/TCP only: nothing listens on the UDP port.
-    let (addr, _hellos) = start_server(ServerSetup::trusting(&pki), Behaviour::Echo).await;
+    // TLS/TCP only: nothing answers on the UDP port.
+    let server = start_tcp_only(ServerSetup::trusting(&pki), Behaviour::Echo).await;
     let connector = connector_with(
         &pki,
         &pki,
-        addr.port(),
+        server.addr.port(),
         Transport::Quic,
         Duration::from_millis(300),
     );

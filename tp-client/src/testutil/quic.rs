@@ -146,6 +146,34 @@ pub(crate) async fn start_dual(setup: ServerSetup<'_>, behaviour: Behaviour) -> 
     panic!("no port number free on both TCP and UDP");
 }
 
+/// A TLS/TCP server whose UDP port number is held by a socket that never
+/// answers: a server where UDP is blocked. Without the held socket, another
+/// test's QUIC server could take that UDP port and answer.
+pub(crate) struct TcpOnly {
+    pub(crate) addr: SocketAddr,
+    _hellos: mpsc::UnboundedReceiver<Hello>,
+    pub(crate) silent_udp: std::net::UdpSocket,
+}
+
+/// Starts a TLS/TCP server on 127.0.0.1:0 with its UDP port held silent.
+pub(crate) async fn start_tcp_only(setup: ServerSetup<'_>, behaviour: Behaviour) -> TcpOnly {
+    for _ in 0..20 {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let Ok(silent_udp) = std::net::UdpSocket::bind(("127.0.0.1", port)) else {
+            continue;
+        };
+        let (tx, hellos) = mpsc::unbounded_channel();
+        let addr = serve_tls(listener, setup, behaviour, tx);
+        return TcpOnly {
+            addr,
+            _hellos: hellos,
+            silent_udp,
+        };
+    }
+    panic!("no port number free on both TCP and UDP");
+}
+
 /// A UDP relay in front of a QUIC server. Pointing it at another server is a
 /// server restart as the client sees it: same address, no state, no goodbye.
 pub(crate) struct UdpRelay {
