@@ -23,6 +23,8 @@ pub enum ErrorCode {
     Timeout,
     /// The server is at a limit or shutting down; try again later.
     Busy,
+    /// A `listen` asked for a service name or public port that another identity holds.
+    Conflict,
     /// The server failed in a way that is not the client's fault.
     Internal,
     /// A code this version of tp does not know (sent by a newer server).
@@ -41,6 +43,7 @@ impl ErrorCode {
             ErrorCode::Refused => "refused",
             ErrorCode::Timeout => "timeout",
             ErrorCode::Busy => "busy",
+            ErrorCode::Conflict => "conflict",
             ErrorCode::Internal => "internal",
             ErrorCode::Other(s) => s,
         }
@@ -57,6 +60,7 @@ impl ErrorCode {
             "refused" => ErrorCode::Refused,
             "timeout" => ErrorCode::Timeout,
             "busy" => ErrorCode::Busy,
+            "conflict" => ErrorCode::Conflict,
             "internal" => ErrorCode::Internal,
             other => ErrorCode::Other(other.to_owned()),
         }

@@ -68,7 +68,7 @@ impl DecodeError {
         }
     }
 
-    fn invalid(op: &'static str, reason: impl ToString) -> Self {
+    pub(crate) fn invalid(op: &'static str, reason: impl ToString) -> Self {
         DecodeError::Invalid {
             op,
             reason: reason.to_string(),
@@ -78,7 +78,7 @@ impl DecodeError {
 
 /// Splits one line (without its `\n`, and without a `\r` before it) off the front of
 /// `buf`, or says that more bytes are needed.
-fn take_line(buf: &mut BytesMut) -> Result<Option<BytesMut>, DecodeError> {
+pub(crate) fn take_line(buf: &mut BytesMut) -> Result<Option<BytesMut>, DecodeError> {
     let window = &buf[..buf.len().min(MAX_LINE_LEN)];
     match window.iter().position(|&b| b == b'\n') {
         Some(i) => {
@@ -95,7 +95,7 @@ fn take_line(buf: &mut BytesMut) -> Result<Option<BytesMut>, DecodeError> {
 }
 
 /// Parses a line into a JSON object and checks its `"v"`.
-fn parse_object(line: &[u8]) -> Result<Map<String, Value>, DecodeError> {
+pub(crate) fn parse_object(line: &[u8]) -> Result<Map<String, Value>, DecodeError> {
     let text = std::str::from_utf8(line).map_err(|_| DecodeError::NotUtf8)?;
     let value: Value =
         serde_json::from_str(text).map_err(|e| DecodeError::NotJson(e.to_string()))?;

@@ -11,12 +11,14 @@
 
 mod answer;
 mod codec;
+mod event;
 mod hello;
 mod host;
 pub mod udp;
 
 pub use answer::{Answer, ErrorCode};
 pub use codec::{DecodeError, decode_answer, decode_hello, encode_answer, encode_hello};
+pub use event::{Event, Incoming, decode_event, encode_event};
 pub use hello::{Accept, Connect, ConnectTarget, Hello, Listen, ListenKind, Proto};
 pub use host::{Host, HostError};
 
