@@ -2,17 +2,17 @@
 //! [`Policy`]. Every refusal points at the value it concerns.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::fmt;
 use std::ops::Range;
 
 use serde::Deserialize;
-use serde::de::{self, Deserializer, Visitor};
 use toml::Spanned;
 use tp_proto::Proto;
 
 use crate::error::{Location, PolicyError, PolicyProblem};
-use crate::pattern::{IdPattern, Target};
+use crate::pattern::{IdPattern, ServicePattern, Target};
 use crate::rules::{Group, Policy, Rule, Who};
+
+use self::ports::{RawPorts, port_list};
 
 /// The longest rule or group name.
 const MAX_NAME_LEN: usize = 64;
@@ -27,16 +27,29 @@ pub(crate) struct RawPolicy {
     rule: Vec<Spanned<RawRule>>,
 }
 
-/// One `[[rule]]` as written.
+/// A list of strings, each with its place in the file.
+type RawList = Spanned<Vec<Spanned<String>>>;
+
+/// One `[[rule]]` as written. Which keys must come together (`connect` with `ports`)
+/// and that at least one grant is given is checked in [`rule`], with a message that
+/// says so.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawRule {
     name: Spanned<String>,
-    who: Spanned<Vec<Spanned<String>>>,
-    connect: Spanned<Vec<Spanned<String>>>,
-    ports: Spanned<Vec<Spanned<RawPort>>>,
+    who: RawList,
+    #[serde(default)]
+    connect: Option<RawList>,
+    #[serde(default)]
+    ports: Option<RawPorts>,
     #[serde(default)]
     proto: Option<Spanned<Vec<RawProto>>>,
+    #[serde(default)]
+    listen: Option<RawList>,
+    #[serde(default)]
+    public_ports: Option<RawPorts>,
+    #[serde(default)]
+    services: Option<RawList>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]
@@ -46,35 +59,6 @@ enum RawProto {
     Udp,
 }
 
-/// A `ports` entry: an integer, or a string `"a-b"`, `"a"` or `"*"`.
-#[derive(Debug)]
-enum RawPort {
-    Number(i64),
-    Text(String),
-}
-
-impl<'de> Deserialize<'de> for RawPort {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<RawPort, D::Error> {
-        struct PortVisitor;
-        impl Visitor<'_> for PortVisitor {
-            type Value = RawPort;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(r#"a port number, a "low-high" range, or "*""#)
-            }
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<RawPort, E> {
-                Ok(RawPort::Number(v))
-            }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<RawPort, E> {
-                Ok(RawPort::Number(i64::try_from(v).unwrap_or(i64::MAX)))
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<RawPort, E> {
-                Ok(RawPort::Text(v.to_owned()))
-            }
-        }
-        d.deserialize_any(PortVisitor)
-    }
-}
-
 /// A refusal found while converting, before it is given a line and column.
 #[derive(Debug)]
 pub(crate) struct Refusal {
@@ -82,7 +66,7 @@ pub(crate) struct Refusal {
     problem: PolicyProblem,
 }
 
-fn refuse<T>(span: Range<usize>, problem: PolicyProblem) -> Result<T, Refusal> {
+pub(super) fn refuse<T>(span: Range<usize>, problem: PolicyProblem) -> Result<T, Refusal> {
     Err(Refusal { span, problem })
 }
 
@@ -164,7 +148,7 @@ fn group(name: String, members: Spanned<Vec<Spanned<String>>>) -> Result<Group, 
 fn rule(raw: Spanned<RawRule>, groups: &HashMap<&str, usize>) -> Result<Rule, Refusal> {
     let raw = raw.into_inner();
     let name_span = raw.name.span();
-    let name = raw.name.into_inner();
+    let name = raw.name.get_ref().clone();
     if !valid_name(&name) {
         return refuse(name_span, PolicyProblem::BadName { what: "rule", name });
     }
@@ -175,27 +159,110 @@ fn rule(raw: Spanned<RawRule>, groups: &HashMap<&str, usize>) -> Result<Rule, Re
     if raw.who.get_ref().is_empty() {
         return refuse(raw.who.span(), empty("who"));
     }
-    if raw.connect.get_ref().is_empty() {
-        return refuse(raw.connect.span(), empty("connect"));
+    let empties = [
+        ("connect", empty_at(&raw.connect)),
+        ("ports", empty_at(&raw.ports)),
+        ("proto", empty_at(&raw.proto)),
+        ("listen", empty_at(&raw.listen)),
+        ("public_ports", empty_at(&raw.public_ports)),
+        ("services", empty_at(&raw.services)),
+    ];
+    if let Some((field, span)) = empties.into_iter().find_map(|(f, s)| Some((f, s?))) {
+        return refuse(span, empty(field));
     }
-    if raw.ports.get_ref().is_empty() {
-        return refuse(raw.ports.span(), empty("ports"));
-    }
-    let protos = match raw.proto {
-        None => vec![Proto::Tcp],
-        Some(p) if p.get_ref().is_empty() => return refuse(p.span(), empty("proto")),
-        Some(p) => p
-            .into_inner()
-            .into_iter()
-            .map(|p| match p {
-                RawProto::Tcp => Proto::Tcp,
-                RawProto::Udp => Proto::Udp,
-            })
-            .collect(),
-    };
+    grants(&raw)?;
 
+    let who = who(raw.who, &name, groups)?;
+    let (targets, ports, protos) = match (raw.connect, raw.ports) {
+        (Some(connect), Some(ports)) => {
+            let protos = match raw.proto {
+                None => vec![Proto::Tcp],
+                Some(p) => p
+                    .into_inner()
+                    .into_iter()
+                    .map(|p| match p {
+                        RawProto::Tcp => Proto::Tcp,
+                        RawProto::Udp => Proto::Udp,
+                    })
+                    .collect(),
+            };
+            (
+                targets(connect, &name)?,
+                port_list(ports, &name, false)?,
+                protos,
+            )
+        }
+        // `grants` refused every other combination that has either key.
+        _ => (Vec::new(), Vec::new(), Vec::new()),
+    };
+    let listen = services(raw.listen, &name, |rule, pattern, reason| {
+        PolicyProblem::BadListenPattern {
+            rule,
+            pattern,
+            reason,
+        }
+    })?;
+    let public_ports = match raw.public_ports {
+        Some(list) => port_list(list, &name, true)?,
+        None => Vec::new(),
+    };
+    let services = services(raw.services, &name, |rule, pattern, reason| {
+        PolicyProblem::BadServicePattern {
+            rule,
+            pattern,
+            reason,
+        }
+    })?;
+
+    Ok(Rule {
+        name,
+        who,
+        targets,
+        ports,
+        protos,
+        listen,
+        public_ports,
+        services,
+    })
+}
+
+/// Where `list` is, if it is given and empty.
+fn empty_at<T>(list: &Option<Spanned<Vec<T>>>) -> Option<Range<usize>> {
+    list.as_ref()
+        .filter(|l| l.get_ref().is_empty())
+        .map(Spanned::span)
+}
+
+/// Refuses a rule whose keys do not make a grant: `connect` and `ports` come together,
+/// `proto` only with them, and at least one of `connect`, `listen`, `public_ports` and
+/// `services` is given.
+fn grants(raw: &RawRule) -> Result<(), Refusal> {
+    let rule = raw.name.get_ref().clone();
+    match (&raw.connect, &raw.ports) {
+        (Some(connect), None) => {
+            return refuse(connect.span(), PolicyProblem::ConnectWithoutPorts { rule });
+        }
+        (None, Some(ports)) => {
+            return refuse(ports.span(), PolicyProblem::PortsWithoutConnect { rule });
+        }
+        _ => {}
+    }
+    if let (None, Some(proto)) = (&raw.connect, &raw.proto) {
+        return refuse(proto.span(), PolicyProblem::ProtoWithoutConnect { rule });
+    }
+    if raw.connect.is_none()
+        && raw.listen.is_none()
+        && raw.public_ports.is_none()
+        && raw.services.is_none()
+    {
+        return refuse(raw.name.span(), PolicyProblem::NoGrant { rule });
+    }
+    Ok(())
+}
+
+fn who(raw: RawList, name: &str, groups: &HashMap<&str, usize>) -> Result<Vec<Who>, Refusal> {
     let mut who = Vec::new();
-    for entry in raw.who.into_inner() {
+    for entry in raw.into_inner() {
         let span = entry.span();
         let entry = entry.into_inner();
         if entry == "*" {
@@ -204,17 +271,19 @@ fn rule(raw: Spanned<RawRule>, groups: &HashMap<&str, usize>) -> Result<Rule, Re
             match groups.get(group) {
                 Some(&i) => who.push(Who::Group(i)),
                 None => {
-                    let group = group.to_owned();
-                    return refuse(span, PolicyProblem::UnknownGroup { rule: name, group });
+                    let problem = PolicyProblem::UnknownGroup {
+                        rule: name.to_owned(),
+                        group: group.to_owned(),
+                    };
+                    return refuse(span, problem);
                 }
             }
         } else {
             match IdPattern::parse(&entry) {
                 Ok(p) => who.push(Who::Id(p)),
                 Err(reason) => {
-                    let owner = format!("rule {name:?}");
                     let problem = PolicyProblem::BadIdentityPattern {
-                        owner,
+                        owner: format!("rule {name:?}"),
                         pattern: entry,
                         reason,
                     };
@@ -223,89 +292,46 @@ fn rule(raw: Spanned<RawRule>, groups: &HashMap<&str, usize>) -> Result<Rule, Re
             }
         }
     }
+    Ok(who)
+}
 
+fn targets(raw: RawList, name: &str) -> Result<Vec<Target>, Refusal> {
     let mut targets = Vec::new();
-    for entry in raw.connect.into_inner() {
+    for entry in raw.into_inner() {
         match Target::parse(entry.get_ref()) {
             Ok(t) => targets.push(t),
             Err(reason) => {
                 let span = entry.span();
-                let target = entry.into_inner();
-                return refuse(
-                    span,
-                    PolicyProblem::BadTarget {
-                        rule: name,
-                        target,
-                        reason,
-                    },
-                );
-            }
-        }
-    }
-
-    let mut ports = Vec::new();
-    for entry in raw.ports.into_inner() {
-        match port_range(entry.get_ref()) {
-            Ok(r) => ports.push(r),
-            Err(reason) => {
-                let value = match entry.get_ref() {
-                    RawPort::Number(n) => n.to_string(),
-                    RawPort::Text(t) => format!("{t:?}"),
+                let problem = PolicyProblem::BadTarget {
+                    rule: name.to_owned(),
+                    target: entry.into_inner(),
+                    reason,
                 };
-                return refuse(
-                    entry.span(),
-                    PolicyProblem::BadPort {
-                        rule: name,
-                        value,
-                        reason,
-                    },
-                );
+                return refuse(span, problem);
             }
         }
     }
-
-    Ok(Rule {
-        name,
-        who,
-        targets,
-        ports,
-        protos,
-    })
+    Ok(targets)
 }
 
-/// A port or port range, inclusive, within 1..=65535.
-fn port_range(raw: &RawPort) -> Result<(u16, u16), String> {
-    let port = |n: i64| -> Result<u16, String> {
-        u16::try_from(n)
-            .ok()
-            .filter(|&p| p != 0)
-            .ok_or_else(|| "ports are 1 to 65535".to_owned())
-    };
-    let text_port = |s: &str| -> Result<u16, String> {
-        if s.is_empty() || s.len() > 5 || !s.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(format!(
-                r#"{s:?} is not a port; write 22, "8000-8100" or "*""#
-            ));
-        }
-        // At most five digits, so this fits.
-        port(s.parse::<i64>().map_err(|e| e.to_string())?)
-    };
-    match raw {
-        RawPort::Number(n) => port(*n).map(|p| (p, p)),
-        RawPort::Text(t) if t == "*" => Ok((1, u16::MAX)),
-        RawPort::Text(t) => match t.split_once('-') {
-            None => text_port(t).map(|p| (p, p)),
-            Some((lo, hi)) => {
-                let (lo, hi) = (text_port(lo)?, text_port(hi)?);
-                if lo > hi {
-                    return Err(format!(
-                        "the range is reversed; did you mean \"{hi}-{lo}\"?"
-                    ));
-                }
-                Ok((lo, hi))
+/// The entries of `listen` or `services`, refused with `bad(rule, pattern, reason)`;
+/// none if the key is absent.
+fn services(
+    raw: Option<RawList>,
+    name: &str,
+    bad: fn(String, String, String) -> PolicyProblem,
+) -> Result<Vec<ServicePattern>, Refusal> {
+    let mut patterns = Vec::new();
+    for entry in raw.map(Spanned::into_inner).unwrap_or_default() {
+        match ServicePattern::parse(entry.get_ref()) {
+            Ok(p) => patterns.push(p),
+            Err(reason) => {
+                let span = entry.span();
+                return refuse(span, bad(name.to_owned(), entry.into_inner(), reason));
             }
-        },
+        }
     }
+    Ok(patterns)
 }
 
 fn valid_name(name: &str) -> bool {
@@ -314,6 +340,8 @@ fn valid_name(name: &str) -> bool {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
+
+mod ports;
 
 #[cfg(test)]
 mod tests;

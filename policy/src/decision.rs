@@ -91,6 +91,27 @@ pub enum DenyReason {
         /// How that rule matched the destination.
         matched: MatchedBy,
     },
+    /// No rule's `listen` lets this identity register this service name.
+    NoListenNameRule {
+        /// The requesting identity's value.
+        who: String,
+        /// The requested service name.
+        name: String,
+    },
+    /// No rule's `public_ports` lets this identity have this port opened.
+    NoListenPortRule {
+        /// The requesting identity's value.
+        who: String,
+        /// The requested public port.
+        port: u16,
+    },
+    /// No rule's `services` lets this identity connect to this service.
+    NoServiceRule {
+        /// The requesting identity's value.
+        who: String,
+        /// The requested service name.
+        name: String,
+    },
 }
 
 impl fmt::Display for DenyReason {
@@ -128,6 +149,21 @@ impl fmt::Display for DenyReason {
                     "address {addr} is {range} and no rule names it (rule {rule:?} matched the {what})"
                 )
             }
+            // Names reaching a decision passed the codec, but the decision does not
+            // rely on it: anything unusual is escaped before it reaches a log line.
+            DenyReason::NoListenNameRule { who, name } => write!(
+                f,
+                "no rule allows {who} to listen on service {}",
+                name.escape_debug()
+            ),
+            DenyReason::NoListenPortRule { who, port } => {
+                write!(f, "no rule allows {who} to listen on public port {port}")
+            }
+            DenyReason::NoServiceRule { who, name } => write!(
+                f,
+                "no rule allows {who} to connect to service {}",
+                name.escape_debug()
+            ),
         }
     }
 }
@@ -178,5 +214,38 @@ mod tests {
         );
         assert!(!special.is_allow());
         assert_eq!(special.rule(), None);
+
+        let listen = DenyReason::NoListenNameRule {
+            who: "bob@corp".into(),
+            name: "alice-laptop".into(),
+        };
+        assert_eq!(
+            listen.to_string(),
+            "no rule allows bob@corp to listen on service alice-laptop"
+        );
+        let port = DenyReason::NoListenPortRule {
+            who: "bob@corp".into(),
+            port: 2222,
+        };
+        assert_eq!(
+            port.to_string(),
+            "no rule allows bob@corp to listen on public port 2222"
+        );
+        let service = DenyReason::NoServiceRule {
+            who: "bob@corp".into(),
+            name: "alice-laptop".into(),
+        };
+        assert_eq!(
+            service.to_string(),
+            "no rule allows bob@corp to connect to service alice-laptop"
+        );
+        let odd = DenyReason::NoServiceRule {
+            who: "bob@corp".into(),
+            name: "a\nb\u{1b}".into(),
+        };
+        assert_eq!(
+            odd.to_string(),
+            r"no rule allows bob@corp to connect to service a\nb\u{1b}"
+        );
     }
 }

@@ -88,7 +88,8 @@ pub enum PolicyProblem {
         /// The refused name.
         name: String,
     },
-    /// A rule's `who`, `connect`, `ports` or `proto` list is empty.
+    /// A rule's `who`, `connect`, `ports`, `proto`, `listen`, `public_ports` or
+    /// `services` list is empty.
     #[error("rule {rule:?}: `{field}` is empty; list at least one entry")]
     EmptyList {
         /// The rule.
@@ -134,6 +135,71 @@ pub enum PolicyProblem {
         value: String,
         /// What is wrong with it.
         reason: String,
+    },
+    /// A `public_ports` entry is out of 1..=65535, a reversed range, or not a port at
+    /// all.
+    #[error("rule {rule:?}: public port {value} is invalid: {reason}")]
+    BadPublicPort {
+        /// The rule.
+        rule: String,
+        /// The refused entry, as written.
+        value: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A `listen` entry is not a service name or a glob over service names (1 to 63
+    /// characters of `[a-z0-9_-]`, plus `*` in a glob).
+    #[error("rule {rule:?}: listen pattern {pattern:?} is invalid: {reason}")]
+    BadListenPattern {
+        /// The rule.
+        rule: String,
+        /// The refused entry.
+        pattern: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A `services` entry is not a service name or a glob over service names (1 to 63
+    /// characters of `[a-z0-9_-]`, plus `*` in a glob).
+    #[error("rule {rule:?}: services pattern {pattern:?} is invalid: {reason}")]
+    BadServicePattern {
+        /// The rule.
+        rule: String,
+        /// The refused entry.
+        pattern: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A rule has `connect` but no `ports`.
+    #[error(
+        "rule {rule:?}: missing field `ports`: `connect` needs the ports it allows, e.g. ports = [22]"
+    )]
+    ConnectWithoutPorts {
+        /// The rule.
+        rule: String,
+    },
+    /// A rule has `ports` but no `connect`. (Ports the server opens for a client are
+    /// `public_ports`.)
+    #[error(
+        "rule {rule:?}: missing field `connect`: `ports` are the ports of `connect` destinations; ports the server opens for `listen` are `public_ports`"
+    )]
+    PortsWithoutConnect {
+        /// The rule.
+        rule: String,
+    },
+    /// A rule has `proto` but no `connect`: `proto` applies to `connect` only.
+    #[error("rule {rule:?}: `proto` applies only to `connect`; remove it or add `connect`")]
+    ProtoWithoutConnect {
+        /// The rule.
+        rule: String,
+    },
+    /// A rule grants nothing: it has none of `connect`, `listen`, `public_ports` and
+    /// `services`.
+    #[error(
+        "rule {rule:?}: grants nothing; add `connect` (with `ports`), `listen`, `public_ports` or `services`"
+    )]
+    NoGrant {
+        /// The rule.
+        rule: String,
     },
 }
 

@@ -1,15 +1,20 @@
 //! Identity and access policy for tp.
 //!
 //! This crate reads a peer's [`Identity`] from its verified leaf certificate, parses the
-//! policy file into a [`Policy`], and answers one question: may this identity connect
-//! to this destination? Every answer is a [`Decision`] that names the allowing rule or
-//! explains the denial, so audit logs and `tp-server policy check` explain themselves.
+//! policy file into a [`Policy`], and answers four questions about an identity: may it
+//! connect to this destination, register this service name, have the server open this
+//! public port, connect to this registered service? Every answer is a [`Decision`] that
+//! names the allowing rule or explains the denial, so audit logs and `tp-server policy
+//! check` explain themselves.
 //!
 //! Destinations are checked twice: [`Policy::precheck_connect`] before DNS, so a denied
 //! name is never resolved, and [`Policy::decide_connect`] on the address actually
 //! dialed, where loopback, private, link-local, cloud metadata and other
 //! [special ranges](special_range) are refused unless a rule names them with a network
-//! inside the range. `docs/policy.md` is the specification.
+//! inside the range. Reverse tunnels are decided by [`Policy::decide_listen_name`],
+//! [`Policy::decide_listen_port`] and [`Policy::decide_service`]; service names and
+//! public ports are not addresses, so no range check applies to them. `docs/policy.md`
+//! is the specification.
 //!
 //! This crate performs no IO: it opens no files, touches no network, resolves no names
 //! and reads no clock (time, if ever needed, is passed in). Certificate *verification*

@@ -1,4 +1,5 @@
-//! Patterns of policy rules: `who` identity patterns and `connect` targets.
+//! Patterns of policy rules: `who` identity patterns, `connect` targets, and the
+//! service name patterns of `listen` and `services`.
 //!
 //! Every pattern is parsed once into a typed value; matching never fails and never
 //! allocates.
@@ -148,6 +149,77 @@ impl IdPattern {
     }
 }
 
+/// The longest service name, as `tp_proto`'s codec accepts it.
+pub(crate) const MAX_SERVICE_LEN: usize = 63;
+
+/// Whether `b` may appear in a service name: `[a-z0-9_-]`, as `tp_proto`'s codec accepts.
+fn service_char(b: u8) -> bool {
+    b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_'
+}
+
+/// Whether `name` is a service name the codec would accept: 1 to 63 characters of
+/// `[a-z0-9_-]`.
+pub(crate) fn valid_service_name(name: &str) -> bool {
+    (1..=MAX_SERVICE_LEN).contains(&name.len()) && name.bytes().all(service_char)
+}
+
+/// A pattern over service names (`listen`, `services`): an exact name or a glob.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum ServicePattern {
+    /// Matches exactly this name, e.g. `alice-laptop`.
+    Exact(String),
+    /// Matches names matching the glob, e.g. `*-laptop` or `*`.
+    Glob(Glob),
+}
+
+impl ServicePattern {
+    /// Parses a service name pattern: a service name (1 to 63 characters of
+    /// `[a-z0-9_-]`), or such characters and at least one `*`. Nothing is canonicalized:
+    /// a pattern that could never match a name the codec accepts is refused.
+    pub(crate) fn parse(s: &str) -> Result<ServicePattern, String> {
+        const CHARS: &str = "1 to 63 characters of a-z, 0-9, '-' and '_'";
+        if s.is_empty() {
+            return Err("a service name pattern cannot be empty".to_owned());
+        }
+        if s.contains('.') {
+            return Err(format!("service names have no dots; they are {CHARS}"));
+        }
+        let allowed = |c: char| c == '*' || u8::try_from(c).is_ok_and(service_char);
+        if let Some(c) = s.chars().find(|&c| !allowed(c) && !c.is_ascii_uppercase()) {
+            return Err(format!(
+                "{c:?} cannot appear in a service name; names are {CHARS}"
+            ));
+        }
+        let literal = s.bytes().filter(|&b| b != b'*').count();
+        if literal > MAX_SERVICE_LEN {
+            return Err(format!(
+                "service names are at most {MAX_SERVICE_LEN} characters"
+            ));
+        }
+        if s.chars().any(|c| c.is_ascii_uppercase()) {
+            let lower = s.to_ascii_lowercase();
+            return Err(format!(
+                "service names are lowercase; did you mean {lower:?}?"
+            ));
+        }
+        Ok(if s.contains('*') {
+            ServicePattern::Glob(Glob(s.to_owned()))
+        } else {
+            ServicePattern::Exact(s.to_owned())
+        })
+    }
+
+    /// Whether the service name `name` matches. A name the codec would refuse never
+    /// matches, not even `*`.
+    pub(crate) fn matches(&self, name: &str) -> bool {
+        valid_service_name(name)
+            && match self {
+                ServicePattern::Exact(e) => e == name,
+                ServicePattern::Glob(g) => g.matches(name),
+            }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -269,6 +341,55 @@ mod tests {
         assert!(g.matches("spiffe://corp/ops/bob"));
         for bad in ["", " alice", "alice ", "a\nb"] {
             assert!(IdPattern::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn service_patterns() {
+        let exact = ServicePattern::parse("alice-laptop").unwrap();
+        assert_eq!(exact, ServicePattern::Exact("alice-laptop".into()));
+        assert!(exact.matches("alice-laptop"));
+        assert!(!exact.matches("alice-laptop2"));
+        let glob = ServicePattern::parse("*-laptop").unwrap();
+        assert_eq!(glob, ServicePattern::Glob(Glob("*-laptop".into())));
+        for (name, want) in [
+            ("alice-laptop", true),
+            ("-laptop", true),
+            ("a_b-laptop", true),
+            ("laptop", false),
+            ("alice-laptop-2", false),
+        ] {
+            assert_eq!(glob.matches(name), want, "{name}");
+        }
+        let any = ServicePattern::parse("*").unwrap();
+        assert!(any.matches("x"));
+        assert!(any.matches(&"a".repeat(63)));
+        // Names the codec refuses match nothing, not even `*`.
+        for bad in ["", "Alice", "a.b", "a b", "é", &"a".repeat(64)] {
+            assert!(!any.matches(bad), "{bad:?}");
+        }
+        assert!(ServicePattern::parse(&"a".repeat(63)).is_ok());
+        assert!(ServicePattern::parse(&format!("*{}*", "a".repeat(63))).is_ok());
+    }
+
+    #[test]
+    fn bad_service_patterns_are_refused_with_a_reason() {
+        for (bad, reason) in [
+            ("", "cannot be empty"),
+            ("Alice-Laptop", r#"lowercase; did you mean "alice-laptop"?"#),
+            ("*-Laptop", r#"lowercase; did you mean "*-laptop"?"#),
+            ("alice.laptop", "no dots"),
+            ("*.internal", "no dots"),
+            ("Alice laptop", "' ' cannot appear"),
+            ("alice laptop", "' ' cannot appear"),
+            ("laptop?", "'?' cannot appear"),
+            ("lâptop", "'â' cannot appear"),
+            ("group:ops", "':' cannot appear"),
+            (&"a".repeat(64), "at most 63"),
+            (&format!("*{}", "a".repeat(64)), "at most 63"),
+        ] {
+            let err = ServicePattern::parse(bad).unwrap_err();
+            assert!(err.contains(reason), "{bad:?}: {err}");
         }
     }
 }

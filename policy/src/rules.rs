@@ -1,8 +1,9 @@
-//! The policy: groups and rules, and the two decisions made with them.
+//! The policy: groups and rules, and the decisions made with them.
 //!
-//! Default deny; rules only allow. A request is checked twice: before DNS
+//! Default deny; rules only allow. A connect request is checked twice: before DNS
 //! ([`Policy::precheck_connect`], so a denied name is never resolved) and on the address
-//! that will actually be dialed ([`Policy::decide_connect`]). See `docs/policy.md`.
+//! that will actually be dialed ([`Policy::decide_connect`]). Reverse tunnels are
+//! decided in the `reverse` submodule. See `docs/policy.md`.
 
 use std::net::IpAddr;
 
@@ -13,7 +14,7 @@ use crate::cidr::Cidr;
 use crate::decision::{Decision, DenyReason, MatchedBy};
 use crate::error::PolicyError;
 use crate::identity::Identity;
-use crate::pattern::{IdPattern, Target};
+use crate::pattern::{IdPattern, ServicePattern, Target};
 
 /// A parsed policy: named groups of identity patterns and allow rules, in file order.
 #[derive(Debug, Clone, Default)]
@@ -29,15 +30,23 @@ pub(crate) struct Group {
     pub(crate) members: Vec<IdPattern>,
 }
 
-/// One `[[rule]]`: who may connect where, on which ports and protocols.
+/// One `[[rule]]`: who may connect where, on which ports and protocols; which service
+/// names and public ports they may listen on; which services they may reach. A grant
+/// the rule does not give is an empty list, which matches nothing.
 #[derive(Debug, Clone)]
 pub(crate) struct Rule {
     pub(crate) name: String,
     pub(crate) who: Vec<Who>,
     pub(crate) targets: Vec<Target>,
-    /// Inclusive port ranges, each within 1..=65535.
+    /// Inclusive port ranges of `connect`, each within 1..=65535.
     pub(crate) ports: Vec<(u16, u16)>,
     pub(crate) protos: Vec<Proto>,
+    /// Service names the rule lets `who` register.
+    pub(crate) listen: Vec<ServicePattern>,
+    /// Inclusive ranges of public ports the rule lets `who` open, each within 1..=65535.
+    pub(crate) public_ports: Vec<(u16, u16)>,
+    /// Service names the rule lets `who` connect to.
+    pub(crate) services: Vec<ServicePattern>,
 }
 
 /// One entry of a rule's `who`.
@@ -226,6 +235,8 @@ fn no_rule(who: &Identity, proto: Proto, host: &Host, port: u16, addr: Option<Ip
         },
     }
 }
+
+mod reverse;
 
 #[cfg(test)]
 mod tests;

@@ -1,19 +1,27 @@
-//! The example policy in `docs/policy.md` parses, and decides as its examples table says.
+//! The example policies in `docs/policy.md` parse, and decide as their tables say.
 
 use std::net::IpAddr;
 
 use policy::{ConnectRequest, Decision, Identity, IdentityKind, Policy};
 use tp_proto::{Host, Proto};
 
-fn doc_policy() -> Policy {
+/// The first toml example of `docs/policy.md` after the line `after` (from the start
+/// if empty).
+fn doc_policy_after(after: &str) -> Policy {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/policy.md");
     let doc = std::fs::read_to_string(path).expect("docs/policy.md is readable");
-    let start = doc
-        .find("```toml\n")
-        .expect("docs/policy.md has a toml example")
+    let from = doc.find(after).expect("docs/policy.md has the section");
+    let start = from
+        + doc[from..]
+            .find("```toml\n")
+            .expect("docs/policy.md has a toml example")
         + 8;
     let len = doc[start..].find("```").expect("the toml example ends");
     Policy::from_toml(&doc[start..start + len], "docs/policy.md").expect("the example parses")
+}
+
+fn doc_policy() -> Policy {
+    doc_policy_after("")
 }
 
 /// Both server steps; the precheck's denial if it denies, else the decision on `addr`.
@@ -139,4 +147,51 @@ fn the_examples_table_is_true() {
     let carol = Identity::new(IdentityKind::Uri, "spiffe://corp/sre/carol");
     let d = check(&p, &carol, tcp, "169.254.169.254", 80, None);
     assert_eq!(d.to_string(), r#"allow (rule "sre-metadata")"#);
+}
+
+#[test]
+fn the_reverse_tunnel_table_is_true() {
+    let p = doc_policy_after("\n## Reverse tunnels\n");
+    assert_eq!(p.rule_count(), 4);
+    let alice = Identity::new(IdentityKind::Email, "alice@corp.example");
+    let bob = Identity::new(IdentityKind::Email, "bob@corp.example");
+    let carol = Identity::new(IdentityKind::Uri, "spiffe://corp/ops/carol");
+    let bastion = Identity::new(IdentityKind::Uri, "spiffe://corp/ops/bastion");
+    let cases: [(Decision, &str); 8] = [
+        (
+            p.decide_listen_name(&alice, "alice-laptop"),
+            r#"allow (rule "own-laptop")"#,
+        ),
+        (
+            p.decide_listen_name(&bob, "alice-laptop"),
+            r#"allow (rule "laptops")"#,
+        ),
+        (
+            p.decide_listen_name(&bob, "bob-desktop"),
+            "deny: no rule allows bob@corp.example to listen on service bob-desktop",
+        ),
+        (
+            p.decide_service(&carol, "alice-laptop"),
+            r#"allow (rule "reach-laptops")"#,
+        ),
+        (
+            p.decide_service(&alice, "alice-laptop"),
+            "deny: no rule allows alice@corp.example to connect to service alice-laptop",
+        ),
+        (
+            p.decide_listen_port(&bastion, 2222),
+            r#"allow (rule "public-ssh")"#,
+        ),
+        (
+            p.decide_listen_port(&bastion, 22),
+            "deny: no rule allows spiffe://corp/ops/bastion to listen on public port 22",
+        ),
+        (
+            p.decide_listen_port(&alice, 2222),
+            "deny: no rule allows alice@corp.example to listen on public port 2222",
+        ),
+    ];
+    for (i, (got, want)) in cases.iter().enumerate() {
+        assert_eq!(got.to_string(), *want, "row {}", i + 1);
+    }
 }

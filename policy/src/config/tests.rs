@@ -268,3 +268,156 @@ fn errors_never_panic_on_odd_input() {
         assert!(Policy::from_toml(text, "p").is_err(), "{text:?}");
     }
 }
+
+/// A rule named "r1" for anyone, with `keys` (one per line) after `who` on line 3.
+fn reverse_rule(keys: &str) -> String {
+    format!("[[rule]]\nname = \"r1\"\nwho = [\"*\"]\n{keys}\n")
+}
+
+#[test]
+fn parses_reverse_tunnel_grants() {
+    let text = reverse_rule(
+        "listen = [\"alice-laptop\", \"*-laptop\", \"*\"]\npublic_ports = [2222, \"2200-2299\"]\nservices = [\"db_1\"]",
+    );
+    let p = Policy::from_toml(&text, "p").unwrap();
+    let r = &p.rules[0];
+    assert_eq!(
+        r.listen,
+        [
+            ServicePattern::parse("alice-laptop").unwrap(),
+            ServicePattern::parse("*-laptop").unwrap(),
+            ServicePattern::parse("*").unwrap(),
+        ]
+    );
+    assert_eq!(r.public_ports, vec![(2222, 2222), (2200, 2299)]);
+    assert_eq!(r.services, [ServicePattern::parse("db_1").unwrap()]);
+    // No `connect`: nothing to connect to, on no port, by no protocol.
+    assert!(r.targets.is_empty() && r.ports.is_empty() && r.protos.is_empty());
+    // Each grant alone is a rule.
+    for keys in [
+        "listen = [\"a\"]",
+        "public_ports = [\"*\"]",
+        "services = [\"a\"]",
+    ] {
+        assert!(
+            Policy::from_toml(&reverse_rule(keys), "p").is_ok(),
+            "{keys}"
+        );
+    }
+    // A connect rule keeps its defaults and has no reverse grants.
+    let p = Policy::from_toml(EXAMPLE, "p").unwrap();
+    let ops = &p.rules[0];
+    assert!(ops.listen.is_empty() && ops.public_ports.is_empty() && ops.services.is_empty());
+}
+
+#[test]
+fn connect_and_ports_come_together() {
+    let (at, p) = problem(&reverse_rule("connect = [\"*.internal\"]"));
+    assert_eq!(p, PolicyProblem::ConnectWithoutPorts { rule: "r1".into() });
+    assert_eq!(at, "4:11");
+    assert_eq!(
+        err(&reverse_rule("connect = [\"*.internal\"]")).to_string(),
+        "p.toml:4:11: rule \"r1\": missing field `ports`: `connect` needs the ports it allows, \
+         e.g. ports = [22]"
+    );
+    // Also when the rule grants something else.
+    let (at, p) = problem(&reverse_rule("listen = [\"a\"]\nports = [2222]"));
+    assert_eq!(p, PolicyProblem::PortsWithoutConnect { rule: "r1".into() });
+    assert_eq!(at, "5:9");
+    let (_, p) = problem(&reverse_rule("services = [\"a\"]\nconnect = [\"x.y\"]"));
+    assert_eq!(p, PolicyProblem::ConnectWithoutPorts { rule: "r1".into() });
+}
+
+#[test]
+fn proto_needs_connect() {
+    let (at, p) = problem(&reverse_rule("services = [\"a\"]\nproto = [\"udp\"]"));
+    assert_eq!(p, PolicyProblem::ProtoWithoutConnect { rule: "r1".into() });
+    assert_eq!(at, "5:9");
+    assert_eq!(
+        p.to_string(),
+        "rule \"r1\": `proto` applies only to `connect`; remove it or add `connect`"
+    );
+}
+
+#[test]
+fn a_rule_must_grant_something() {
+    let (at, p) = problem(&reverse_rule(""));
+    assert_eq!(p, PolicyProblem::NoGrant { rule: "r1".into() });
+    assert_eq!(at, "2:8");
+    assert_eq!(
+        p.to_string(),
+        "rule \"r1\": grants nothing; add `connect` (with `ports`), `listen`, `public_ports` \
+         or `services`"
+    );
+}
+
+#[test]
+fn empty_reverse_lists_are_refused() {
+    for field in ["listen", "public_ports", "services"] {
+        let (at, p) = problem(&reverse_rule(&format!("{field} = []")));
+        match p {
+            PolicyProblem::EmptyList { rule, field: f } => {
+                assert_eq!((rule.as_str(), f), ("r1", field));
+            }
+            other => panic!("{field}: {other}"),
+        }
+        assert!(at.starts_with("4:"), "{field}: {at}");
+    }
+}
+
+#[test]
+fn bad_service_patterns_name_the_key_and_the_place() {
+    let e = err(&reverse_rule("listen = [\"alice-laptop\", \"Bob-Laptop\"]"));
+    assert_eq!(
+        e.to_string(),
+        "p.toml:4:27: rule \"r1\": listen pattern \"Bob-Laptop\" is invalid: \
+         service names are lowercase; did you mean \"bob-laptop\"?"
+    );
+    let e = err(&reverse_rule("services = [\"db.internal\"]"));
+    assert_eq!(
+        e.to_string(),
+        "p.toml:4:13: rule \"r1\": services pattern \"db.internal\" is invalid: \
+         service names have no dots; they are 1 to 63 characters of a-z, 0-9, '-' and '_'"
+    );
+    for keys in [r#"listen = [""]"#, r#"listen = ["a b"]"#] {
+        let (_, p) = problem(&reverse_rule(keys));
+        assert!(
+            matches!(p, PolicyProblem::BadListenPattern { .. }),
+            "{keys}: {p}"
+        );
+    }
+    for keys in [r#"services = ["group:ops"]"#, r#"services = ["a", "é"]"#] {
+        let (_, p) = problem(&reverse_rule(keys));
+        assert!(
+            matches!(p, PolicyProblem::BadServicePattern { .. }),
+            "{keys}: {p}"
+        );
+    }
+}
+
+#[test]
+fn bad_public_ports_are_refused_as_public_ports() {
+    for (value, reason) in [
+        ("[0]", "1 to 65535"),
+        ("[65536]", "1 to 65535"),
+        (r#"["2300-2200"]"#, "reversed"),
+        (r#"["ssh"]"#, "not a port"),
+    ] {
+        let (at, p) = problem(&reverse_rule(&format!("public_ports = {value}")));
+        assert!(at.starts_with("4:"), "{value}: {at}");
+        match p {
+            PolicyProblem::BadPublicPort {
+                rule, reason: r, ..
+            } => {
+                assert_eq!(rule, "r1");
+                assert!(r.contains(reason), "{value}: {r}");
+            }
+            other => panic!("{value}: {other}"),
+        }
+    }
+    let (_, p) = problem(&reverse_rule("public_ports = [0]"));
+    assert_eq!(
+        p.to_string(),
+        "rule \"r1\": public port 0 is invalid: ports are 1 to 65535"
+    );
+}
