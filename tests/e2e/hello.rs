@@ -228,13 +228,13 @@ async fn hostile_hellos_get_error_answers_and_the_server_keeps_serving(transport
         "udp",
     )
     .await;
-    // Understood but not offered by this server.
+    // Reverse tunnels are decided by policy too: this one grants no `listen`.
     expect_answer(
         &server,
         transport,
         b"{\"v\":1,\"op\":\"listen\",\"name\":\"laptop\"}\n",
-        "unsupported",
-        "listen",
+        "denied",
+        "listen on service laptop",
     )
     .await;
     assert_eq!(target.accepted(), 0, "no hostile hello reached the target");

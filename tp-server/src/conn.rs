@@ -1,15 +1,15 @@
 //! One accepted TCP connection: TLS handshake under a total deadline, identity from
 //! the verified certificate, then one tunnel request ([`crate::session`]).
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tokio::net::TcpStream;
-use tokio_util::sync::CancellationToken;
 use tp_proto::ALPN_TP_V1;
 use tracing::{Span, debug, info};
 
-use crate::server::Shared;
-use crate::session;
+use crate::server::{RunContext, Shared};
+use crate::session::{self, Origin};
 use crate::slots::HandshakeSlot;
 
 /// Serves one connection to its end. Never panics on peer input; every outcome is
@@ -18,8 +18,9 @@ use crate::slots::HandshakeSlot;
 pub(crate) async fn serve(
     shared: Arc<Shared>,
     tcp: TcpStream,
+    peer: SocketAddr,
     slot: HandshakeSlot,
-    draining: CancellationToken,
+    ctx: RunContext,
 ) {
     let _ = tcp.set_nodelay(true);
     let handshake =
@@ -53,7 +54,17 @@ pub(crate) async fn serve(
     Span::current().record("id", tracing::field::display(&who));
     debug!("TLS established");
 
-    session::serve(&shared, tls, &who, &draining, None).await;
+    let chain = tls_conn
+        .peer_certificates()
+        .map(|c| c.iter().map(|c| c.clone().into_owned()).collect())
+        .unwrap_or_default();
+    let origin = Origin {
+        peer,
+        quic: None,
+        chain,
+        ctx,
+    };
+    session::serve(&shared, tls, &who, origin).await;
 }
 
 /// The rustls error inside a failed handshake, if the failure was a TLS verdict

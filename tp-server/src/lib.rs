@@ -6,9 +6,11 @@
 //! Tunnels arrive over TLS/TCP ([`conn`]) or as QUIC streams on the same port over
 //! UDP ([`quic`]); both hand an authenticated byte stream to [`session`].
 //!
-//! What it does not do (yet): reverse tunnels (`listen`/`accept`), UDP tunnels, the
-//! shared-443 website/Signal demux, reload on file change (SIGHUP reloads). Those
-//! hellos are answered `unsupported`.
+//! Reverse tunnels (`listen`, `accept`, `connect` to a service) live in
+//! [`reverse`].
+//!
+//! What it does not do (yet): the shared-443 website/Signal demux, reload on file
+//! change (SIGHUP reloads).
 
 pub mod cli;
 pub mod config;
@@ -20,6 +22,7 @@ mod audit;
 mod conn;
 mod listeners;
 mod quic;
+mod reverse;
 mod server;
 mod session;
 mod slots;

@@ -22,8 +22,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use crate::config::{Config, Limits, QuicSettings};
+use crate::config::{Config, Limits, QuicSettings, ReverseSettings};
 use crate::listeners::Listeners;
+use crate::reverse::registry::Registry;
 use crate::slots::{HandshakeSlots, KeyedSlots, Source, TunnelSlots};
 use crate::{conn, quic};
 
@@ -51,6 +52,9 @@ pub(crate) struct Shared {
     pub(crate) listen: SocketAddr,
     /// Open tunnels per identity; the same counter across reloads.
     pub(crate) tunnels: Arc<TunnelSlots>,
+    pub(crate) reverse: ReverseSettings,
+    /// Exposed services and public ports; the same registry across reloads.
+    pub(crate) registry: Arc<Registry>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -97,6 +101,7 @@ impl Shared {
         config: Config,
         listen: SocketAddr,
         tunnels: Arc<TunnelSlots>,
+        registry: Arc<Registry>,
     ) -> Result<Shared, RunError> {
         let verifier = crate::tls::client_verifier(&config.tls)?;
         let tls = crate::tls::server_config_with(&config.tls, verifier.clone())?;
@@ -109,7 +114,24 @@ impl Shared {
             limits: config.limits,
             listen,
             tunnels,
+            reverse: config.reverse,
+            registry,
         })
+    }
+
+    /// Runs the current configuration's client verifier on `chain` again, now:
+    /// a certificate that expired, was revoked or lost its CA since its
+    /// handshake fails.
+    pub(crate) fn reverify(
+        &self,
+        chain: &[rustls_pki_types::CertificateDer<'static>],
+    ) -> Result<(), rustls::Error> {
+        let (leaf, intermediates) = chain
+            .split_first()
+            .ok_or(rustls::Error::NoCertificatesPresented)?;
+        self.verifier
+            .verify_client_cert(leaf, intermediates, rustls_pki_types::UnixTime::now())
+            .map(|_| ())
     }
 
     fn quic_config(&self) -> Result<quinn::ServerConfig, RunError> {
@@ -145,7 +167,7 @@ pub async fn run_with_reload(
     let quic_wanted = config.quic.enabled;
     let endpoint_config = crate::tls::quic_endpoint_config(&config.tls.key);
     let tunnels = TunnelSlots::new(config.limits.max_tunnels_per_identity);
-    let first = Arc::new(Shared::new(config, listen, tunnels)?);
+    let first = Arc::new(Shared::new(config, listen, tunnels, Arc::default())?);
     let (shared_tx, shared_rx) = watch::channel(first.clone());
     let ctx = RunContext {
         shared: shared_rx,
@@ -246,11 +268,11 @@ pub async fn run_with_reload(
         );
         let shared = ctx.current();
         let force = ctx.force.clone();
-        let draining = ctx.draining.clone();
+        let conn_ctx = ctx.clone();
         ctx.tracker.spawn(
             async move {
                 tokio::select! {
-                    () = conn::serve(shared, tcp, slot, draining) => {}
+                    () = conn::serve(shared, tcp, peer, slot, conn_ctx) => {}
                     () = force.cancelled() => debug!("closed by shutdown deadline"),
                 }
                 drop(permit);
@@ -315,7 +337,12 @@ fn reload_into(
             warn!(listen = %current.listen, "{field} changes only on restart; keeping the running value");
         }
     }
-    match Shared::new(config, current.listen, current.tunnels.clone()) {
+    match Shared::new(
+        config,
+        current.listen,
+        current.tunnels.clone(),
+        current.registry.clone(),
+    ) {
         Ok(mut next) => {
             next.limits.max_connections = current.limits.max_connections;
             next.limits.max_handshakes_per_source = current.limits.max_handshakes_per_source;

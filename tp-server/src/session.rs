@@ -2,6 +2,7 @@
 //! it (a TLS/TCP connection, or one QUIC stream): the hello under its total
 //! deadline, the drain and per-identity checks, then the tunnel handler.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -10,13 +11,13 @@ use rustls_pki_types::CertificateDer;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
-use tokio_util::sync::CancellationToken;
 use tp_net::message::{ReadMessageError, read_message};
 use tp_proto::{Answer, ErrorCode, Hello};
 use tracing::{debug, info};
 
 use crate::audit;
-use crate::server::Shared;
+use crate::reverse;
+use crate::server::{RunContext, Shared};
 use crate::tunnel;
 use crate::tunnel::udp::DatagramPath;
 
@@ -35,6 +36,19 @@ impl TunnelStream for TlsStream<TcpStream> {
     /// Nothing to do now: dropped without `close_notify`, the connection ends in
     /// a way the client reports as broken.
     fn abort(&mut self) {}
+}
+
+impl TunnelStream for TcpStream {
+    /// A reset (zero linger), so the peer sees a failure rather than an end.
+    fn abort(&mut self) {
+        let _ = socket2::SockRef::from(&*self).set_linger(Some(Duration::ZERO));
+    }
+}
+
+impl TunnelStream for Box<dyn TunnelStream> {
+    fn abort(&mut self) {
+        (**self).abort();
+    }
 }
 
 impl TunnelStream for tp_net::quic::QuicStream {
@@ -62,15 +76,25 @@ pub(crate) fn identity(chain: Option<&[CertificateDer<'_>]>) -> Option<Identity>
     }
 }
 
+/// Where a tunnel request came from, and what its handler may need of it.
+pub(crate) struct Origin {
+    /// The client's address (over QUIC: when the stream opened).
+    pub(crate) peer: SocketAddr,
+    /// The stream's QUIC connection and its datagram path; `None` over TLS/TCP.
+    pub(crate) quic: Option<DatagramPath>,
+    /// The client's verified chain, leaf first, to verify again later.
+    pub(crate) chain: std::sync::Arc<[CertificateDer<'static>]>,
+    /// The server run: drain and shutdown tokens, the task tracker.
+    pub(crate) ctx: RunContext,
+}
+
 /// Serves one tunnel request from `who` on `stream` to its end. A hello that arrives
-/// once `draining` is cancelled gets `busy`. `datagrams` is the QUIC datagram path
-/// of the stream's connection, for UDP tunnels.
-pub(crate) async fn serve<S: TunnelStream>(
+/// once the drain has started gets `busy`.
+pub(crate) async fn serve<S: TunnelStream + 'static>(
     shared: &Shared,
     mut stream: S,
     who: &Identity,
-    draining: &CancellationToken,
-    datagrams: Option<DatagramPath>,
+    origin: Origin,
 ) {
     let mut buf = BytesMut::with_capacity(1024);
     let read = read_message(&mut stream, &mut buf, tp_proto::decode_hello);
@@ -92,7 +116,7 @@ pub(crate) async fn serve<S: TunnelStream>(
         }
         Ok(Ok(hello)) => hello,
     };
-    if draining.is_cancelled() {
+    if origin.ctx.draining.is_cancelled() {
         info!(op = hello.op(), "hello refused: server is shutting down");
         let answer = Answer::err(ErrorCode::Busy, "server is shutting down; retry shortly");
         finish(&mut stream, &answer).await;
@@ -109,7 +133,9 @@ pub(crate) async fn serve<S: TunnelStream>(
     };
 
     match hello {
-        Hello::Connect(c) => tunnel::connect::serve(shared, stream, who, c, buf, datagrams).await,
+        Hello::Connect(c) => tunnel::connect::serve(shared, stream, who, c, buf, origin).await,
+        Hello::Listen(l) => reverse::control::serve(shared, stream, who, l, origin).await,
+        Hello::Accept(a) => reverse::accept::serve(shared, stream, who, a, buf, &origin).await,
         other => {
             let why = format!("{} is not supported by this server yet", other.op());
             audit::refused_op(who, other.op(), &why);

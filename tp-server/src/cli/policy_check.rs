@@ -1,4 +1,5 @@
-//! `tp-server policy check --cert C --connect HOST:PORT`: explain a decision.
+//! `tp-server policy check --cert C --connect HOST:PORT` (or `--listen NAME`,
+//! `--public-port PORT`, `--service NAME`): explain a decision.
 
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
@@ -12,15 +13,29 @@ use crate::Config;
 
 /// Arguments of `tp-server policy check`.
 #[derive(Debug, clap::Args)]
+#[command(group(
+    clap::ArgGroup::new("request")
+        .required(true)
+        .args(["connect", "listen", "public_port", "service"])
+))]
 pub struct PolicyCheckArgs {
     /// The client certificate (PEM) whose identity to check. Its chain is not verified here.
     #[arg(long, value_name = "PEM")]
     pub cert: PathBuf,
     /// The target, HOST:PORT (IPv6 in brackets: [::1]:22).
     #[arg(long, value_name = "HOST:PORT")]
-    pub connect: String,
+    pub connect: Option<String>,
+    /// Instead: may this identity expose a service under NAME (`tp expose --name`)?
+    #[arg(long, value_name = "NAME")]
+    pub listen: Option<String>,
+    /// Instead: may this identity open public PORT (`tp expose --public`)?
+    #[arg(long, value_name = "PORT")]
+    pub public_port: Option<u16>,
+    /// Instead: may this identity connect to the exposed service NAME?
+    #[arg(long, value_name = "NAME")]
+    pub service: Option<String>,
     /// UDP instead of TCP.
-    #[arg(long)]
+    #[arg(long, requires = "connect")]
     pub udp: bool,
     /// Use this policy file instead of the one the server config names.
     #[arg(long, value_name = "FILE", conflicts_with = "config")]
@@ -35,7 +50,7 @@ pub struct PolicyCheckArgs {
     pub config: PathBuf,
     /// Check these addresses instead of resolving HOST (repeatable), to see what a
     /// given DNS answer would mean.
-    #[arg(long, value_name = "IP")]
+    #[arg(long, value_name = "IP", requires = "connect")]
     pub resolve: Vec<IpAddr>,
 }
 
@@ -68,8 +83,6 @@ fn split_host_port(s: &str) -> anyhow::Result<(Host, u16)> {
 
 /// Prints the identity, the pre-DNS decision and the decision for each address.
 pub fn check(args: &PolicyCheckArgs, out: &mut dyn Write) -> anyhow::Result<Verdict> {
-    let (host, port) = split_host_port(&args.connect)?;
-    let proto = if args.udp { Proto::Udp } else { Proto::Tcp };
     let policy = match &args.policy {
         Some(path) => {
             let text =
@@ -92,6 +105,33 @@ pub fn check(args: &PolicyCheckArgs, out: &mut dyn Write) -> anyhow::Result<Verd
             format!(", groups: {}", groups.join(", "))
         }
     )?;
+    let reverse = match (&args.listen, args.public_port, &args.service) {
+        (Some(name), _, _) => Some((
+            format!("listen on service {name}"),
+            policy.decide_listen_name(&who, name),
+        )),
+        (_, Some(port), _) => Some((
+            format!("listen on public port {port}"),
+            policy.decide_listen_port(&who, port),
+        )),
+        (_, _, Some(name)) => Some((
+            format!("connect to service {name}"),
+            policy.decide_service(&who, name),
+        )),
+        _ => None,
+    };
+    if let Some((request, decision)) = reverse {
+        writeln!(out, "request   {request}")?;
+        writeln!(out, "result    {decision}")?;
+        return Ok(if decision.is_allow() {
+            Verdict::Allowed
+        } else {
+            Verdict::Denied
+        });
+    }
+    let connect = args.connect.as_deref().unwrap_or_default();
+    let (host, port) = split_host_port(connect)?;
+    let proto = if args.udp { Proto::Udp } else { Proto::Tcp };
     writeln!(out, "request   connect {proto} {host}:{port}")?;
 
     let pre = policy.precheck_connect(&who, proto, &host, port);
@@ -147,7 +187,76 @@ pub fn check(args: &PolicyCheckArgs, out: &mut dyn Write) -> anyhow::Result<Verd
 
 #[cfg(test)]
 mod tests {
+    use std::time::{Duration, SystemTime};
+
     use super::*;
+    use crate::pki::{Ca, LeafSpec, Validity};
+
+    fn args(dir: &std::path::Path) -> PolicyCheckArgs {
+        let validity = Validity::for_ttl(SystemTime::now(), Duration::from_secs(3_600));
+        let ca = Ca::generate("test CA", validity).unwrap();
+        let alice = ca.issue(&LeafSpec::client("alice@test", validity)).unwrap();
+        alice.save(dir, "alice").unwrap();
+        let policy = dir.join("policy.toml");
+        std::fs::write(
+            &policy,
+            "[[rule]]\nname = \"laptops\"\nwho = [\"alice@test\"]\nlisten = [\"alice-*\"]\npublic_ports = [\"2200-2299\"]\nservices = [\"db\"]\n",
+        )
+        .unwrap();
+        PolicyCheckArgs {
+            cert: dir.join("alice.pem"),
+            connect: None,
+            listen: None,
+            public_port: None,
+            service: None,
+            udp: false,
+            policy: Some(policy),
+            config: PathBuf::new(),
+            resolve: Vec::new(),
+        }
+    }
+
+    fn run(args: &PolicyCheckArgs) -> (Verdict, String) {
+        let mut out = Vec::new();
+        let verdict = check(args, &mut out).unwrap();
+        (verdict, String::from_utf8(out).unwrap())
+    }
+
+    #[test]
+    fn reverse_tunnel_requests_are_explained() {
+        let dir = tempfile::tempdir().unwrap();
+        let listen = |name: &str| PolicyCheckArgs {
+            listen: Some(name.into()),
+            ..args(dir.path())
+        };
+        let (verdict, text) = run(&listen("alice-laptop"));
+        assert_eq!(verdict, Verdict::Allowed, "{text}");
+        assert!(
+            text.contains("request   listen on service alice-laptop"),
+            "{text}"
+        );
+        assert!(
+            text.contains("result    allow (rule \"laptops\")"),
+            "{text}"
+        );
+        assert_eq!(run(&listen("bob-laptop")).0, Verdict::Denied);
+
+        let port = |p: u16| PolicyCheckArgs {
+            public_port: Some(p),
+            ..args(dir.path())
+        };
+        assert_eq!(run(&port(2222)).0, Verdict::Allowed);
+        let (verdict, text) = run(&port(2300));
+        assert_eq!(verdict, Verdict::Denied);
+        assert!(text.contains("result    deny: "), "{text}");
+
+        let service = |name: &str| PolicyCheckArgs {
+            service: Some(name.into()),
+            ..args(dir.path())
+        };
+        assert_eq!(run(&service("db")).0, Verdict::Allowed);
+        assert_eq!(run(&service("dbx")).0, Verdict::Denied);
+    }
 
     #[test]
     fn host_port_spellings() {

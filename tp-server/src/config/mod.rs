@@ -8,7 +8,7 @@
 mod error;
 mod raw;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -18,7 +18,7 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use toml::Spanned;
 
 pub use error::{ConfigError, Location};
-use raw::{RawConfig, RawLimits, RawQuic};
+use raw::{RawConfig, RawLimits, RawQuic, RawReverse};
 use tp_net::quic::QuicLimits;
 
 use crate::pki::RevocationList;
@@ -92,6 +92,32 @@ pub struct Config {
     pub limits: Limits,
     /// QUIC on the same port over UDP.
     pub quic: QuicSettings,
+    /// Reverse tunnels (`tp expose`).
+    pub reverse: ReverseSettings,
+}
+
+/// Reverse tunnels: where public ports listen, and their control channels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReverseSettings {
+    /// The address public ports (`tp expose --public PORT`) listen on (default
+    /// `0.0.0.0`, every IPv4 interface; `::` for IPv6 too).
+    pub public_address: IpAddr,
+    /// Over TLS/TCP, how long an announced session waits for the exposing
+    /// client's `accept` (default 10s).
+    pub session_timeout: Duration,
+    /// A control channel quiet for this long gets a `ping`; three intervals of
+    /// silence from the client end it (default 15s).
+    pub heartbeat: Duration,
+}
+
+impl Default for ReverseSettings {
+    fn default() -> Self {
+        ReverseSettings {
+            public_address: IpAddr::from([0, 0, 0, 0]),
+            session_timeout: Duration::from_secs(10),
+            heartbeat: Duration::from_secs(15),
+        }
+    }
 }
 
 /// The QUIC listener's settings.
@@ -200,6 +226,29 @@ impl Source<'_> {
             max_connections,
             max_handshakes_per_source,
             max_tunnels_per_identity,
+        })
+    }
+
+    fn reverse(&self, raw: &RawReverse) -> Result<ReverseSettings, ConfigError> {
+        let d = ReverseSettings::default();
+        let public_address = match &raw.public_address {
+            None => d.public_address,
+            Some(s) => s.get_ref().parse().map_err(|_| {
+                self.invalid(
+                    s,
+                    "public_address",
+                    "expected an IP address such as 0.0.0.0 or ::",
+                )
+            })?,
+        };
+        Ok(ReverseSettings {
+            public_address,
+            session_timeout: self.duration(
+                &raw.session_timeout,
+                "session_timeout",
+                d.session_timeout,
+            )?,
+            heartbeat: self.duration(&raw.heartbeat, "heartbeat", d.heartbeat)?,
         })
     }
 
@@ -371,6 +420,7 @@ impl Config {
 
         let limits = src.limits(&raw.limits)?;
         let quic = src.quic(&raw.quic)?;
+        let reverse = src.reverse(&raw.reverse)?;
         let config = Config {
             listen,
             tls: TlsMaterial {
@@ -383,6 +433,7 @@ impl Config {
             policy_path,
             limits,
             quic,
+            reverse,
         };
         // Building the TLS config checks that the key fits the certificate and the CAs are usable.
         crate::tls::server_config(&config.tls).map_err(|e| ConfigError::Tls(e.to_string()))?;

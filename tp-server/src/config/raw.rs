@@ -14,6 +14,8 @@ pub(super) struct RawConfig {
     pub(super) limits: RawLimits,
     #[serde(default)]
     pub(super) quic: RawQuic,
+    #[serde(default)]
+    pub(super) reverse: RawReverse,
 }
 
 #[derive(Debug, Deserialize)]
@@ -67,4 +69,12 @@ pub(super) struct RawQuic {
     pub(super) datagram_buffer: Option<Spanned<i64>>,
     pub(super) idle_timeout: Option<Spanned<String>>,
     pub(super) keep_alive: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawReverse {
+    pub(super) public_address: Option<Spanned<String>>,
+    pub(super) session_timeout: Option<Spanned<String>>,
+    pub(super) heartbeat: Option<Spanned<String>>,
 }

@@ -6,14 +6,14 @@ use std::time::Duration;
 
 use policy::Identity;
 use quinn::ConnectionError;
-use rustls_pki_types::{CertificateDer, UnixTime};
+use rustls_pki_types::CertificateDer;
 use tokio_util::task::TaskTracker;
 use tp_proto::ALPN_TP_V1;
 use tp_proto::udp::decode_datagram;
 use tracing::{Instrument, Span, debug, info, info_span};
 
 use super::{CLOSE_REFUSED, CLOSE_REVOKED, CLOSE_SHUTDOWN, HandshakeCount};
-use crate::server::{RunContext, Shared};
+use crate::server::RunContext;
 use crate::session;
 use crate::slots::HandshakeSlot;
 use crate::tunnel::udp::{DatagramPath, FlowTable};
@@ -93,8 +93,8 @@ pub(super) async fn serve(
     let flows = FlowTable::default();
     tokio::spawn(route_datagrams(conn.clone(), flows.clone()).in_current_span());
     let streams = TaskTracker::new();
-    let chain = chain.as_deref().unwrap_or(&[]);
-    let ended = serve_streams(&ctx, &conn, &who, chain, &flows, &streams).await;
+    let chain: Arc<[CertificateDer<'static>]> = chain.unwrap_or_default().into();
+    let ended = serve_streams(&ctx, &conn, &who, &chain, &flows, &streams).await;
     streams.close();
     tokio::select! {
         () = streams.wait() => {}
@@ -122,7 +122,7 @@ async fn serve_streams(
     ctx: &RunContext,
     conn: &quinn::Connection,
     who: &Arc<Identity>,
-    chain: &[CertificateDer<'static>],
+    chain: &Arc<[CertificateDer<'static>]>,
     flows: &FlowTable,
     streams: &TaskTracker,
 ) -> String {
@@ -153,7 +153,7 @@ async fn serve_streams(
         // client's chain is verified again against it: a certificate that expired,
         // was revoked or lost its CA since the handshake ends the connection.
         let shared = ctx.current();
-        if let Err(e) = reverify(&shared, chain) {
+        if let Err(e) = shared.reverify(chain) {
             info!("QUIC connection closed: the client certificate is no longer valid: {e}");
             conn.close(CLOSE_REVOKED, b"client certificate no longer valid");
             return "certificate no longer valid".into();
@@ -165,7 +165,12 @@ async fn serve_streams(
         };
         let span = info_span!("stream", stream = %send.id());
         let who = who.clone();
-        let draining = ctx.draining.clone();
+        let origin = session::Origin {
+            peer: conn.remote_address(),
+            quic: Some(datagrams),
+            chain: chain.clone(),
+            ctx: ctx.clone(),
+        };
         let force = ctx.force.clone();
         streams.spawn(
             async move {
@@ -174,7 +179,7 @@ async fn serve_streams(
                 let delivered = send.stopped();
                 let stream = tp_net::quic::stream(send, recv);
                 tokio::select! {
-                    () = session::serve(&shared, stream, &who, &draining, Some(datagrams)) => {}
+                    () = session::serve(&shared, stream, &who, origin) => {}
                     () = force.cancelled() => {
                         debug!("closed by shutdown deadline");
                         return;
@@ -217,18 +222,6 @@ fn is_tls_alert(e: &quinn::ConnectionError) -> bool {
     (0x100..=0x1ff).contains(&u64::from(e.code))
 }
 
-/// Runs the current configuration's client verifier on the chain again, now.
-fn reverify(shared: &Shared, chain: &[CertificateDer<'static>]) -> Result<(), rustls::Error> {
-    let (leaf, intermediates) = chain
-        .split_first()
-        .ok_or(rustls::Error::NoCertificatesPresented)?;
-    shared
-        .verifier
-        .verify_client_cert(leaf, intermediates, UnixTime::now())
-        .map(|_| ())
-}
-
-/// The verified certificate chain the client presented.
 fn peer_chain(conn: &quinn::Connection) -> Option<Vec<CertificateDer<'static>>> {
     conn.peer_identity()?
         .downcast::<Vec<CertificateDer<'static>>>()

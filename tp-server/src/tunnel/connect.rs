@@ -6,17 +6,16 @@ use std::time::Instant;
 
 use bytes::BytesMut;
 use policy::Identity;
-use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-use tp_net::relay::{RelayEnd, RelayOptions, Side, relay};
 use tp_proto::{Answer, Connect, ConnectTarget, ErrorCode, Host, Proto};
-use tracing::{Instrument, debug, info, info_span};
+use tracing::{Instrument, debug, info_span};
 
 use super::plan;
-use super::udp::DatagramPath;
+use super::splice::splice;
 use crate::audit;
+use crate::reverse;
 use crate::server::Shared;
-use crate::session::{TunnelStream, answer_ok, finish};
+use crate::session::{Origin, TunnelStream, answer_ok, finish};
 
 /// Handles a `connect` hello; `early` holds payload the client sent behind its hello.
 pub(crate) async fn serve<S: TunnelStream>(
@@ -25,15 +24,18 @@ pub(crate) async fn serve<S: TunnelStream>(
     who: &Identity,
     hello: Connect,
     early: BytesMut,
-    datagrams: Option<DatagramPath>,
+    origin: Origin,
 ) {
     let (host, port) = match (&hello.proto, hello.target) {
         (Proto::Tcp, ConnectTarget::Addr { host, port }) => (host, port),
         (Proto::Udp, ConnectTarget::Addr { host, port }) => {
-            return super::udp::serve(shared, client, who, &host, port, early, datagrams).await;
+            return super::udp::serve(shared, client, who, &host, port, early, origin.quic).await;
         }
-        (_, ConnectTarget::Service { name, .. }) => {
-            let why = format!("exposed services (\"{name}\") are not supported by this server yet");
+        (Proto::Tcp, ConnectTarget::Service { name, .. }) => {
+            return reverse::service::serve(shared, client, who, &name, early, &origin).await;
+        }
+        (Proto::Udp, ConnectTarget::Service { name, .. }) => {
+            let why = format!("UDP to an exposed service (\"{name}\") is not supported");
             audit::refused_op(who, "connect", &why);
             return finish(&mut client, &Answer::err(ErrorCode::Unsupported, why)).await;
         }
@@ -131,50 +133,17 @@ fn dial_failure(
     }
 }
 
-/// Answers ok, forwards the early payload, then relays until both sides are done.
+/// Answers ok, then relays until both sides are done.
 async fn bridge<S: TunnelStream>(
     shared: &Shared,
     mut client: S,
     mut target: TcpStream,
     early: BytesMut,
 ) {
-    let started = Instant::now();
     if !answer_ok(&mut client).await {
         return;
     }
-    let early_len = early.len() as u64;
-    if !early.is_empty()
-        && let Err(e) = target.write_all(&early).await
-    {
-        debug!(error = %e, "target failed while receiving early payload");
-        return;
-    }
-    // The hello's read buffer is not needed for the tunnel's lifetime.
-    drop(early);
-    let options = RelayOptions {
-        idle_timeout: Some(shared.limits.idle_timeout),
-    };
-    let (stats, end) = relay(&mut client, target, options).await;
-    let up = stats.a_to_b + early_len;
-    let down = stats.b_to_a;
-    let duration = started.elapsed();
-    match end {
-        RelayEnd::Closed => {
-            info!(bytes.up = up, bytes.down = down, duration = ?duration, "tunnel closed")
-        }
-        RelayEnd::IdleTimeout => {
-            client.abort();
-            info!(bytes.up = up, bytes.down = down, duration = ?duration, "tunnel closed: idle timeout")
-        }
-        RelayEnd::Error { side, error } => {
-            client.abort();
-            let side = match side {
-                Side::A => "client",
-                Side::B => "target",
-            };
-            info!(bytes.up = up, bytes.down = down, duration = ?duration, side, error = %error, "tunnel closed: {side} failed")
-        }
-    }
+    splice(shared, &mut client, &mut target, early, "target").await;
 }
 
 #[cfg(test)]

@@ -3,4 +3,5 @@
 
 pub(crate) mod connect;
 pub(crate) mod plan;
+pub(crate) mod splice;
 pub(crate) mod udp;

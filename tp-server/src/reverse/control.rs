@@ -1,0 +1,300 @@
+//! `listen`: policy, registration, then the control channel until it ends.
+//!
+//! The control loop hands each incoming connection to the exposing client: over
+//! QUIC it opens a stream headed by the `incoming` event; over TLS/TCP it parks
+//! a session and announces it, and the client's `accept` claims it
+//! ([`super::accept`]). Both sides send `ping` after a quiet heartbeat interval;
+//! three silent intervals end the channel, and with it the registration.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use policy::{Decision, Identity};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio::time::Instant;
+use tp_proto::{Answer, ErrorCode, Event, Listen, ListenKind};
+use tracing::{Instrument, debug, info};
+
+use super::public::{self, PublicConn};
+use super::registry::{Attached, Key, Offer, Registration};
+use crate::audit;
+use crate::server::Shared;
+use crate::session::{Origin, TunnelStream, answer_ok, finish, write_flush};
+
+/// A channel silent for this many heartbeat intervals is dead.
+const DEAD_AFTER_INTERVALS: u32 = 3;
+/// How long a re-registration waits for the replaced one to release its port.
+const REBIND_TRIES: u32 = 20;
+const REBIND_PAUSE: Duration = Duration::from_millis(100);
+/// Pause after a failed public accept (out of file descriptors), instead of spinning.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// How long the server waits to end a finished control channel cleanly.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
+
+/// Handles a `listen` hello on `stream`, which becomes the control channel.
+pub(crate) async fn serve<S: TunnelStream>(
+    shared: &Shared,
+    mut stream: S,
+    who: &Identity,
+    listen: Listen,
+    origin: Origin,
+) {
+    let key = match listen.kind {
+        ListenKind::Name(name) => Key::Name(name),
+        ListenKind::Port(port) => Key::Port(port),
+    };
+    let decision = match &key {
+        Key::Name(name) => shared.policy.decide_listen_name(who, name),
+        Key::Port(port) => shared.policy.decide_listen_port(who, *port),
+    };
+    audit::listen_decision(who, &key, &decision);
+    if let Decision::Deny { reason } = &decision {
+        let answer = Answer::err(ErrorCode::Denied, reason.to_string());
+        return finish(&mut stream, &answer).await;
+    }
+    let registration = match shared.registry.register(key.clone(), who.as_str()) {
+        Ok(registration) => registration,
+        Err(taken) => {
+            info!(owner = %taken.owner, "listen refused: {key} is held by another identity");
+            let why = format!("{key} is exposed by another identity");
+            return finish(&mut stream, &Answer::err(ErrorCode::Conflict, why)).await;
+        }
+    };
+    let public = match key {
+        Key::Port(port) => match bind_public(shared, port).await {
+            Ok(listener) => Some(listener),
+            Err(e) => {
+                info!(error = %e, "listen refused: cannot bind the public port");
+                let why = format!("cannot listen on public port {port}: {e}");
+                return finish(&mut stream, &Answer::err(ErrorCode::Busy, why)).await;
+            }
+        },
+        Key::Name(_) => None,
+    };
+    if !answer_ok(&mut stream).await {
+        return;
+    }
+    let via = if origin.quic.is_some() { "quic" } else { "tcp" };
+    audit::registration(who, &key, "registered", via);
+    let mut channel = Channel {
+        shared,
+        stream,
+        who,
+        origin: &origin,
+        registration,
+        heartbeat: shared.reverse.heartbeat,
+    };
+    let why = channel.run(public).await;
+    audit::registration(who, &key, "unregistered", why);
+    // The name or port is free; tell the client with a clean end.
+    let _ = tokio::time::timeout(CLOSE_GRACE, channel.stream.shutdown()).await;
+}
+
+/// Binds `[reverse] public_address`:`port`. A re-registration by the same
+/// identity may find the port still held by the registration it replaces, which
+/// is closing: try again for a moment.
+async fn bind_public(shared: &Shared, port: u16) -> std::io::Result<TcpListener> {
+    let addr = SocketAddr::new(shared.reverse.public_address, port);
+    let mut tries = 0;
+    loop {
+        match TcpListener::bind(addr).await {
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && tries < REBIND_TRIES => {
+                tries += 1;
+                tokio::time::sleep(REBIND_PAUSE).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+struct Channel<'a, S> {
+    shared: &'a Shared,
+    stream: S,
+    who: &'a Identity,
+    origin: &'a Origin,
+    registration: Registration,
+    heartbeat: Duration,
+}
+
+impl<S: TunnelStream> Channel<'_, S> {
+    /// Runs the control channel; returns why it ended.
+    async fn run(&mut self, public: Option<TcpListener>) -> &'static str {
+        let mut buf = BytesMut::with_capacity(256);
+        let mut last_heard = Instant::now();
+        let mut last_sent = Instant::now();
+        let dead_after = self.heartbeat * DEAD_AFTER_INTERVALS;
+        let ctx = &self.origin.ctx;
+        loop {
+            tokio::select! {
+                biased;
+                () = ctx.force.cancelled() => return "server stopped",
+                () = ctx.draining.cancelled() => return "server shutting down",
+                () = self.registration.replaced.cancelled() => return "replaced by a newer registration",
+                offer = self.registration.offers.recv() => {
+                    // The registration holds a sender itself: never closed here.
+                    let Some(offer) = offer else { return "registration closed" };
+                    if let Err(why) = self.still_valid() {
+                        return why;
+                    }
+                    if let Err(why) = self.hand_over(offer).await {
+                        return why;
+                    }
+                    last_sent = Instant::now();
+                }
+                read = self.stream.read_buf(&mut buf) => match read {
+                    Ok(0) => return "closed by the client",
+                    Err(e) => {
+                        debug!(error = %e, "control channel failed");
+                        return "control channel failed";
+                    }
+                    Ok(_) => {
+                        last_heard = Instant::now();
+                        loop {
+                            match tp_proto::decode_event(&mut buf) {
+                                Ok(Some(Event::Ping)) => {}
+                                Ok(Some(other)) => debug!(event = ?other, "control event ignored"),
+                                Ok(None) => break,
+                                Err(e) => {
+                                    info!(error = %e, "bad control line");
+                                    return "bad control line";
+                                }
+                            }
+                        }
+                    }
+                },
+                accepted = accept(public.as_ref()) => match accepted {
+                    Ok((tcp, peer)) => self.spawn_public(tcp, peer),
+                    Err(e) => {
+                        debug!(error = %e, "public accept failed");
+                        tokio::time::sleep(ACCEPT_BACKOFF).await;
+                    }
+                },
+                () = tokio::time::sleep_until(last_sent + self.heartbeat) => {
+                    if let Err(why) = self.still_valid() {
+                        return why;
+                    }
+                    if let Err(why) = self.send(&Event::Ping).await {
+                        return why;
+                    }
+                    last_sent = Instant::now();
+                }
+                () = tokio::time::sleep_until(last_heard + dead_after) => {
+                    info!(silent = ?dead_after, "control channel dead: no heartbeat");
+                    return "no heartbeat";
+                }
+            }
+        }
+    }
+
+    /// Writes one event, bounded by a heartbeat interval.
+    async fn send(&mut self, event: &Event) -> Result<(), &'static str> {
+        let mut line = Vec::with_capacity(256);
+        tp_proto::encode_event(event, &mut line);
+        match tokio::time::timeout(self.heartbeat, write_flush(&mut self.stream, &line)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => {
+                debug!(error = %e, "control channel failed");
+                Err("control channel failed")
+            }
+            Err(_) => Err("control channel stalled"),
+        }
+    }
+
+    /// Gives the exposing client an incoming connection: a new QUIC stream, or a
+    /// parked session announced on the channel.
+    async fn hand_over(&mut self, offer: Offer) -> Result<(), &'static str> {
+        let Offer { incoming, reply } = offer;
+        if let Some(path) = &self.origin.quic {
+            let timeout = self.shared.limits.connect_timeout;
+            let task = open_stream(path.conn.clone(), Event::Incoming(incoming), reply, timeout);
+            tokio::spawn(task.in_current_span());
+            return Ok(());
+        }
+        let ttl = self.shared.reverse.session_timeout;
+        if !self
+            .registration
+            .park(&incoming.session, self.who.as_str(), ttl, reply)
+        {
+            info!("incoming connection refused: too many sessions await their accept");
+            return Ok(());
+        }
+        self.send(&Event::Incoming(incoming)).await
+    }
+
+    /// Whether the client's certificate still verifies under the current
+    /// configuration: a registration outlives its handshake, often by longer than
+    /// a short-lived certificate does.
+    fn still_valid(&self) -> Result<(), &'static str> {
+        match self.origin.ctx.current().reverify(&self.origin.chain) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                info!("registration ended: the client certificate is no longer valid: {e}");
+                Err("client certificate no longer valid")
+            }
+        }
+    }
+
+    fn spawn_public(&self, tcp: tokio::net::TcpStream, peer: SocketAddr) {
+        let Ok(to) = tcp.local_addr() else { return };
+        let conn = PublicConn {
+            tcp,
+            peer,
+            to,
+            key: self.registration.key().clone(),
+            owner: self.who.to_string(),
+            offers: self.registration.sender(),
+        };
+        let ctx = &self.origin.ctx;
+        let shared = ctx.current();
+        let force = ctx.force.clone();
+        ctx.tracker.spawn(async move {
+            tokio::select! {
+                () = public::serve(shared, conn) => {}
+                () = force.cancelled() => debug!("public connection closed by shutdown deadline"),
+            }
+        });
+    }
+}
+
+/// The next connection on the public listener, or never without one.
+async fn accept(
+    public: Option<&TcpListener>,
+) -> std::io::Result<(tokio::net::TcpStream, SocketAddr)> {
+    match public {
+        Some(listener) => listener.accept().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Opens a server-initiated QUIC stream headed by `head` and gives it to the
+/// waiting caller; on failure the caller hears that the exposing client went away.
+async fn open_stream(
+    conn: quinn::Connection,
+    head: Event,
+    reply: tokio::sync::oneshot::Sender<Attached>,
+    timeout: Duration,
+) {
+    let open = async move {
+        let (mut send, recv) = conn.open_bi().await.map_err(std::io::Error::from)?;
+        let mut line = Vec::with_capacity(256);
+        tp_proto::encode_event(&head, &mut line);
+        send.write_all(&line).await.map_err(std::io::Error::from)?;
+        Ok::<_, std::io::Error>(tp_net::quic::stream(send, recv))
+    };
+    match tokio::time::timeout(timeout, open).await {
+        Ok(Ok(stream)) => {
+            let attached = Attached {
+                stream: Box::new(stream),
+                early: BytesMut::new(),
+                done: None,
+            };
+            if let Err(mut attached) = reply.send(attached) {
+                attached.stream.abort();
+            }
+        }
+        Ok(Err(e)) => debug!(error = %e, "could not open a stream to the exposing client"),
+        Err(_) => debug!("the exposing client granted no stream in time"),
+    }
+}
