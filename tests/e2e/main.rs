@@ -11,6 +11,7 @@ mod limits;
 mod quic;
 mod quickstart;
 mod reload;
+mod reverse;
 mod ssh;
 mod ssrf;
 mod transfer;

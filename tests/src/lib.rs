@@ -2,7 +2,8 @@
 //! ([`TestServer`]), the real `tp` and `tp-server` binaries as child processes
 //! ([`bins`]), a real OpenSSH sshd ([`Sshd`]), a test PKI minted once per process
 //! ([`pki()`]), a raw client over TLS/TCP or QUIC for protocol tests ([`client`],
-//! [`quic`]), local TCP targets ([`target`]) and per-server log capture ([`logs`]).
+//! [`quic`]), a raw exposing client for reverse tunnels ([`reverse`]), local TCP
+//! targets ([`target`]) and per-server log capture ([`logs`]).
 //!
 //! It does not build the binaries: run `cargo build --workspace --bins` first (the
 //! harness says so when one is missing). It does not install OpenSSH:
@@ -15,6 +16,7 @@ pub mod data;
 pub mod logs;
 pub mod pki;
 pub mod quic;
+pub mod reverse;
 pub mod server;
 pub mod sshd;
 pub mod target;

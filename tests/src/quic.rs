@@ -30,12 +30,30 @@ pub struct QuicClient {
 
 /// A client endpoint on a fresh 127.0.0.1 UDP port, configured with `options`.
 pub fn endpoint(options: &ClientOptions<'_>) -> quinn::Endpoint {
+    endpoint_with(options, quinn::TransportConfig::default())
+}
+
+/// Like [`endpoint`], granting the server `streams` bidirectional streams open at
+/// once (and no unidirectional ones), stated rather than left to quinn's default:
+/// an exposing client's connection, on which the server opens a stream per
+/// incoming connection. `0` is a client that lets the server open none.
+pub fn endpoint_granting(options: &ClientOptions<'_>, streams: u32) -> quinn::Endpoint {
+    let mut transport = quinn::TransportConfig::default();
+    transport
+        .max_concurrent_bidi_streams(quinn::VarInt::from_u32(streams))
+        .max_concurrent_uni_streams(quinn::VarInt::from_u32(0));
+    endpoint_with(options, transport)
+}
+
+fn endpoint_with(
+    options: &ClientOptions<'_>,
+    mut transport: quinn::TransportConfig,
+) -> quinn::Endpoint {
     let mut endpoint =
         quinn::Endpoint::client("127.0.0.1:0".parse().expect("address")).expect("UDP bind");
     let crypto = QuicClientConfig::try_from(Arc::new(tls_config(options)))
         .expect("TLS 1.3 config usable for QUIC");
     let mut config = quinn::ClientConfig::new(Arc::new(crypto));
-    let mut transport = quinn::TransportConfig::default();
     transport.keep_alive_interval(Some(Duration::from_secs(5)));
     config.transport_config(Arc::new(transport));
     endpoint.set_default_client_config(config);

@@ -217,8 +217,19 @@ impl TestServerBuilder {
         for (key, value) in &self.limits {
             let _ = writeln!(config, "{key} = {value}");
         }
-        for (section, key, value) in &self.sections {
-            let _ = writeln!(config, "\n[{section}]\n{key} = {value}");
+        // One table per section, in the order first named: TOML refuses a table
+        // defined twice.
+        let mut named: Vec<&str> = Vec::new();
+        for (section, _, _) in &self.sections {
+            if !named.contains(&section.as_str()) {
+                named.push(section);
+            }
+        }
+        for section in named {
+            let _ = writeln!(config, "\n[{section}]");
+            for (_, key, value) in self.sections.iter().filter(|(s, _, _)| s == section) {
+                let _ = writeln!(config, "{key} = {value}");
+            }
         }
         let path = dir.join("server.toml");
         std::fs::write(&path, config).expect("writing server.toml");
