@@ -249,12 +249,16 @@ impl<S: TunnelStream> Channel<'_, S> {
         let ctx = &self.origin.ctx;
         let shared = ctx.current();
         let force = ctx.force.clone();
-        ctx.tracker.spawn(async move {
-            tokio::select! {
-                () = public::serve(shared, conn) => {}
-                () = force.cancelled() => debug!("public connection closed by shutdown deadline"),
+        // Under the control channel's span: its connection, listen address and identity.
+        ctx.tracker.spawn(
+            async move {
+                tokio::select! {
+                    () = public::serve(shared, conn) => {}
+                    () = force.cancelled() => debug!("public connection closed by shutdown deadline"),
+                }
             }
-        });
+            .in_current_span(),
+        );
     }
 }
 
