@@ -79,6 +79,14 @@ impl QuicLimits {
             .max_concurrent_uni_streams(VarInt::from_u32(0));
         t
     }
+
+    /// The transport configuration of a client that exposes a service
+    /// (`listen`): the server opens one bidirectional stream per incoming
+    /// connection, so the client grants it `max_streams` of them at once (a
+    /// further one waits for a free one). Still no unidirectional streams.
+    pub fn expose_transport_config(&self) -> TransportConfig {
+        self.transport_config()
+    }
 }
 
 /// A QUIC client configuration from the tp client's TLS configuration (see
@@ -136,6 +144,29 @@ mod tests {
                 "max_concurrent_bidi_streams: 256"
             ),
             server
+        );
+    }
+
+    #[test]
+    fn an_exposing_client_lets_the_server_open_streams() {
+        let limits = QuicLimits {
+            max_streams: 64,
+            ..QuicLimits::default()
+        };
+        let expose = format!("{:?}", limits.expose_transport_config());
+        let client = format!("{:?}", limits.client_transport_config());
+        assert!(
+            expose.contains("max_concurrent_bidi_streams: 64"),
+            "{expose}"
+        );
+        assert!(expose.contains("max_concurrent_uni_streams: 0"), "{expose}");
+        // Only the stream grant differs from an ordinary client's.
+        assert_eq!(
+            expose.replace(
+                "max_concurrent_bidi_streams: 64",
+                "max_concurrent_bidi_streams: 0"
+            ),
+            client
         );
     }
 }
