@@ -1,17 +1,21 @@
 //! The command line: `tp HOST PORT`, `tp connect HOST PORT`, `tp up [--udp]
-//! HOST:PORT LOCALPORT`, and the multicall name `tp-up` (= `tp up`).
+//! HOST:PORT LOCALPORT`, `tp expose LOCALPORT (--name NAME | --public PORT)`,
+//! and the multicall name `tp-up` (= `tp up`).
 
 use std::ffi::OsString;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use clap::{ArgAction, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
+use clap::{ArgAction, ArgGroup, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use tp_proto::Host;
 
-use crate::addr::{ServerAddr, Target, parse_host, parse_local_port, parse_port};
+use crate::addr::{
+    Dest, ServerAddr, ServiceName, Target, parse_host, parse_local_port, parse_port,
+};
 use crate::config::{Layer, expand_tilde};
 use crate::connect::{HEAD_START, QUIC_RETRY_AFTER};
+use crate::e2e::AllowPattern;
 use crate::exit;
 use crate::transport::Transport;
 use crate::up::udp;
@@ -41,6 +45,9 @@ pub struct GlobalArgs {
     /// CA certificate(s) that issued the server's certificate, PEM
     #[arg(long, global = true, value_name = "PATH")]
     pub ca: Option<PathBuf>,
+    /// CA certificate(s) other clients' certificates must chain to, for end-to-end TLS with a service, PEM [default: --ca]
+    #[arg(long, global = true, value_name = "PATH")]
+    pub peer_ca: Option<PathBuf>,
     /// Deadline for reaching the server and the TLS or QUIC handshake [default: 10s]
     #[arg(long, global = true, value_name = "DURATION", value_parser = parse_timeout)]
     pub connect_timeout: Option<Duration>,
@@ -62,6 +69,7 @@ impl GlobalArgs {
             cert: path(&self.cert),
             key: path(&self.key),
             ca: path(&self.ca),
+            peer_ca: path(&self.peer_ca),
             connect_timeout: self.connect_timeout,
             transport: self.transport,
         }
@@ -83,9 +91,9 @@ struct RawCli {
     global: GlobalArgs,
     #[command(subcommand)]
     command: Option<Command>,
-    /// Target host (for ssh: %h): a name, IPv4, or IPv6 with or without brackets
-    #[arg(value_name = "HOST", required = true, value_parser = parse_host)]
-    host: Option<Host>,
+    /// Target host (for ssh: %h): a name, IPv4, or IPv6 with or without brackets; a single label (alice-laptop) is a service, a single-label host takes a trailing dot (db1.)
+    #[arg(value_name = "HOST", required = true, value_parser = Dest::parse)]
+    host: Option<Dest>,
     /// Target port (for ssh: %p)
     #[arg(value_name = "PORT", required = true, value_parser = parse_port)]
     port: Option<u16>,
@@ -96,9 +104,9 @@ struct RawCli {
 pub enum Command {
     /// Bridge stdin/stdout to a tunnel to HOST:PORT (same as `tp HOST PORT`; for ssh's ProxyCommand)
     Connect {
-        /// Target host: a name, IPv4, or IPv6 with or without brackets
-        #[arg(value_name = "HOST", value_parser = parse_host)]
-        host: Host,
+        /// Target host: a name, IPv4, or IPv6 with or without brackets; a single label is a service (db1. is a host)
+        #[arg(value_name = "HOST", value_parser = Dest::parse)]
+        dest: Dest,
         /// Target port
         #[arg(value_name = "PORT", value_parser = parse_port)]
         port: u16,
@@ -132,6 +140,40 @@ pub enum Command {
         )]
         udp_idle: Duration,
     },
+    /// Expose a local TCP port through the server: as a service other tp users reach end to end (--name), or on a public port of the server (--public)
+    #[command(group(ArgGroup::new("mode").required(true).args(["name", "public"])))]
+    Expose {
+        /// Local port to forward incoming connections to
+        #[arg(value_name = "LOCALPORT", value_parser = parse_port)]
+        local_port: u16,
+        /// Register this service name (1-63 of a-z 0-9 _ -); callers run TLS with you inside the tunnel
+        #[arg(long, value_name = "NAME", value_parser = ServiceName::parse, display_order = 0)]
+        name: Option<ServiceName>,
+        /// Have the server listen on this public TCP port and forward plain connections
+        #[arg(long, value_name = "PORT", value_parser = parse_port, display_order = 0)]
+        public: Option<u16>,
+        /// With --name: accept only callers whose verified identity matches: an identity, a glob with *, or group:NAME (repeatable)
+        #[arg(
+            long,
+            value_name = "PATTERN",
+            value_parser = AllowPattern::parse,
+            conflicts_with = "public",
+            display_order = 0
+        )]
+        allow: Vec<AllowPattern>,
+        /// With --public: write a PROXY protocol v2 header (the caller's address) to the local service first
+        #[arg(long, conflicts_with = "name", display_order = 0)]
+        proxy_protocol: bool,
+        /// The local host to forward to
+        #[arg(
+            long,
+            value_name = "HOST",
+            default_value = "127.0.0.1",
+            value_parser = parse_host,
+            display_order = 0
+        )]
+        local_host: Host,
+    },
 }
 
 /// A parsed command line.
@@ -161,8 +203,23 @@ where
     let matches = cmd.try_get_matches_from_mut(args)?;
     let raw = RawCli::from_arg_matches(&matches).map_err(|e| e.format(&mut cmd))?;
     let command = match (raw.command, raw.host, raw.port) {
+        (
+            Some(Command::Up {
+                target, udp: true, ..
+            }),
+            _,
+            _,
+        ) if target.dest.service().is_some() => {
+            return Err(cmd.error(
+                clap::error::ErrorKind::ArgumentConflict,
+                format!(
+                    "{} is a service, and services carry TCP only; a single-label host is written with a trailing dot (db1.)",
+                    target.dest
+                ),
+            ));
+        }
         (Some(command), _, _) => command,
-        (None, Some(host), Some(port)) => Command::Connect { host, port },
+        (None, Some(dest), Some(port)) => Command::Connect { dest, port },
         // clap enforces HOST and PORT when there is no subcommand.
         (None, _, _) => {
             return Err(cmd.error(
@@ -198,15 +255,18 @@ Examples:
   ssh -o ProxyCommand=\"tp %h %p\" db1.internal
   tp up db1.internal:5432 15432          (or: tp-up db1.internal:5432 15432)
   tp up --udp dns1.internal:53 5353      (each local UDP source gets its own flow)
+  tp expose 22 --name alice-laptop       (others reach it: ssh -o ProxyCommand=\"tp %h %p\" alice-laptop)
+  tp expose 22 --name alice-laptop --allow bob@corp --allow group:ops
+  tp expose 8080 --public 2222 --proxy-protocol
 
 Settings, later sources overriding earlier ones:
   1. the config file: --config PATH, else TP_CONFIG, else
      $XDG_CONFIG_HOME/tp/config.toml, else ~/.config/tp/config.toml
      (a missing default file is fine; a named one must exist)
   2. environment: TP_SERVER, TP_SERVER_NAME, TP_CERT, TP_KEY, TP_CA,
-     TP_CONNECT_TIMEOUT, TP_TRANSPORT (empty counts as unset)
+     TP_PEER_CA, TP_CONNECT_TIMEOUT, TP_TRANSPORT (empty counts as unset)
   3. the flags above
-  server, cert, key and ca are required.
+  server, cert, key and ca are required; peer_ca defaults to ca.
 
 Config file (TOML; relative paths are relative to the file, ~/ is $HOME):
   server = \"tp.example.org:443\"
@@ -214,6 +274,7 @@ Config file (TOML; relative paths are relative to the file, ~/ is $HOME):
   key = \"alice.key\"
   ca = \"ca.pem\"
   # server_name = \"tp.example.org\"
+  # peer_ca = \"ca.pem\"             # CA of other clients, for services
   # connect_timeout = \"10s\"
   # transport = \"auto\"             # or \"quic\", \"tcp\"
 
@@ -231,6 +292,14 @@ a tunnel: the server limits an identity's tunnels too, and answers `busy`
 beyond); a flow without a datagram either way for --udp-idle (default 2m) is
 closed. A refused
 flow is logged once per source, and its datagrams are dropped for {retry_udp}s.
+
+Services: a target that is a single label (alice-laptop: no dot, not an
+address, not localhost) is a service another client exposes with
+`tp expose --name`; write a single-label host with a trailing dot (db1.).
+Inside the tunnel, TLS 1.3 runs end to end with the exposing client: both
+certificates are verified against peer_ca, and -v prints the exposing side's
+identity. `tp expose` registers again (250 ms doubling to 10 s) whenever its
+control channel dies; `conflict` and `denied` end it.
 
 Logging goes to stderr (stdout carries only tunnel bytes): warnings by default,
 -v info, -vv debug; TP_LOG (e.g. TP_LOG=debug) overrides.

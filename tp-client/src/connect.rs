@@ -7,6 +7,8 @@
 //! - [`auto`]: QUIC first, TLS/TCP after a head start; [`cache`] remembers a
 //!   QUIC that did not answer.
 //! - [`hello`]: the hello and answer, the same over both.
+//! - [`link`]: a tunnel to a target as the caller uses it; to a service, with
+//!   the end-to-end TLS ([`crate::e2e`]) inside.
 //!
 //! Callers get a [`Tunnel`] and do not care which transport carries it. The
 //! hello is exchanged on the tunnel itself: a tunnel that does not open (an
@@ -17,6 +19,7 @@ mod auto;
 mod cache;
 mod error;
 mod hello;
+mod link;
 mod quic;
 mod resolve;
 mod tls;
@@ -42,13 +45,17 @@ use tracing::debug;
 
 use crate::addr::ServerAddr;
 use crate::config::Settings;
+use crate::e2e::E2eConfig;
 use crate::quic_error;
 use crate::transport::{Transport, Via};
 
 pub use auto::HEAD_START;
 pub use cache::QUIC_RETRY_AFTER;
 pub use error::{ConnectError, SetupError, one_line};
+pub use link::Link;
 pub use tunnel::{Aborted, STREAM_ABORTED, Tunnel};
+
+pub(crate) use quic::backoff;
 
 use cache::TransportMemory;
 use hello::{Errors, exchange};
@@ -73,6 +80,8 @@ pub struct Connector {
     tls: TlsConnector,
     quic: QuicDialer,
     memory: TransportMemory,
+    /// End-to-end TLS with services (both roles).
+    e2e: Option<Arc<E2eConfig>>,
 }
 
 impl std::fmt::Debug for Connector {
@@ -94,11 +103,17 @@ enum Carrier {
 }
 
 impl Connector {
-    /// Loads the certificate chain, key and CA named by `settings`.
+    /// Loads the certificate chain, key, CA and peer CA named by `settings`.
     pub fn from_settings(settings: &Settings) -> Result<Self, SetupError> {
         let ca = load_certs(&settings.ca)?;
+        let peer_ca = if settings.peer_ca == settings.ca {
+            ca.clone()
+        } else {
+            load_certs(&settings.peer_ca)?
+        };
         let chain = load_certs(&settings.cert)?;
         let key = load_key(&settings.key)?;
+        let e2e = E2eConfig::new(peer_ca, chain.clone(), key.clone_key())?;
         let config = client_config(ca, chain, key)?;
         Ok(Connector::new(
             Arc::new(config),
@@ -107,7 +122,8 @@ impl Connector {
             settings.connect_timeout,
         )?
         .with_transport(settings.transport)
-        .with_cache_file(settings.cache_file.clone()))
+        .with_cache_file(settings.cache_file.clone())
+        .with_e2e(e2e))
     }
 
     /// A connector from a ready TLS configuration (which must offer ALPN
@@ -135,7 +151,28 @@ impl Connector {
             transport: Transport::Auto,
             head_start: HEAD_START,
             answer_grace: ANSWER_GRACE,
+            e2e: None,
         })
+    }
+
+    /// Uses `e2e` for end-to-end TLS with services.
+    pub fn with_e2e(mut self, e2e: E2eConfig) -> Self {
+        self.e2e = Some(Arc::new(e2e));
+        self
+    }
+
+    /// For `tp expose`: lets the server open streams on the QUIC connection
+    /// (one per incoming connection, [`QuicLimits::expose_transport_config`]).
+    /// An ordinary connector grants it none.
+    pub fn for_expose(mut self) -> Self {
+        self.quic
+            .set_transport_config(QuicLimits::default().expose_transport_config());
+        self
+    }
+
+    /// The end-to-end TLS settings, if any.
+    pub(crate) fn e2e(&self) -> Option<&Arc<E2eConfig>> {
+        self.e2e.as_ref()
     }
 
     /// Uses `transport`.
@@ -172,11 +209,21 @@ impl Connector {
     /// [`ANSWER_GRACE`]. Over QUIC, a kept connection is reused; if it turns
     /// out to be dead, the tunnel is tried once more on a new one.
     pub async fn open(&self, hello: &Hello) -> Result<Tunnel, ConnectError> {
+        self.open_over(hello, self.transport).await
+    }
+
+    /// [`Connector::open`] over `transport` rather than the configured one
+    /// (the data connections of `tp expose` over TLS/TCP).
+    pub async fn open_over(
+        &self,
+        hello: &Hello,
+        transport: Transport,
+    ) -> Result<Tunnel, ConnectError> {
         let deadline = Instant::now() + self.connect_timeout;
         let resolver = Resolver::new(&self.server);
         let mut retried = false;
         loop {
-            let carrier = match self.transport {
+            let carrier = match transport {
                 Transport::Tcp => {
                     Carrier::Tls(Box::new(self.tls_connect(&resolver, deadline).await?))
                 }
@@ -309,7 +356,7 @@ impl Connector {
         Ok(tunnel)
     }
 
-    fn answer_timeout(&self) -> Duration {
+    pub(crate) fn answer_timeout(&self) -> Duration {
         self.connect_timeout + self.answer_grace
     }
 

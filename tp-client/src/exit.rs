@@ -14,7 +14,7 @@ pub const USAGE: u8 = 2;
 pub const OTHER_CODE: u8 = 19;
 
 /// The server's answer codes and the status `tp` exits with for each.
-pub const ANSWER_STATUSES: [(&str, u8); 9] = [
+pub const ANSWER_STATUSES: [(&str, u8); 10] = [
     ("denied", 10),
     ("bad_request", 11),
     ("unsupported_version", 12),
@@ -24,6 +24,7 @@ pub const ANSWER_STATUSES: [(&str, u8); 9] = [
     ("timeout", 16),
     ("busy", 17),
     ("internal", 18),
+    ("conflict", 20),
 ];
 
 /// The exit status for a server's error answer.
@@ -57,7 +58,7 @@ mod tests {
 
     use super::*;
 
-    const KNOWN: [ErrorCode; 9] = [
+    const KNOWN: [ErrorCode; 10] = [
         ErrorCode::Denied,
         ErrorCode::BadRequest,
         ErrorCode::UnsupportedVersion,
@@ -67,6 +68,7 @@ mod tests {
         ErrorCode::Timeout,
         ErrorCode::Busy,
         ErrorCode::Internal,
+        ErrorCode::Conflict,
     ];
 
     #[test]
@@ -75,11 +77,15 @@ mod tests {
         for code in KNOWN {
             assert_eq!(ErrorCode::from_wire(code.as_str()), code);
             let status = for_answer(&code);
-            assert!((10..=18).contains(&status), "{code}: {status}");
+            assert!(
+                (10..=18).contains(&status) || status == 20,
+                "{code}: {status}"
+            );
             assert!(seen.insert(status), "{code}: {status} used twice");
         }
         assert_eq!(for_answer(&ErrorCode::Denied), 10);
         assert_eq!(for_answer(&ErrorCode::Internal), 18);
+        assert_eq!(for_answer(&ErrorCode::Conflict), 20);
         assert_eq!(for_answer(&ErrorCode::Other("quota".into())), OTHER_CODE);
     }
 
@@ -93,5 +99,6 @@ mod tests {
         }
         assert!(docs.contains(&format!("| {OTHER_CODE} |")));
         assert!(help_table().contains("10  server answered denied"));
+        assert!(help_table().contains("20  server answered conflict"));
     }
 }

@@ -9,6 +9,8 @@ use anyhow::Context;
 use tokio::runtime::Runtime;
 use tp_client::addr::Target;
 use tp_client::cli::{self, Cli, Command};
+use tp_client::e2e::AllowList;
+use tp_client::expose::{self, ExposeOptions, Mode};
 use tp_client::{Connector, config, exit, stdio, up};
 use tracing_subscriber::EnvFilter;
 
@@ -46,8 +48,8 @@ fn run(cli: Cli) -> u8 {
     };
     let status = runtime.block_on(async {
         match cli.command {
-            Command::Connect { host, port } => {
-                match stdio::run(&connector, &Target { host, port }).await {
+            Command::Connect { dest, port } => {
+                match stdio::run(&connector, &Target { dest, port }).await {
                     Ok(_) => exit::OK,
                     Err(e) => fail(&e, e.exit_status()),
                 }
@@ -75,6 +77,38 @@ fn run(cli: Cli) -> u8 {
                     Err(e) => fail(&e, exit::LOCAL),
                 }
             }
+            Command::Expose {
+                local_port,
+                name,
+                public,
+                allow,
+                proxy_protocol,
+                local_host,
+            } => {
+                let mode = match (name, public) {
+                    (Some(name), _) => Mode::Service {
+                        name,
+                        allow: AllowList::new(allow),
+                    },
+                    (None, Some(port)) => Mode::Public {
+                        port,
+                        proxy_protocol,
+                    },
+                    // clap requires one of --name and --public.
+                    (None, None) => return fail(&"give --name or --public", exit::USAGE),
+                };
+                let options = ExposeOptions {
+                    local_host,
+                    local_port,
+                    mode,
+                    heartbeat: expose::Heartbeat::default(),
+                };
+                let connector = Arc::new(connector.for_expose());
+                match expose::run(connector, options, up::shutdown_signal()).await {
+                    Ok(()) => exit::OK,
+                    Err(e) => fail(&e, e.exit_status()),
+                }
+            }
         }
     });
     // Do not wait for blocking tasks: one may be parked in a read of stdin.
@@ -85,7 +119,7 @@ fn run(cli: Cli) -> u8 {
 fn build_runtime(command: &Command) -> anyhow::Result<Runtime> {
     let mut builder = match command {
         Command::Connect { .. } => tokio::runtime::Builder::new_current_thread(),
-        Command::Up { .. } => tokio::runtime::Builder::new_multi_thread(),
+        Command::Up { .. } | Command::Expose { .. } => tokio::runtime::Builder::new_multi_thread(),
     };
     builder
         .enable_all()

@@ -30,7 +30,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tp_proto::Hello;
 use tracing::{debug, info, warn};
 
 use crate::addr::Target;
@@ -138,12 +137,12 @@ where
     W: AsyncWrite + Unpin,
     S: Future<Output = &'static str>,
 {
-    let hello = Hello::connect_tcp(target.host.clone(), target.port);
-    let mut tunnel = connector.open(&hello).await?;
-    info!(%target, server = %connector.server(), transport = %tunnel.via(), "tunnel open");
+    let mut link = connector.open_link(target).await?;
+    info!(%target, server = %connector.server(), transport = %link.via(), "tunnel open");
     // Installed only now: until the tunnel is open, a signal just ends tp.
     let stop = stop()?;
-    let bridged = bridge(&mut tunnel, input, output, stop).await;
+    let bridged = bridge(&mut link, input, output, stop).await;
+    let tunnel = link.into_tunnel();
     if bridged.is_ok() {
         // The bridge has ended our write side; over QUIC, wait until the server
         // has it all, or the bytes still in flight die with the process.
@@ -428,10 +427,7 @@ mod tests {
     }
 
     fn db9() -> Target {
-        Target {
-            host: tp_proto::Host::parse("db9.internal").unwrap(),
-            port: 22,
-        }
+        Target::host(tp_proto::Host::parse("db9.internal").unwrap(), 22)
     }
 
     fn no_signal() -> Result<std::future::Pending<&'static str>, BridgeError> {

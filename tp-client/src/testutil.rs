@@ -1,6 +1,6 @@
 //! Test fixtures: a CA made with rcgen, and a tp-speaking server on 127.0.0.1:0
 //! with canned behaviour, over TLS/TCP and (in [`quic`]) over QUIC on the same
-//! port number.
+//! port number; [`reverse`] is one for reverse tunnels (`tp expose`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -23,14 +23,18 @@ use tp_proto::{ALPN_TP_V1, Hello, Host, decode_hello};
 
 use crate::addr::ServerAddr;
 use crate::connect::Connector;
+use crate::e2e::E2eConfig;
 use crate::transport::Transport;
 
 mod quic;
+mod reverse;
 mod udp;
 
 pub(crate) use quic::{Dual, QuicServer, UdpRelay, start_dual, start_tcp_only};
+pub(crate) use reverse::{Reverse, Stream};
 
 /// A certificate, its key, and both as PEM.
+#[derive(Debug)]
 pub(crate) struct Leaf {
     pub(crate) der: CertificateDer<'static>,
     pub(crate) key: PrivateKeyDer<'static>,
@@ -38,12 +42,14 @@ pub(crate) struct Leaf {
     pub(crate) key_pem: String,
 }
 
-/// A CA with a server leaf (localhost, 127.0.0.1) and a client leaf.
+/// A CA with a server leaf (localhost, 127.0.0.1) and two client leaves:
+/// `client` (alice@corp) and `bob` (bob@corp).
 pub(crate) struct Pki {
     pub(crate) ca: CertificateDer<'static>,
     pub(crate) ca_pem: String,
     pub(crate) server: Leaf,
     pub(crate) client: Leaf,
+    pub(crate) bob: Leaf,
 }
 
 impl Pki {
@@ -73,11 +79,13 @@ impl Pki {
             ExtendedKeyUsagePurpose::ServerAuth,
         );
         let client = leaf(vec![], "alice@corp", ExtendedKeyUsagePurpose::ClientAuth);
+        let bob = leaf(vec![], "bob@corp", ExtendedKeyUsagePurpose::ClientAuth);
         Pki {
             ca: ca.der().clone(),
             ca_pem: ca.pem(),
             server,
             client,
+            bob,
         }
     }
 }
@@ -106,10 +114,40 @@ pub(crate) fn connector_with(
     transport: Transport,
     connect_timeout: Duration,
 ) -> Connector {
+    connector_as(
+        &client.client,
+        client,
+        server_ca,
+        port,
+        transport,
+        connect_timeout,
+    )
+}
+
+/// The end-to-end TLS settings of `leaf`, trusting `peer_ca` for peers.
+pub(crate) fn e2e_config(leaf: &Leaf, peer_ca: &Pki) -> E2eConfig {
+    E2eConfig::new(
+        vec![peer_ca.ca.clone()],
+        vec![leaf.der.clone()],
+        leaf.key.clone_key(),
+    )
+    .unwrap()
+}
+
+/// A connector presenting `leaf` (end to end too, trusting `peer_ca`'s CA
+/// for peers) and trusting `server_ca`.
+pub(crate) fn connector_as(
+    leaf: &Leaf,
+    peer_ca: &Pki,
+    server_ca: &Pki,
+    port: u16,
+    transport: Transport,
+    connect_timeout: Duration,
+) -> Connector {
     let config = tp_net::tls::client_config(
         vec![server_ca.ca.clone()],
-        vec![client.client.der.clone()],
-        client.client.key.clone_key(),
+        vec![leaf.der.clone()],
+        leaf.key.clone_key(),
     )
     .unwrap();
     Connector::new(
@@ -123,6 +161,7 @@ pub(crate) fn connector_with(
     )
     .unwrap()
     .with_transport(transport)
+    .with_e2e(e2e_config(leaf, peer_ca))
 }
 
 /// What the test server does once it has read a hello.
@@ -166,7 +205,7 @@ pub(crate) enum ClientEnd {
 
 impl ClientEnd {
     /// How a read error ended the client's side.
-    fn of(e: &std::io::Error) -> ClientEnd {
+    pub(crate) fn of(e: &std::io::Error) -> ClientEnd {
         if let Some(quinn::ReadError::Reset(code)) = e
             .get_ref()
             .and_then(|inner| inner.downcast_ref::<quinn::ReadError>())

@@ -5,7 +5,7 @@ use std::io;
 use rustls::{AlertDescription, CertificateError};
 
 /// The rustls error inside an IO error from tokio-rustls, if there is one.
-fn rustls_error(e: &io::Error) -> Option<&rustls::Error> {
+pub(crate) fn rustls_error(e: &io::Error) -> Option<&rustls::Error> {
     e.get_ref()
         .and_then(|inner| inner.downcast_ref::<rustls::Error>())
 }

@@ -24,11 +24,10 @@ use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::timeout;
 use tp_net::relay::{RelayEnd, RelayOptions, Side, relay};
-use tp_proto::Hello;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::addr::Target;
-use crate::connect::{ConnectError, Connector};
+use crate::connect::{ConnectError, Connector, Tunnel};
 
 /// How long to pause accepting after an accept error (e.g. out of file descriptors).
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
@@ -109,9 +108,8 @@ async fn forward(stream: TcpStream, peer: SocketAddr, connector: Arc<Connector>,
     if let Err(e) = stream.set_nodelay(true) {
         debug!("set_nodelay failed: {e}");
     }
-    let hello = Hello::connect_tcp(target.host.clone(), target.port);
-    let mut tunnel = match connector.open(&hello).await {
-        Ok(tunnel) => tunnel,
+    let mut link = match connector.open_link(&target).await {
+        Ok(link) => link,
         Err(e @ ConnectError::Refused { .. }) => {
             warn!(%peer, "tunnel to {target} refused: {e}");
             return;
@@ -121,26 +119,39 @@ async fn forward(stream: TcpStream, peer: SocketAddr, connector: Arc<Connector>,
             return;
         }
     };
-    debug!(%target, transport = %tunnel.via(), "tunnel open");
-    let (stats, end) = relay(stream, &mut tunnel, RelayOptions { idle_timeout: None }).await;
+    debug!(%target, transport = %link.via(), "tunnel open");
+    let (stats, end) = relay(stream, &mut link, RelayOptions { idle_timeout: None }).await;
     let (sent, received) = (stats.a_to_b, stats.b_to_a);
-    match end {
-        RelayEnd::Closed | RelayEnd::IdleTimeout => {
-            debug!(sent, received, "tunnel closed");
-            // Hold the tunnel until the server has our end: a QUIC connection
-            // the dialer gave up on closes as soon as its last tunnel is
-            // dropped, and would take the FIN with it.
+    let failed = match end {
+        RelayEnd::Closed | RelayEnd::IdleTimeout => None,
+        RelayEnd::Error {
+            side: Side::A,
+            error,
+        } => Some(format!("the local connection failed: {error}")),
+        RelayEnd::Error {
+            side: Side::B,
+            error,
+        } => Some(format!("the tunnel failed: {error}")),
+    };
+    debug!(sent, received, "tunnel ended");
+    settle(link.into_tunnel(), failed).await;
+}
+
+/// Ends a tunnel whose relay is over: held until the server has its end (at
+/// most [`SETTLE_GRACE`]), or, if the relay `failed`, aborted (what the
+/// server got may be incomplete: it must not see a clean end) and held until
+/// the server has the reset.
+pub(crate) async fn settle(tunnel: Tunnel, failed: Option<String>) {
+    match failed {
+        None => {
+            // A QUIC connection the dialer gave up on closes as soon as its
+            // last tunnel is dropped, and would take the FIN with it.
             if timeout(SETTLE_GRACE, tunnel.delivered()).await.is_err() {
                 debug!("the server did not acknowledge the end of the tunnel in time");
             }
         }
-        RelayEnd::Error { side, error } => {
-            let side = match side {
-                Side::A => "the local connection",
-                Side::B => "the tunnel",
-            };
-            debug!(sent, received, "tunnel aborted: {side} failed: {error}");
-            // What the server got may be incomplete: it must not see a clean end.
+        Some(why) => {
+            debug!("tunnel aborted: {why}");
             if timeout(SETTLE_GRACE, tunnel.abort().acknowledged())
                 .await
                 .is_err()

@@ -6,7 +6,7 @@ fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
 
 fn connect(host: &str, port: u16) -> Command {
     Command::Connect {
-        host: Host::parse(host).unwrap(),
+        dest: Dest::Host(Host::parse(host).unwrap()),
         port,
     }
 }
@@ -208,6 +208,11 @@ fn long_help_documents_config_env_and_exit_statuses() {
         "tp up --udp",
         "--udp-idle",
         "At most 512 flows",
+        "TP_PEER_CA",
+        "peer_ca",
+        "tp expose 22 --name alice-laptop",
+        "trailing dot (db1.)",
+        "20  server answered conflict",
     ] {
         assert!(help.contains(needle), "--help lacks {needle:?}:\n{help}");
     }
@@ -265,8 +270,104 @@ fn global_flags_go_before_or_after_the_subcommand() {
             "{args:?}"
         );
     }
-    let cli = parse(&["tp", "--server", "tp.example.org:443", "db1", "22"]).unwrap();
+    let cli = parse(&["tp", "--server", "tp.example.org:443", "db1.", "22"]).unwrap();
     assert_eq!(cli.command, connect("db1", 22));
+}
+
+#[test]
+fn a_single_label_is_a_service() {
+    let service = |name: &str, port: u16| Command::Connect {
+        dest: Dest::Service(ServiceName::parse(name).unwrap()),
+        port,
+    };
+    let cmd = |args: &[&str]| parse(args).unwrap().command;
+    assert_eq!(
+        cmd(&["tp", "alice-laptop", "22"]),
+        service("alice-laptop", 22)
+    );
+    assert_eq!(cmd(&["tp", "connect", "db1", "22"]), service("db1", 22));
+    assert_eq!(cmd(&["tp", "db1.", "22"]), connect("db1", 22));
+    assert_eq!(cmd(&["tp", "localhost", "22"]), connect("localhost", 22));
+    assert_eq!(cmd(&["tp", "127.1", "22"]), connect("127.0.0.1", 22));
+    let Command::Up { target, .. } = cmd(&["tp", "up", "alice-laptop:22", "2222"]) else {
+        panic!("not up");
+    };
+    assert_eq!(
+        target.dest,
+        Dest::Service(ServiceName::parse("alice-laptop").unwrap())
+    );
+    // Services carry TCP only.
+    let err = parse(&["tp", "up", "--udp", "dns1:53", "5353"]).unwrap_err();
+    assert_eq!(err.exit_code(), i32::from(exit::USAGE));
+    assert!(err.to_string().contains("trailing dot (db1.)"), "{err}");
+    assert!(parse(&["tp", "up", "--udp", "dns1.:53", "5353"]).is_ok());
+}
+
+#[test]
+fn expose_takes_a_name_or_a_public_port() {
+    let cmd = |args: &[&str]| parse(args).unwrap().command;
+    assert_eq!(
+        cmd(&[
+            "tp",
+            "expose",
+            "22",
+            "--name",
+            "alice-laptop",
+            "--allow",
+            "bob@corp",
+            "--allow",
+            "group:ops",
+        ]),
+        Command::Expose {
+            local_port: 22,
+            name: Some(ServiceName::parse("alice-laptop").unwrap()),
+            public: None,
+            allow: vec![
+                AllowPattern::Exact("bob@corp".into()),
+                AllowPattern::Group("ops".into())
+            ],
+            proxy_protocol: false,
+            local_host: Host::Ip(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+        }
+    );
+    assert_eq!(
+        cmd(&[
+            "tp",
+            "expose",
+            "8080",
+            "--public",
+            "2222",
+            "--proxy-protocol",
+            "--local-host",
+            "::1",
+            "--transport",
+            "tcp",
+        ]),
+        Command::Expose {
+            local_port: 8080,
+            name: None,
+            public: Some(2222),
+            allow: vec![],
+            proxy_protocol: true,
+            local_host: Host::Ip("::1".parse().unwrap()),
+        }
+    );
+    for args in [
+        &["tp", "expose", "22"][..],
+        &["tp", "expose", "22", "--name", "a", "--public", "2222"],
+        &["tp", "expose", "22", "--name", "Alice"],
+        &["tp", "expose", "22", "--name", "a.b"],
+        &["tp", "expose", "0", "--name", "a"],
+        &["tp", "expose", "22", "--public", "0"],
+        &[
+            "tp", "expose", "22", "--public", "2222", "--allow", "bob@corp",
+        ],
+        &["tp", "expose", "22", "--name", "a", "--proxy-protocol"],
+        &["tp", "expose", "22", "--name", "a", "--allow", "group:"],
+    ] {
+        let err = parse(args).expect_err(&args.join(" "));
+        assert_eq!(err.exit_code(), i32::from(exit::USAGE), "{args:?}: {err}");
+    }
 }
 
 #[test]

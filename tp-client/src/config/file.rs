@@ -22,6 +22,7 @@ struct RawFile {
     cert: Option<Spanned<String>>,
     key: Option<Spanned<String>>,
     ca: Option<Spanned<String>>,
+    peer_ca: Option<Spanned<String>>,
     connect_timeout: Option<Spanned<String>>,
     transport: Option<Spanned<String>>,
 }
@@ -82,6 +83,7 @@ pub fn parse_file(text: &str, path: &Path, home: Option<&Path>) -> Result<Layer,
         cert: file_path(raw.cert),
         key: file_path(raw.key),
         ca: file_path(raw.ca),
+        peer_ca: file_path(raw.peer_ca),
         connect_timeout,
         transport,
     })

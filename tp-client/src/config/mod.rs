@@ -41,12 +41,13 @@ pub struct Setting {
 }
 
 /// Every setting, in the order the help text lists them.
-pub const SETTINGS: [Setting; 7] = [
+pub const SETTINGS: [Setting; 8] = [
     SERVER,
     SERVER_NAME,
     CERT,
     KEY,
     CA,
+    PEER_CA,
     CONNECT_TIMEOUT,
     TRANSPORT,
 ];
@@ -56,6 +57,7 @@ const SERVER_NAME: Setting = setting("server_name", "TP_SERVER_NAME", "--server-
 const CERT: Setting = setting("cert", "TP_CERT", "--cert");
 const KEY: Setting = setting("key", "TP_KEY", "--key");
 const CA: Setting = setting("ca", "TP_CA", "--ca");
+const PEER_CA: Setting = setting("peer_ca", "TP_PEER_CA", "--peer-ca");
 const CONNECT_TIMEOUT: Setting =
     setting("connect_timeout", "TP_CONNECT_TIMEOUT", "--connect-timeout");
 const TRANSPORT: Setting = setting("transport", "TP_TRANSPORT", "--transport");
@@ -137,6 +139,9 @@ pub struct Layer {
     pub key: Option<PathBuf>,
     /// The CA certificate(s) the server's certificate must chain to (PEM).
     pub ca: Option<PathBuf>,
+    /// The CA certificate(s) other clients' certificates must chain to, for
+    /// end-to-end TLS with a service (PEM).
+    pub peer_ca: Option<PathBuf>,
     /// Deadline for reaching the server and completing the TLS handshake.
     pub connect_timeout: Option<Duration>,
     /// QUIC, TLS/TCP, or QUIC with a TLS/TCP fallback.
@@ -152,6 +157,7 @@ impl Layer {
             cert: over.cert.or(self.cert),
             key: over.key.or(self.key),
             ca: over.ca.or(self.ca),
+            peer_ca: over.peer_ca.or(self.peer_ca),
             connect_timeout: over.connect_timeout.or(self.connect_timeout),
             transport: over.transport.or(self.transport),
         }
@@ -171,6 +177,9 @@ pub struct Settings {
     pub key: PathBuf,
     /// The CA certificate(s) the server's certificate must chain to (PEM).
     pub ca: PathBuf,
+    /// The CA certificate(s) the other end of an end-to-end service tunnel
+    /// must chain to (PEM): `peer_ca`, else `ca`.
+    pub peer_ca: PathBuf,
     /// Deadline for reaching the server and completing the TLS handshake.
     pub connect_timeout: Duration,
     /// QUIC, TLS/TCP, or QUIC with a TLS/TCP fallback.
@@ -250,8 +259,8 @@ pub fn expand_tilde(path: &Path, home: Option<&Path>) -> PathBuf {
 }
 
 /// The settings the environment gives: `TP_SERVER`, `TP_SERVER_NAME`, `TP_CERT`,
-/// `TP_KEY`, `TP_CA`, `TP_CONNECT_TIMEOUT`, `TP_TRANSPORT`. Empty variables count
-/// as unset.
+/// `TP_KEY`, `TP_CA`, `TP_PEER_CA`, `TP_CONNECT_TIMEOUT`, `TP_TRANSPORT`. Empty
+/// variables count as unset.
 pub fn env_layer(get: &dyn Fn(&str) -> Option<String>) -> Result<Layer, ConfigError> {
     let home = home_dir(get);
     let path = |s: &Setting| var(get, s.env).map(|v| expand_tilde(Path::new(&v), home.as_deref()));
@@ -268,6 +277,7 @@ pub fn env_layer(get: &dyn Fn(&str) -> Option<String>) -> Result<Layer, ConfigEr
         cert: path(&CERT),
         key: path(&KEY),
         ca: path(&CA),
+        peer_ca: path(&PEER_CA),
         connect_timeout: var(get, CONNECT_TIMEOUT.env)
             .map(|v| parse_timeout(&v))
             .transpose()
@@ -320,6 +330,7 @@ pub fn resolve(
         server_name,
         cert,
         key,
+        peer_ca: merged.peer_ca.unwrap_or_else(|| ca.clone()),
         ca,
         connect_timeout: merged.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT),
         transport: merged.transport.unwrap_or_default(),

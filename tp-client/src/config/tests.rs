@@ -22,6 +22,7 @@ fn full(server_addr: &str, dir: &str) -> Layer {
         cert: Some(PathBuf::from(format!("{dir}/c.pem"))),
         key: Some(PathBuf::from(format!("{dir}/c.key"))),
         ca: Some(PathBuf::from(format!("{dir}/ca.pem"))),
+        peer_ca: None,
         connect_timeout: Some(Duration::from_secs(3)),
         transport: None,
     }
@@ -325,4 +326,41 @@ fn cache_path_follows_xdg() {
         s.cache_file,
         Some(PathBuf::from("/home/a/.cache/tp/transport"))
     );
+}
+
+#[test]
+fn peer_ca_defaults_to_ca_and_has_all_three_ways() {
+    let s = resolve(
+        full("tp.example.org", "/d"),
+        Layer::default(),
+        Layer::default(),
+        None,
+    )
+    .unwrap();
+    assert_eq!(s.peer_ca, PathBuf::from("/d/ca.pem"), "the default is ca");
+
+    let path = Path::new("/etc/tp/client.toml");
+    let file = parse_file("peer_ca = \"peers.pem\"\n", path, None).unwrap();
+    assert_eq!(file.peer_ca, Some("/etc/tp/peers.pem".into()));
+    let s = resolve(
+        Layer {
+            peer_ca: file.peer_ca.clone(),
+            ..full("tp.example.org", "/d")
+        },
+        Layer::default(),
+        Layer::default(),
+        None,
+    )
+    .unwrap();
+    assert_eq!(s.peer_ca, PathBuf::from("/etc/tp/peers.pem"));
+
+    let from_env = env_layer(&env(&[("HOME", "/home/a"), ("TP_PEER_CA", "~/p.pem")])).unwrap();
+    assert_eq!(from_env.peer_ca, Some("/home/a/p.pem".into()));
+    let flags = Layer {
+        peer_ca: Some("/flag/p.pem".into()),
+        ..Layer::default()
+    };
+    let s = resolve(full("tp.example.org", "/d"), from_env, flags, None).unwrap();
+    assert_eq!(s.peer_ca, PathBuf::from("/flag/p.pem"));
+    assert!(SETTINGS.contains(&PEER_CA));
 }

@@ -9,6 +9,7 @@ use tp_net::tls::TlsConfigError;
 use tp_proto::ErrorCode;
 
 use crate::addr::ServerAddr;
+use crate::e2e::{E2eError, E2eSetupError};
 use crate::exit;
 
 /// Why the client's certificate, key or CA could not be loaded.
@@ -24,6 +25,9 @@ pub enum SetupError {
     /// The TLS configuration has no cipher suite QUIC can start with.
     #[error("the TLS configuration cannot be used for QUIC: {0}")]
     Quic(#[from] quinn::crypto::rustls::NoInitialCipherSuite),
+    /// The end-to-end TLS settings (`peer_ca`, our certificate) are not usable.
+    #[error(transparent)]
+    E2e(#[from] E2eSetupError),
 }
 
 /// Why a tunnel could not be opened.
@@ -117,6 +121,15 @@ pub enum ConnectError {
         /// The server's message.
         message: String,
     },
+    /// The tunnel to a service opened, but the end-to-end TLS with the
+    /// exposing client failed.
+    #[error("service {service}: {source}")]
+    EndToEnd {
+        /// The service.
+        service: String,
+        /// What failed.
+        source: E2eError,
+    },
 }
 
 impl ConnectError {
@@ -187,6 +200,10 @@ impl ConnectError {
             ConnectError::Refused { code, message } => ConnectError::Refused {
                 code: code.clone(),
                 message: message.clone(),
+            },
+            ConnectError::EndToEnd { service, source } => ConnectError::EndToEnd {
+                service: service.clone(),
+                source: source.clone(),
             },
         }
     }

@@ -94,6 +94,11 @@ impl QuicDialer {
         }
     }
 
+    /// Uses `transport` for the connections dialed from now on.
+    pub(crate) fn set_transport_config(&mut self, transport: quinn::TransportConfig) {
+        self.config.transport_config(std::sync::Arc::new(transport));
+    }
+
     fn timed_out(&self, during: &'static str) -> ConnectError {
         ConnectError::Timeout {
             server: self.server.clone(),

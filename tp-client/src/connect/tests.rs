@@ -216,6 +216,7 @@ fn settings_for(pki: &Pki, port: u16, dir: &tempfile::TempDir) -> Settings {
         cert: write("alice.pem", &pki.client.cert_pem),
         key: write("alice.key", &pki.client.key_pem),
         ca: write("ca.pem", &pki.ca_pem),
+        peer_ca: dir.path().join("ca.pem"),
         connect_timeout: Duration::from_secs(5),
         transport: Transport::Tcp,
         cache_file: None,

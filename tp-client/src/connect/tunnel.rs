@@ -65,7 +65,9 @@ impl Tunnel {
         }
     }
 
-    pub(super) fn quic(stream: QuicStream, conn: Connection, early: BytesMut) -> Self {
+    /// A tunnel on a QUIC stream of `conn`, `early` the bytes already read
+    /// from it (a stream the server opened for `tp expose` is one too).
+    pub(crate) fn quic(stream: QuicStream, conn: Connection, early: BytesMut) -> Self {
         Tunnel {
             stream: Stream::Quic(stream),
             early,
@@ -76,7 +78,7 @@ impl Tunnel {
 
     /// Sets the bytes that arrived behind the answer (the hello is exchanged on
     /// the tunnel itself, so that a failed exchange aborts it).
-    pub(super) fn set_early(&mut self, early: BytesMut) {
+    pub(crate) fn set_early(&mut self, early: BytesMut) {
         self.early = early;
     }
 
@@ -101,6 +103,11 @@ impl Tunnel {
             let _ = stream.writer_mut().reset(STREAM_ABORTED);
             let _ = stream.reader_mut().stop(STREAM_ABORTED);
         }
+    }
+
+    /// Over QUIC: the connection carrying this tunnel.
+    pub(crate) fn quic_connection(&self) -> Option<&Connection> {
+        self.quic.as_ref()
     }
 
     /// Bytes received behind the answer and not yet read.

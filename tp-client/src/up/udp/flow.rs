@@ -19,7 +19,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::UdpSocket;
 use tokio::time::{Instant, sleep_until, timeout};
 use tp_proto::udp::{UdpFrameError, decode_frame, encode_frame};
-use tp_proto::{Connect, ConnectTarget, Hello, Proto};
+use tp_proto::{Hello, Proto};
 use tracing::{debug, info, warn};
 
 use super::datagrams::{QuicPath, Routers};
@@ -98,13 +98,7 @@ impl fmt::Display for End {
 
 /// The `connect` hello of a UDP tunnel to `target`.
 pub(super) fn hello(target: &Target) -> Hello {
-    Hello::Connect(Connect {
-        proto: Proto::Udp,
-        target: ConnectTarget::Addr {
-            host: target.host.clone(),
-            port: target.port,
-        },
-    })
+    target.hello(Proto::Udp)
 }
 
 /// Runs the flow of `source` until it ends; datagrams from the source arrive

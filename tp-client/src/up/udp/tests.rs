@@ -133,7 +133,7 @@ fn udp_hello() -> Hello {
     Hello::Connect(Connect {
         proto: Proto::Udp,
         target: tp_proto::ConnectTarget::Addr {
-            host: target().host,
+            host: tp_proto::Host::parse("dns1.internal").unwrap(),
             port: 53,
         },
     })
