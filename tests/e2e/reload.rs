@@ -2,75 +2,14 @@
 //! apply to the next connection at once, open tunnels keep running, and a broken
 //! config is refused while the running one stays.
 
-use std::path::Path;
-use std::process::Stdio;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::process::{Child, Command};
-use tp_tests::bins::{Lines, send_signal, tp_server_bin};
+use tp_tests::process::{ServerProcess, free_port_both};
 use tp_tests::client::{self, ClientOptions, Reply, connect_hello, open_tunnel, send_hello};
 use tp_tests::target::EchoTarget;
 use tp_tests::{TestServer, pki, within};
-
-/// `tp-server run -c CONFIG` on the port the config names (`127.0.0.1:0`).
-struct ServerProcess {
-    child: Child,
-    stderr: Lines,
-    addr: std::net::SocketAddr,
-}
-
-impl ServerProcess {
-    async fn start(config: &Path) -> ServerProcess {
-        let mut child = Command::new(tp_server_bin())
-            .arg("run")
-            .arg("-c")
-            .arg(config)
-            .env("TP_LOG", "info,tp_server=debug")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("starting tp-server");
-        let stderr = Lines::collect(child.stderr.take().expect("piped stderr"));
-        let line = stderr
-            .wait_for("saying where it listens", |l| {
-                l.contains("tp-server listening")
-            })
-            .await;
-        let addr = line
-            .split_whitespace()
-            .find_map(|w| w.strip_prefix("listen="))
-            .and_then(|a| a.parse().ok())
-            .unwrap_or_else(|| panic!("no listen=ADDR in {line:?}"));
-        ServerProcess {
-            child,
-            stderr,
-            addr,
-        }
-    }
-
-    /// Sends SIGHUP and waits for a line after it containing `outcome`.
-    async fn reload(&self, outcome: &str) -> String {
-        let before = self.stderr.snapshot().len();
-        send_signal(self.child.id().expect("running"), "HUP");
-        let deadline = tokio::time::Instant::now() + tp_tests::EVENTUALLY;
-        loop {
-            let lines = self.stderr.snapshot();
-            if let Some(line) = lines[before..].iter().find(|l| l.contains(outcome)) {
-                return line.clone();
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "no {outcome:?} line after SIGHUP:\n{}",
-                lines[before..].join("\n")
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-}
 
 async fn echo<S>(tls: &mut S, bytes: &[u8])
 where
@@ -148,18 +87,6 @@ async fn sighup_applies_revocation_and_policy_to_new_connections_only() {
     let reply = send_hello(&mut tls, &connect_hello("127.0.0.1", target.port())).await;
     assert_eq!(reply.code(), "denied", "{reply:?}");
     echo(&mut bob, b"open tunnels are untouched").await;
-}
-
-/// A free port on 127.0.0.1 for both TCP and UDP (checked, then released).
-fn free_port_both() -> u16 {
-    for _ in 0..50 {
-        let tcp = std::net::TcpListener::bind("127.0.0.1:0").expect("tcp");
-        let port = tcp.local_addr().expect("addr").port();
-        if std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-    panic!("no port free for both TCP and UDP");
 }
 
 /// A server killed with SIGKILL and started again on the same port and key tells

@@ -15,6 +15,7 @@ pub mod client;
 pub mod data;
 pub mod logs;
 pub mod pki;
+pub mod process;
 pub mod quic;
 pub mod reverse;
 pub mod server;
