@@ -5,6 +5,7 @@
 
 mod certs;
 mod cli;
+mod expose;
 mod halfclose;
 mod hello;
 mod limits;

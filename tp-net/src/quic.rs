@@ -39,6 +39,9 @@ pub struct QuicLimits {
     pub keep_alive: Option<Duration>,
 }
 
+/// The longest keep-alive interval of an exposing client's connection.
+pub const EXPOSE_KEEP_ALIVE: Duration = Duration::from_secs(2);
+
 impl Default for QuicLimits {
     fn default() -> Self {
         QuicLimits {
@@ -84,8 +87,17 @@ impl QuicLimits {
     /// (`listen`): the server opens one bidirectional stream per incoming
     /// connection, so the client grants it `max_streams` of them at once (a
     /// further one waits for a free one). Still no unidirectional streams.
+    ///
+    /// Its keep-alive is at most [`EXPOSE_KEEP_ALIVE`]: an exposing client only
+    /// waits, and a server that restarted tells it so (a stateless reset) only
+    /// when a packet arrives; the ping makes that within seconds.
     pub fn expose_transport_config(&self) -> TransportConfig {
-        self.transport_config()
+        let mut t = self.transport_config();
+        let keep_alive = self
+            .keep_alive
+            .map_or(EXPOSE_KEEP_ALIVE, |k| k.min(EXPOSE_KEEP_ALIVE));
+        t.keep_alive_interval(Some(keep_alive));
+        t
     }
 }
 
@@ -160,12 +172,22 @@ mod tests {
             "{expose}"
         );
         assert!(expose.contains("max_concurrent_uni_streams: 0"), "{expose}");
-        // Only the stream grant differs from an ordinary client's.
+        // Only the stream grant and the keep-alive differ from an ordinary client's.
+        assert!(expose.contains("keep_alive_interval: Some(2s)"), "{expose}");
+        assert!(
+            client.contains("keep_alive_interval: Some(15s)"),
+            "{client}"
+        );
         assert_eq!(
-            expose.replace(
-                "max_concurrent_bidi_streams: 64",
-                "max_concurrent_bidi_streams: 0"
-            ),
+            expose
+                .replace(
+                    "max_concurrent_bidi_streams: 64",
+                    "max_concurrent_bidi_streams: 0"
+                )
+                .replace(
+                    "keep_alive_interval: Some(2s)",
+                    "keep_alive_interval: Some(15s)"
+                ),
             client
         );
     }

@@ -28,6 +28,14 @@ name = "dev-loopback"
 who = ["dev@quickstart.tp"]
 connect = ["localhost", "127.0.0.0/8", "::1/128"]
 ports = ["*"]
+
+# It may also expose local services by name (`tp expose 22 --name dev-laptop`)
+# and reach them (`tp dev-laptop 22`).
+[[rule]]
+name = "dev-expose"
+who = ["dev@quickstart.tp"]
+listen = ["*"]
+services = ["*"]
 "#;
 
 /// Why the quickstart folder could not be prepared.
@@ -208,6 +216,6 @@ mod tests {
         assert_ne!(std::fs::read(&files.client_cert).unwrap(), client_before);
 
         let config = crate::Config::load(&files.server_config).unwrap();
-        assert_eq!(config.policy.rule_count(), 1);
+        assert_eq!(config.policy.rule_count(), 2);
     }
 }

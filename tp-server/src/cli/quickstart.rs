@@ -55,12 +55,15 @@ pub async fn quickstart(args: QuickstartArgs) -> anyhow::Result<()> {
          \x20 ssh -o ProxyCommand=\"{tp_cmd} %h %p\" 127.0.0.1\n\
          \n  # forward local port 2222 to 127.0.0.1:22, one tunnel per connection:\n\
          \x20 {tp_cmd} up 127.0.0.1:22 2222\n\
+         \n  # expose this machine's sshd as the service dev-laptop, then reach it by name:\n\
+         \x20 {tp_cmd} expose 22 --name dev-laptop\n\
+         \x20 ssh -o ProxyCommand=\"{tp_cmd} %h %p\" dev-laptop\n\
          \n  # what the policy says, and why:\n\
          \x20 tp-server policy check -c {server} --cert {cert} --connect 127.0.0.1:22\n\
          \n  # speak the protocol by hand:\n\
          \x20 openssl s_client -quiet -alpn tp/1 -CAfile {ca} -cert {cert} -key {key} -connect {addr}\n\
          \x20 {{\"v\":1,\"op\":\"connect\",\"host\":\"127.0.0.1\",\"port\":22}}\n\
-         \nPolicy: {policy} (loopback only). Ctrl-C stops the server.\n",
+         \nPolicy: {policy} (loopback, and services by name). Ctrl-C stops the server.\n",
         dir = files.dir.display(),
         server = files.server_config.display(),
         cert = files.client_cert.display(),
