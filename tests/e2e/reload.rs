@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tp_tests::process::{ServerProcess, free_port_both};
 use tp_tests::client::{self, ClientOptions, Reply, connect_hello, open_tunnel, send_hello};
+use tp_tests::process::{ServerProcess, free_port_both};
 use tp_tests::target::EchoTarget;
 use tp_tests::{TestServer, pki, within};
 

@@ -83,4 +83,3 @@ pub fn free_port_both() -> u16 {
     }
     panic!("no port free for both TCP and UDP");
 }
-
