@@ -85,7 +85,7 @@ pub(crate) fn connect_error(server: &ServerAddr, e: &ConnectionError) -> Connect
 }
 
 /// Why a QUIC connection failed or was lost, other than TLS, in plain words.
-fn lost_reason(e: &ConnectionError) -> String {
+pub(crate) fn lost_reason(e: &ConnectionError) -> String {
     match e {
         ConnectionError::ConnectionClosed(close) => {
             format!("the server aborted the connection: {close}")

@@ -8,6 +8,7 @@
 //! Unknown events are ignored.
 
 use std::future::Future;
+use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,6 +23,7 @@ use tracing::{Instrument, debug, info_span};
 
 use super::incoming::Serve;
 use crate::connect::Tunnel;
+use crate::quic_error;
 
 /// Heartbeat timing of a control channel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -169,13 +171,17 @@ where
             Step::Line(Err(ReadMessageError::Decode(e))) => {
                 return Watched::Lost(format!("the server sent a bad control line: {e}"));
             }
+            Step::Line(Err(ReadMessageError::Io(e))) => {
+                return Watched::Lost(format!("the control channel broke: {}", broke(&e)));
+            }
             Step::Line(Err(e)) => return Watched::Lost(format!("the control channel broke: {e}")),
             Step::Stream(Ok((send, recv))) => {
                 heard = Instant::now();
                 on(Arrival::Stream(send, recv));
             }
             Step::Stream(Err(e)) => {
-                return Watched::Lost(format!("the QUIC connection was lost: {e}"));
+                let why = quic_error::lost_reason(&e);
+                return Watched::Lost(format!("the QUIC connection broke: {why}"));
             }
             Step::Ping => {
                 let mut line = Vec::with_capacity(32);
@@ -197,6 +203,19 @@ where
             }
         }
     }
+}
+
+/// Why the control channel broke, in plain words (the transports' own
+/// messages name stream ids or a docs.rs page).
+fn broke(e: &io::Error) -> String {
+    if let Some(how) = quic_error::tunnel_broke(e) {
+        return how;
+    }
+    if e.kind() == io::ErrorKind::UnexpectedEof {
+        // tokio-rustls: the TCP connection ended without close_notify.
+        return "the server ended it abruptly (did it restart?)".into();
+    }
+    e.to_string()
 }
 
 /// The next stream the server opens on `conn`; never without a connection.

@@ -467,3 +467,57 @@ fn which_refusals_are_retried() {
     }
     assert_eq!(STABLE_AFTER, Duration::from_secs(10));
 }
+
+#[tokio::test]
+async fn tp_up_reaches_a_service_end_to_end() {
+    let pki = Pki::new("test CA");
+    let echo = local_echo().await;
+    let server = Reverse::start(ServerSetup::trusting(&pki)).await;
+    let exposing = expose(
+        &pki,
+        &server,
+        Transport::Quic,
+        service("alice-laptop", &[]),
+        echo,
+    );
+    server.ctl.registered(1).await;
+    let caller = connector_as(
+        &pki.bob,
+        &pki,
+        &pki,
+        server.addr.port(),
+        Transport::Quic,
+        Duration::from_secs(5),
+    );
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let local = listener.local_addr().unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let target = Target::parse("alice-laptop:22").unwrap();
+    let up = tokio::spawn(crate::up::serve(
+        listener,
+        Arc::new(caller),
+        target,
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    let mut conn = tokio::net::TcpStream::connect(local).await.unwrap();
+    conn.write_all(b"through tp up").await.unwrap();
+    conn.shutdown().await.unwrap();
+    let mut back = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), conn.read_to_end(&mut back))
+        .await
+        .expect("the echo ends")
+        .unwrap();
+    assert_eq!(back, b"through tp up");
+    assert!(
+        !server
+            .ctl
+            .relayed()
+            .windows(13)
+            .any(|w| w == b"through tp up")
+    );
+    stop.send(()).unwrap();
+    up.await.unwrap();
+    exposing.stop().await.unwrap();
+}
