@@ -5,11 +5,13 @@
 
 use std::path::Path;
 use std::process::Stdio;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use tokio::process::Child;
+use tp_server::pki::{LeafSpec, Validity};
 use tp_tests::bins::{Finished, Lines, run, run_tp, tp, tp_bin};
 use tp_tests::process::{ServerProcess, free_port_both};
+use tp_tests::target::EchoTarget;
 use tp_tests::{Sshd, TestServer, Transport, pki};
 
 /// alice may expose `alice-laptop`; bob and carol may reach it.
@@ -173,7 +175,54 @@ async fn allow_narrows_who_the_exposing_side_accepts(transport: Transport) {
     assert_eq!(out.stdout_text(), "bob-is-allowed\n");
 }
 
+/// A registration does not outlive the certificate that made it: the server
+/// checks it again at each heartbeat and ends the registration once it has
+/// expired; `tp expose` then reads its certificate files again and registers
+/// with the renewed certificate it finds there.
+async fn a_registration_ends_with_its_certificate_and_a_renewed_one_takes_over(
+    transport: Transport,
+) {
+    let server = TestServer::builder()
+        .policy(POLICY)
+        .section("reverse", "heartbeat", "\"1s\"")
+        .start()
+        .await;
+    let now = SystemTime::now();
+    let short = pki()
+        .root
+        .issue(&LeafSpec::client(
+            "alice@test",
+            Validity::for_ttl(now, Duration::from_secs(3)),
+        ))
+        .expect("a short-lived certificate");
+    let laptop = server.client_config_over(&short, transport);
+    let echo = EchoTarget::start().await;
+    let port = echo.port().to_string();
+    let exposed = Exposed::start(&laptop, &[&port, "--name", "alice-laptop"]).await;
+
+    // The certificate is renewed on disk (as a renewal job would) while the
+    // registration made with the old one still runs.
+    let stem = format!("client-{}-{}", short.serial_hex, transport.name());
+    pki()
+        .alice
+        .save(server.dir(), &stem)
+        .expect("renewed files");
+
+    server
+        .expect_log(&[
+            "unregistered service alice-laptop",
+            "client certificate no longer valid",
+        ])
+        .await;
+    exposed.registrations(2).await;
+    let bob = server.client_config_over(&pki().bob, transport);
+    let out = run_tp(&bob, ["alice-laptop", "7"], b"renewed").await;
+    assert_eq!(out.code(), 0, "{out:?}");
+    assert_eq!(out.stdout, b"renewed");
+}
+
 tp_tests::over_both_transports!(
+    a_registration_ends_with_its_certificate_and_a_renewed_one_takes_over,
     ssh_reaches_an_exposed_sshd_by_name,
     a_caller_policy_refuses_is_denied_by_the_server,
     allow_narrows_who_the_exposing_side_accepts,

@@ -36,8 +36,7 @@ use tokio_rustls::{TlsAcceptor, TlsConnector, client, server};
 use crate::tls_error::{describe_tls, rustls_error};
 use verify::{Gate, GateVerifier, PeerServerVerifier, TicketOnly};
 
-/// The ALPN protocol id of the end-to-end TLS inside a service tunnel.
-pub const ALPN_E2E_V1: &[u8] = b"tp-e2e/1";
+pub use tp_proto::ALPN_E2E_V1;
 
 /// The server name the caller puts in its inner handshake: never sent (no
 /// SNI) and never checked.

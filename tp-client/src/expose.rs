@@ -30,7 +30,7 @@ use tp_proto::{ErrorCode, Hello, Listen, ListenKind};
 use tracing::{info, warn};
 
 use crate::addr::ServiceName;
-use crate::connect::{ConnectError, Connector, backoff};
+use crate::connect::{ConnectError, Connector, SetupError, backoff};
 use crate::e2e::AllowList;
 use crate::transport::Via;
 
@@ -140,17 +140,25 @@ fn via_name(via: Via) -> &'static str {
 
 /// Registers, serves incoming connections, registers again whenever the
 /// control channel dies, until `shutdown` completes (then `Ok`) or the server
-/// gives a final refusal. Prints a line on stderr at each registration. The
-/// connector should be [`Connector::for_expose`].
+/// gives a final refusal. Prints a line on stderr at each registration.
+///
+/// Before registering again it calls `renew` for a fresh connector: a
+/// long-running `tp expose` outlives its short-lived certificate, and the
+/// server ends a registration whose certificate stops verifying, so the
+/// certificate files are read again (a renewed certificate is used from then
+/// on; if reading fails, the loaded one is kept). Connectors are made
+/// [`Connector::for_expose`] here.
 pub async fn run(
-    connector: Arc<Connector>,
+    connector: Connector,
+    mut renew: impl FnMut() -> Result<Connector, SetupError>,
     options: ExposeOptions,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ExposeError> {
+    let mut connector = Arc::new(connector.for_expose());
     tokio::pin!(shutdown);
     let hello = options.hello();
     let what = options.describe();
-    let serve = Arc::new(incoming::Serve::new(connector.clone(), &options));
+    let mut serve = Arc::new(incoming::Serve::new(connector.clone(), &options));
     let mut failures: u32 = 0;
     let mut registered_before = false;
     let result = loop {
@@ -200,6 +208,16 @@ pub async fn run(
         tokio::select! {
             () = &mut shutdown => break Ok(()),
             () = sleep(backoff(failures)) => {}
+        }
+        match renew() {
+            Ok(renewed) => {
+                // Tunnels still open keep the old connector alive until they end.
+                connector = Arc::new(renewed.for_expose());
+                serve = Arc::new(incoming::Serve::new(connector.clone(), &options));
+            }
+            Err(e) => {
+                warn!("cannot read the certificate files again ({e}); keeping the loaded ones")
+            }
         }
     };
     if result.is_ok() {

@@ -103,8 +103,8 @@ fn run(cli: Cli) -> u8 {
                     mode,
                     heartbeat: expose::Heartbeat::default(),
                 };
-                let connector = Arc::new(connector.for_expose());
-                match expose::run(connector, options, up::shutdown_signal()).await {
+                let renew = || Connector::from_settings(&settings);
+                match expose::run(connector, renew, options, up::shutdown_signal()).await {
                     Ok(()) => exit::OK,
                     Err(e) => fail(&e, e.exit_status()),
                 }

@@ -42,8 +42,20 @@ pub(crate) struct Leaf {
     pub(crate) key_pem: String,
 }
 
+impl Clone for Leaf {
+    fn clone(&self) -> Self {
+        Leaf {
+            der: self.der.clone(),
+            key: self.key.clone_key(),
+            cert_pem: self.cert_pem.clone(),
+            key_pem: self.key_pem.clone(),
+        }
+    }
+}
+
 /// A CA with a server leaf (localhost, 127.0.0.1) and two client leaves:
 /// `client` (alice@corp) and `bob` (bob@corp).
+#[derive(Clone)]
 pub(crate) struct Pki {
     pub(crate) ca: CertificateDer<'static>,
     pub(crate) ca_pem: String,

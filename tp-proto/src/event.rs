@@ -19,9 +19,12 @@ use crate::codec::{DecodeError, parse_object, take_line};
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Event {
-    /// `{"v":1,"event":"ping"}`: the sender is alive. Either side sends one when it
-    /// has sent nothing for a heartbeat interval; nothing answers it.
+    /// `{"v":1,"event":"ping"}`: the sender is alive, and asks for a [`Event::Pong`].
+    /// Either side sends one when it has sent nothing for its heartbeat interval.
     Ping,
+    /// `{"v":1,"event":"pong"}`: the answer to a ping. With it, each side hears
+    /// from the other at least once per its *own* interval, whatever the other's.
+    Pong,
     /// `{"v":1,"event":"incoming",...}`: a connection arrived for the service or
     /// public port.
     Incoming(Incoming),
@@ -72,6 +75,7 @@ struct WireEvent<'a> {
 pub fn encode_event(event: &Event, out: &mut Vec<u8>) {
     let (name, incoming) = match event {
         Event::Ping => ("ping", None),
+        Event::Pong => ("pong", None),
         Event::Incoming(i) => (
             "incoming",
             Some(WireIncoming {
@@ -109,6 +113,7 @@ pub fn decode_event(buf: &mut BytesMut) -> Result<Option<Event>, DecodeError> {
     };
     let event = match name.as_str() {
         "ping" => Event::Ping,
+        "pong" => Event::Pong,
         "incoming" => {
             let raw: WireIncoming = serde_json::from_value(Value::Object(map))
                 .map_err(|e| DecodeError::invalid(OP, e))?;
@@ -140,11 +145,15 @@ mod tests {
     }
 
     #[test]
-    fn ping_is_one_short_line() {
+    fn ping_and_pong_are_one_short_line_each() {
         let mut out = Vec::new();
         encode_event(&Event::Ping, &mut out);
         assert_eq!(out, b"{\"v\":1,\"event\":\"ping\"}\n");
         assert_eq!(round_trip(&Event::Ping), Event::Ping);
+        let mut out = Vec::new();
+        encode_event(&Event::Pong, &mut out);
+        assert_eq!(out, b"{\"v\":1,\"event\":\"pong\"}\n");
+        assert_eq!(round_trip(&Event::Pong), Event::Pong);
     }
 
     #[test]

@@ -25,6 +25,10 @@ pub use host::{Host, HostError};
 /// The ALPN protocol id of tp version 1, offered by clients and required by the server.
 pub const ALPN_TP_V1: &[u8] = b"tp/1";
 
+/// The ALPN protocol id of the end-to-end TLS that a caller and an exposing client
+/// run inside a service tunnel (`docs/protocol.md`, reverse tunnels).
+pub const ALPN_E2E_V1: &[u8] = b"tp-e2e/1";
+
 /// The protocol version carried in every hello and answer as `"v"`.
 pub const PROTOCOL_VERSION: u64 = 1;
 

@@ -161,7 +161,13 @@ where
                 heard = Instant::now();
                 match event {
                     Event::Incoming(incoming) => on(Arrival::Incoming(incoming)),
-                    Event::Ping => debug!("ping from the server"),
+                    Event::Ping => {
+                        if let Err(e) = send_event(control, &Event::Pong).await {
+                            return Watched::Lost(format!("answering a ping failed: {e}"));
+                        }
+                        sent = Instant::now();
+                    }
+                    Event::Pong => debug!("pong from the server"),
                     other => debug!("ignoring the event {other:?}"),
                 }
             }
@@ -184,13 +190,7 @@ where
                 return Watched::Lost(format!("the QUIC connection broke: {why}"));
             }
             Step::Ping => {
-                let mut line = Vec::with_capacity(32);
-                encode_event(&Event::Ping, &mut line);
-                let written = async {
-                    control.write_all(&line).await?;
-                    control.flush().await
-                };
-                if let Err(e) = written.await {
+                if let Err(e) = send_event(control, &Event::Ping).await {
                     return Watched::Lost(format!("sending a ping failed: {e}"));
                 }
                 sent = Instant::now();
@@ -203,6 +203,14 @@ where
             }
         }
     }
+}
+
+/// Writes one event line on the control channel.
+async fn send_event<S: AsyncWrite + Unpin>(control: &mut S, event: &Event) -> io::Result<()> {
+    let mut line = Vec::with_capacity(32);
+    encode_event(event, &mut line);
+    control.write_all(&line).await?;
+    control.flush().await
 }
 
 /// Why the control channel broke, in plain words (the transports' own
@@ -236,9 +244,10 @@ mod tests {
     use super::*;
 
     const PING: &str = "{\"v\":1,\"event\":\"ping\"}";
+    const PONG: &str = "{\"v\":1,\"event\":\"pong\"}";
 
     #[tokio::test(start_paused = true)]
-    async fn pings_after_15s_of_silence_and_gives_up_after_45s() {
+    async fn pings_after_15s_of_silence_answers_pings_and_gives_up_after_45s() {
         let (mut ours, theirs) = duplex(4096);
         let (server_r, mut server_w) = tokio::io::split(theirs);
         let t0 = Instant::now();
@@ -246,8 +255,7 @@ mod tests {
             let mut lines = BufReader::new(server_r).lines();
             let mut at = Vec::new();
             while let Ok(Some(line)) = lines.next_line().await {
-                assert_eq!(line, PING);
-                at.push(t0.elapsed().as_secs());
+                at.push((line, t0.elapsed().as_secs()));
             }
             at
         });
@@ -277,7 +285,14 @@ mod tests {
         assert_eq!(t0.elapsed(), Duration::from_secs(65), "45 s after 20 s");
         assert_eq!(arrivals, 0);
         drop(ours);
-        assert_eq!(pings.await.unwrap(), vec![15, 30, 45, 60]);
+        // Pings after each 15 s of silence; the server's ping is answered at
+        // once, and restarts the count. (At 65 s, the next ping and the end
+        // come due together: either may win.)
+        let sent = pings.await.unwrap();
+        let ping = |at| (PING.to_owned(), at);
+        let expected = [ping(15), (PONG.to_owned(), 20), ping(35), ping(50)];
+        assert_eq!(sent[..4], expected[..], "{sent:?}");
+        assert!(sent.len() == 4 || sent[4] == ping(65), "{sent:?}");
     }
 
     #[tokio::test(start_paused = true)]

@@ -3,6 +3,7 @@
 //! the PROXY header, registering again, final and retried refusals.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use proxy_header::{ParseConfig, ProxiedAddress, ProxyHeader};
@@ -69,6 +70,8 @@ fn public(proxy_protocol: bool) -> Mode {
 struct Exposing {
     task: JoinHandle<Result<(), ExposeError>>,
     stop: oneshot::Sender<()>,
+    /// How often `run` read the credentials again (once per re-registration).
+    renewals: Arc<AtomicUsize>,
 }
 
 impl Exposing {
@@ -106,7 +109,15 @@ fn expose_with(
     local_port: u16,
     heartbeat: Heartbeat,
 ) -> Exposing {
-    let connector = connector_via(pki, pki, server.addr.port(), transport).for_expose();
+    let port = server.addr.port();
+    let connector = connector_via(pki, pki, port, transport);
+    let pki = pki.clone();
+    let renewals = Arc::new(AtomicUsize::new(0));
+    let counted = renewals.clone();
+    let renew = move || {
+        counted.fetch_add(1, Ordering::SeqCst);
+        Ok(connector_via(&pki, &pki, port, transport))
+    };
     let options = ExposeOptions {
         local_host: Host::Ip([127, 0, 0, 1].into()),
         local_port,
@@ -114,10 +125,14 @@ fn expose_with(
         heartbeat,
     };
     let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(run(Arc::new(connector), options, async move {
+    let task = tokio::spawn(run(connector, renew, options, async move {
         let _ = stopped.await;
     }));
-    Exposing { task, stop }
+    Exposing {
+        task,
+        stop,
+        renewals,
+    }
 }
 
 /// Sends `size` bytes through `stream` (half-closing after them) and checks
@@ -344,11 +359,14 @@ async fn a_cut_control_channel_registers_again() {
         let mut server = Reverse::start(ServerSetup::trusting(&pki)).await;
         let exposing = expose(&pki, &server, transport, public(false), echo);
         server.ctl.registered(1).await;
+        assert_eq!(exposing.renewals.load(Ordering::SeqCst), 0);
         server.ctl.cut();
         server.ctl.registered(2).await;
         for _ in 0..2 {
             assert!(matches!(server.next_hello().await, Hello::Listen(_)));
         }
+        // The second registration read the certificate files again.
+        assert_eq!(exposing.renewals.load(Ordering::SeqCst), 1);
         // The new registration serves.
         let stream = server.ctl.incoming(peer(), public_to()).await;
         echo_through(stream, 10_000, 3).await;

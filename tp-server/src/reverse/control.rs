@@ -3,8 +3,9 @@
 //! The control loop hands each incoming connection to the exposing client: over
 //! QUIC it opens a stream headed by the `incoming` event; over TLS/TCP it parks
 //! a session and announces it, and the client's `accept` claims it
-//! ([`super::accept`]). Both sides send `ping` after a quiet heartbeat interval;
-//! three silent intervals end the channel, and with it the registration.
+//! ([`super::accept`]). Both sides send `ping` after a quiet heartbeat interval
+//! and answer each `ping` with a `pong`; three silent intervals end the channel,
+//! and with it the registration.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -151,9 +152,11 @@ impl<S: TunnelStream> Channel<'_, S> {
                     }
                     Ok(_) => {
                         last_heard = Instant::now();
+                        let mut pinged = false;
                         loop {
                             match tp_proto::decode_event(&mut buf) {
-                                Ok(Some(Event::Ping)) => {}
+                                Ok(Some(Event::Ping)) => pinged = true,
+                                Ok(Some(Event::Pong)) => {}
                                 Ok(Some(other)) => debug!(event = ?other, "control event ignored"),
                                 Ok(None) => break,
                                 Err(e) => {
@@ -161,6 +164,13 @@ impl<S: TunnelStream> Channel<'_, S> {
                                     return "bad control line";
                                 }
                             }
+                        }
+                        // One pong answers every ping read at once.
+                        if pinged {
+                            if let Err(why) = self.send(&Event::Pong).await {
+                                return why;
+                            }
+                            last_sent = Instant::now();
                         }
                     }
                 },
