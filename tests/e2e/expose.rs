@@ -7,10 +7,12 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, SystemTime};
 
-use tokio::process::Child;
+use tokio::process::{Child, Command};
 use tp_server::pki::{LeafSpec, Validity};
-use tp_tests::bins::{Finished, Lines, run, run_tp, tp, tp_bin};
+use tp_tests::bins::{Finished, Lines, run, run_tp, system_bin, tp, tp_bin};
+use tp_tests::nginx::Nginx;
 use tp_tests::process::{ServerProcess, free_port_both};
+use tp_tests::reverse::free_port;
 use tp_tests::target::EchoTarget;
 use tp_tests::{Sshd, TestServer, Transport, pki};
 
@@ -221,7 +223,54 @@ async fn a_registration_ends_with_its_certificate_and_a_renewed_one_takes_over(
     assert_eq!(out.stdout, b"renewed");
 }
 
+/// Public mode with `--proxy-protocol`: plain `curl` to the server's public port
+/// reaches a real nginx behind `tp expose`, and nginx logs curl's own address
+/// (from the PROXY v2 header), not the one the laptop dialed from.
+async fn a_public_port_shows_nginx_the_real_client_with_proxy_protocol(transport: Transport) {
+    let nginx = Nginx::start_proxy_protocol().await;
+    let public = free_port();
+    let policy = format!(
+        "[[rule]]\nname = \"alice-public\"\nwho = [\"alice@test\"]\npublic_ports = [{public}]\n"
+    );
+    let server = TestServer::builder()
+        .policy(&policy)
+        .section("reverse", "public_address", "\"127.0.0.1\"")
+        .start()
+        .await;
+    let laptop = server.client_config_over(&pki().alice, transport);
+    let (nginx_port, public_port) = (nginx.port().to_string(), public.to_string());
+    let _exposed = Exposed::start(
+        &laptop,
+        &[&nginx_port, "--public", &public_port, "--proxy-protocol"],
+    )
+    .await;
+
+    let curl_port = free_port();
+    let mut curl = Command::new(system_bin("curl"));
+    curl.args(["--silent", "--show-error", "--max-time", "10"])
+        .arg("--local-port")
+        .arg(curl_port.to_string())
+        .arg(format!("http://127.0.0.1:{public}/"));
+    let out = run(curl, b"").await;
+    assert_eq!(out.code(), 0, "curl failed: {}", out.stderr);
+    assert_eq!(out.stdout_text(), tp_tests::nginx::BODY);
+
+    let log = nginx.access_log();
+    assert!(
+        log.iter()
+            .any(|l| l.starts_with(&format!("127.0.0.1:{curl_port} "))),
+        "nginx did not see curl's address 127.0.0.1:{curl_port}: {log:?}"
+    );
+    server
+        .expect_log(&[
+            "tp::audit",
+            &format!("incoming connection from 127.0.0.1:{curl_port} on public port {public} exposed by alice@test"),
+        ])
+        .await;
+}
+
 tp_tests::over_both_transports!(
+    a_public_port_shows_nginx_the_real_client_with_proxy_protocol,
     a_registration_ends_with_its_certificate_and_a_renewed_one_takes_over,
     ssh_reaches_an_exposed_sshd_by_name,
     a_caller_policy_refuses_is_denied_by_the_server,

@@ -57,7 +57,7 @@ pub fn system_bin(name: &str) -> PathBuf {
         .find(|p| p.is_file())
         .unwrap_or_else(|| {
             panic!(
-                "{name} not found: install openssh-server and openssh-client (scripts/test.sh does)"
+                "{name} not found: install it (scripts/test.sh installs every peer the tests use)"
             )
         })
 }

@@ -14,6 +14,7 @@ pub mod bins;
 pub mod client;
 pub mod data;
 pub mod logs;
+pub mod nginx;
 pub mod pki;
 pub mod process;
 pub mod quic;
