@@ -106,6 +106,24 @@ async fn allow_patterns_let_in_and_refuse_by_identity() {
 }
 
 #[tokio::test]
+async fn a_caller_whose_certificate_is_not_the_identity_the_server_checked_is_refused() {
+    let pki = Pki::new("test CA");
+    let alice = e2e_config(&pki.client, &pki);
+    let bob = e2e_config(&pki.bob, &pki);
+    // The server let carol through; inside the tunnel bob's certificate shows
+    // up (a stolen or revoked one, never checked by the server): refused even
+    // with no --allow at all.
+    for allow in [&[][..], &["bob@corp"][..]] {
+        let (connected, accepted) = handshake(&bob, &alice, allow, Some("carol@corp"), &[]).await;
+        assert_eq!(connected.unwrap_err(), E2eError::Refused, "{allow:?}");
+        match accepted {
+            Err((AcceptError::NotAllowed { identity }, _)) => assert_eq!(identity, "bob@corp"),
+            other => panic!("{allow:?}: {:?}", other.map(|(_, id)| id)),
+        }
+    }
+}
+
+#[tokio::test]
 async fn certificates_from_another_ca_are_refused_both_ways() {
     let pki = Pki::new("test CA");
     let foreign = Pki::new("foreign CA");

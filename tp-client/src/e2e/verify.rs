@@ -12,7 +12,7 @@ use rustls::server::StoresServerSessions;
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, SignatureScheme};
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
-use tracing::debug;
+use tracing::{debug, info};
 
 use super::{AllowList, Caller};
 
@@ -128,18 +128,21 @@ impl ClientCertVerifier for GateVerifier {
             from: gate.from.as_deref(),
             groups: &gate.groups,
         };
-        if gate
+        // The server checked its policy (and its revocation list) for `from`:
+        // a caller presenting another certificate inside the tunnel, a stolen
+        // or revoked one, is not the identity the server let through.
+        let mismatch = gate
             .from
             .as_deref()
-            .is_some_and(|from| from != identity.as_str())
-        {
-            debug!(
+            .is_some_and(|from| from != identity.as_str());
+        if mismatch {
+            info!(
                 from = gate.from.as_deref(),
                 verified = identity.as_str(),
-                "the server announced another identity than the caller's certificate names"
+                "caller refused: its certificate names another identity than the server checked"
             );
         }
-        if !gate.allow.permits(&caller) {
+        if mismatch || !gate.allow.permits(&caller) {
             if let Ok(mut refused) = gate.refused.lock() {
                 *refused = Some(identity.as_str().to_owned());
             }
