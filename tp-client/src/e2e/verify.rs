@@ -12,7 +12,7 @@ use rustls::server::StoresServerSessions;
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, SignatureScheme};
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
-use tracing::{debug, info};
+use tracing::info;
 
 use super::{AllowList, Caller};
 
