@@ -61,6 +61,7 @@ pub(crate) async fn serve(
     let origin = Origin {
         peer,
         quic: None,
+        streams: None,
         chain,
         ctx,
     };

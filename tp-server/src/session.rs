@@ -33,9 +33,11 @@ pub(crate) trait TunnelStream: AsyncRead + AsyncWrite + Unpin + Send {
 }
 
 impl TunnelStream for TlsStream<TcpStream> {
-    /// Nothing to do now: dropped without `close_notify`, the connection ends in
-    /// a way the client reports as broken.
-    fn abort(&mut self) {}
+    /// A TCP reset when dropped (zero linger): even after a `close_notify`
+    /// already went out, the client sees a failure, not a clean end.
+    fn abort(&mut self) {
+        self.get_mut().0.abort();
+    }
 }
 
 impl TunnelStream for TcpStream {
@@ -82,6 +84,9 @@ pub(crate) struct Origin {
     pub(crate) peer: SocketAddr,
     /// The stream's QUIC connection and its datagram path; `None` over TLS/TCP.
     pub(crate) quic: Option<DatagramPath>,
+    /// Over QUIC, the connection's stream tasks: a stream the server opens on it
+    /// is tracked here too, so the drain waits for it.
+    pub(crate) streams: Option<tokio_util::task::TaskTracker>,
     /// The client's verified chain, leaf first, to verify again later.
     pub(crate) chain: std::sync::Arc<[CertificateDer<'static>]>,
     /// The server run: drain and shutdown tokens, the task tracker.
@@ -122,7 +127,14 @@ pub(crate) async fn serve<S: TunnelStream + 'static>(
         finish(&mut stream, &answer).await;
         return;
     }
-    let Some(_slot) = shared.tunnels.try_take(who.to_string()) else {
+    // An `accept` is the data side of a tunnel already counted (a caller's, or
+    // a public connection's), and a stranger's connections must not use up the
+    // exposing identity's tunnels.
+    let slot = match hello {
+        Hello::Accept(_) => None,
+        _ => Some(shared.tunnels.try_take(who.to_string())),
+    };
+    if let Some(None) = slot {
         let why = format!(
             "{who} already has {} tunnels open, the most one identity may hold",
             shared.tunnels.max()
@@ -130,11 +142,12 @@ pub(crate) async fn serve<S: TunnelStream + 'static>(
         audit::refused_op(who, hello.op(), &why);
         finish(&mut stream, &Answer::err(ErrorCode::Busy, why)).await;
         return;
-    };
+    }
+    let _slot = slot;
 
     match hello {
         Hello::Connect(c) => tunnel::connect::serve(shared, stream, who, c, buf, origin).await,
-        Hello::Listen(l) => reverse::control::serve(shared, stream, who, l, origin).await,
+        Hello::Listen(l) => reverse::control::serve(shared, stream, who, l, buf, origin).await,
         Hello::Accept(a) => reverse::accept::serve(shared, stream, who, a, buf, &origin).await,
         other => {
             let why = format!("{} is not supported by this server yet", other.op());

@@ -106,8 +106,14 @@ pub struct ReverseSettings {
     /// client's `accept` (default 10s).
     pub session_timeout: Duration,
     /// A control channel quiet for this long gets a `ping`; three intervals of
-    /// silence from the client end it (default 15s).
+    /// silence from the client end it (default 15s). The registration's
+    /// certificate and policy are checked again this often too.
     pub heartbeat: Duration,
+    /// Connections one public port serves at once; more are closed at once
+    /// (default 1000).
+    pub max_public_connections: NonZeroUsize,
+    /// Of those, from one source (an IPv4 address or an IPv6 /64) (default 64).
+    pub max_public_connections_per_source: NonZeroUsize,
 }
 
 impl Default for ReverseSettings {
@@ -116,6 +122,9 @@ impl Default for ReverseSettings {
             public_address: IpAddr::from([0, 0, 0, 0]),
             session_timeout: Duration::from_secs(10),
             heartbeat: Duration::from_secs(15),
+            max_public_connections: NonZeroUsize::new(1_000).unwrap_or(NonZeroUsize::MIN),
+            max_public_connections_per_source: NonZeroUsize::new(64)
+                .unwrap_or(NonZeroUsize::MIN),
         }
     }
 }
@@ -249,6 +258,16 @@ impl Source<'_> {
                 d.session_timeout,
             )?,
             heartbeat: self.duration(&raw.heartbeat, "heartbeat", d.heartbeat)?,
+            max_public_connections: self.count(
+                &raw.max_public_connections,
+                "max_public_connections",
+                d.max_public_connections,
+            )?,
+            max_public_connections_per_source: self.count(
+                &raw.max_public_connections_per_source,
+                "max_public_connections_per_source",
+                d.max_public_connections_per_source,
+            )?,
         })
     }
 

@@ -77,4 +77,6 @@ pub(super) struct RawReverse {
     pub(super) public_address: Option<Spanned<String>>,
     pub(super) session_timeout: Option<Spanned<String>>,
     pub(super) heartbeat: Option<Spanned<String>>,
+    pub(super) max_public_connections: Option<Spanned<i64>>,
+    pub(super) max_public_connections_per_source: Option<Spanned<i64>>,
 }

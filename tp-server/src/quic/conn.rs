@@ -168,6 +168,7 @@ async fn serve_streams(
         let origin = session::Origin {
             peer: conn.remote_address(),
             quic: Some(datagrams),
+            streams: Some(streams.clone()),
             chain: chain.clone(),
             ctx: ctx.clone(),
         };

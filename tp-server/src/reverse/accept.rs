@@ -44,6 +44,7 @@ pub(crate) async fn serve<S: TunnelStream + 'static>(
         stream: Box::new(stream),
         early,
         done: Some(done),
+        _tracked: None,
     };
     if reply.send(attached).is_err() {
         debug!(session = %accept.session, "the caller went away before the data connection arrived");

@@ -15,10 +15,11 @@ use policy::{Decision, Identity};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::time::Instant;
+use tokio_util::task::task_tracker::TaskTrackerToken;
 use tp_proto::{Answer, ErrorCode, Event, Listen, ListenKind};
 use tracing::{Instrument, debug, info};
 
-use super::public::{self, PublicConn};
+use super::public::{self, PublicConn, PublicSlots};
 use super::registry::{Attached, Key, Offer, Registration};
 use crate::audit;
 use crate::server::Shared;
@@ -35,21 +36,20 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
 /// Handles a `listen` hello on `stream`, which becomes the control channel.
+/// `early` holds what the client sent behind its hello: control lines.
 pub(crate) async fn serve<S: TunnelStream>(
     shared: &Shared,
     mut stream: S,
     who: &Identity,
     listen: Listen,
+    early: BytesMut,
     origin: Origin,
 ) {
     let key = match listen.kind {
         ListenKind::Name(name) => Key::Name(name),
         ListenKind::Port(port) => Key::Port(port),
     };
-    let decision = match &key {
-        Key::Name(name) => shared.policy.decide_listen_name(who, name),
-        Key::Port(port) => shared.policy.decide_listen_port(who, *port),
-    };
+    let decision = decide(&shared.policy, who, &key);
     audit::listen_decision(who, &key, &decision);
     if let Decision::Deny { reason } = &decision {
         let answer = Answer::err(ErrorCode::Denied, reason.to_string());
@@ -86,11 +86,20 @@ pub(crate) async fn serve<S: TunnelStream>(
         origin: &origin,
         registration,
         heartbeat: shared.reverse.heartbeat,
+        public_slots: PublicSlots::new(&shared.reverse),
     };
-    let why = channel.run(public).await;
+    let why = channel.run(public, early).await;
     audit::registration(who, &key, "unregistered", why);
     // The name or port is free; tell the client with a clean end.
     let _ = tokio::time::timeout(CLOSE_GRACE, channel.stream.shutdown()).await;
+}
+
+/// What the policy says about `who` registering `key`.
+fn decide(policy: &policy::Policy, who: &Identity, key: &Key) -> Decision {
+    match key {
+        Key::Name(name) => policy.decide_listen_name(who, name),
+        Key::Port(port) => policy.decide_listen_port(who, *port),
+    }
 }
 
 /// Binds `[reverse] public_address`:`port`. A re-registration by the same
@@ -117,33 +126,33 @@ struct Channel<'a, S> {
     origin: &'a Origin,
     registration: Registration,
     heartbeat: Duration,
+    public_slots: PublicSlots,
 }
 
 impl<S: TunnelStream> Channel<'_, S> {
-    /// Runs the control channel; returns why it ended.
-    async fn run(&mut self, public: Option<TcpListener>) -> &'static str {
-        let mut buf = BytesMut::with_capacity(256);
+    /// Runs the control channel; returns why it ended. `buf` starts with what
+    /// the client sent behind its hello.
+    async fn run(&mut self, public: Option<TcpListener>, mut buf: BytesMut) -> &'static str {
         let mut last_heard = Instant::now();
-        let mut last_sent = Instant::now();
+        let mut last_ping = Instant::now();
         let dead_after = self.heartbeat * DEAD_AFTER_INTERVALS;
+        // Independent of traffic: the registration is checked against the
+        // current certificate verifier and policy once per interval.
+        let mut recheck = tokio::time::interval(self.heartbeat);
+        recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        recheck.reset();
         let ctx = &self.origin.ctx;
+        if let Err(why) = self.read_events(&mut buf).await {
+            return why;
+        }
         loop {
             tokio::select! {
                 biased;
                 () = ctx.force.cancelled() => return "server stopped",
                 () = ctx.draining.cancelled() => return "server shutting down",
                 () = self.registration.replaced.cancelled() => return "replaced by a newer registration",
-                offer = self.registration.offers.recv() => {
-                    // The registration holds a sender itself: never closed here.
-                    let Some(offer) = offer else { return "registration closed" };
-                    if let Err(why) = self.still_valid() {
-                        return why;
-                    }
-                    if let Err(why) = self.hand_over(offer).await {
-                        return why;
-                    }
-                    last_sent = Instant::now();
-                }
+                // Before the offers: a flood of connections must not starve
+                // the client's pings.
                 read = self.stream.read_buf(&mut buf) => match read {
                     Ok(0) => return "closed by the client",
                     Err(e) => {
@@ -152,28 +161,21 @@ impl<S: TunnelStream> Channel<'_, S> {
                     }
                     Ok(_) => {
                         last_heard = Instant::now();
-                        let mut pinged = false;
-                        loop {
-                            match tp_proto::decode_event(&mut buf) {
-                                Ok(Some(Event::Ping)) => pinged = true,
-                                Ok(Some(Event::Pong)) => {}
-                                Ok(Some(other)) => debug!(event = ?other, "control event ignored"),
-                                Ok(None) => break,
-                                Err(e) => {
-                                    info!(error = %e, "bad control line");
-                                    return "bad control line";
-                                }
-                            }
-                        }
-                        // One pong answers every ping read at once.
-                        if pinged {
-                            if let Err(why) = self.send(&Event::Pong).await {
-                                return why;
-                            }
-                            last_sent = Instant::now();
+                        if let Err(why) = self.read_events(&mut buf).await {
+                            return why;
                         }
                     }
                 },
+                offer = self.registration.offers.recv() => {
+                    // The registration holds a sender itself: never closed here.
+                    let Some(offer) = offer else { return "registration closed" };
+                    if let Err(why) = self.still_allowed() {
+                        return why;
+                    }
+                    if let Err(why) = self.hand_over(offer).await {
+                        return why;
+                    }
+                }
                 accepted = accept(public.as_ref()) => match accepted {
                     Ok((tcp, peer)) => self.spawn_public(tcp, peer),
                     Err(e) => {
@@ -181,14 +183,17 @@ impl<S: TunnelStream> Channel<'_, S> {
                         tokio::time::sleep(ACCEPT_BACKOFF).await;
                     }
                 },
-                () = tokio::time::sleep_until(last_sent + self.heartbeat) => {
-                    if let Err(why) = self.still_valid() {
+                _ = recheck.tick() => {
+                    if let Err(why) = self.still_allowed() {
                         return why;
                     }
+                }
+                // Heard nothing for an interval: ask (at most once an interval).
+                () = tokio::time::sleep_until(last_heard.max(last_ping) + self.heartbeat) => {
                     if let Err(why) = self.send(&Event::Ping).await {
                         return why;
                     }
-                    last_sent = Instant::now();
+                    last_ping = Instant::now();
                 }
                 () = tokio::time::sleep_until(last_heard + dead_after) => {
                     info!(silent = ?dead_after, "control channel dead: no heartbeat");
@@ -196,6 +201,27 @@ impl<S: TunnelStream> Channel<'_, S> {
                 }
             }
         }
+    }
+
+    /// Handles the complete lines in `buf`: a `ping` gets one `pong`.
+    async fn read_events(&mut self, buf: &mut BytesMut) -> Result<(), &'static str> {
+        let mut pinged = false;
+        loop {
+            match tp_proto::decode_event(buf) {
+                Ok(Some(Event::Ping)) => pinged = true,
+                Ok(Some(Event::Pong)) => {}
+                Ok(Some(other)) => debug!(event = ?other, "control event ignored"),
+                Ok(None) => break,
+                Err(e) => {
+                    info!(error = %e, "bad control line");
+                    return Err("bad control line");
+                }
+            }
+        }
+        if pinged {
+            self.send(&Event::Pong).await?;
+        }
+        Ok(())
     }
 
     /// Writes one event, bounded by a heartbeat interval.
@@ -218,7 +244,9 @@ impl<S: TunnelStream> Channel<'_, S> {
         let Offer { incoming, reply } = offer;
         if let Some(path) = &self.origin.quic {
             let timeout = self.shared.limits.connect_timeout;
-            let task = open_stream(path.conn.clone(), Event::Incoming(incoming), reply, timeout);
+            let tracked = self.origin.streams.as_ref().map(|t| t.token());
+            let head = Event::Incoming(incoming);
+            let task = open_stream(path.conn.clone(), head, reply, timeout, tracked);
             tokio::spawn(task.in_current_span());
             return Ok(());
         }
@@ -233,21 +261,33 @@ impl<S: TunnelStream> Channel<'_, S> {
         self.send(&Event::Incoming(incoming)).await
     }
 
-    /// Whether the client's certificate still verifies under the current
-    /// configuration: a registration outlives its handshake, often by longer than
-    /// a short-lived certificate does.
-    fn still_valid(&self) -> Result<(), &'static str> {
-        match self.origin.ctx.current().reverify(&self.origin.chain) {
-            Ok(()) => Ok(()),
-            Err(e) => {
-                info!("registration ended: the client certificate is no longer valid: {e}");
-                Err("client certificate no longer valid")
-            }
+    /// Whether the registration is still allowed under the current
+    /// configuration: the client's certificate still verifies (a registration
+    /// often outlives a short-lived certificate), and the policy still grants
+    /// the name or port (a reload may have taken it away).
+    fn still_allowed(&self) -> Result<(), &'static str> {
+        let shared = self.origin.ctx.current();
+        if let Err(e) = shared.reverify(&self.origin.chain) {
+            info!("registration ended: the client certificate is no longer valid: {e}");
+            return Err("client certificate no longer valid");
         }
+        let key = self.registration.key();
+        let decision = decide(&shared.policy, self.who, key);
+        if let Decision::Deny { reason } = &decision {
+            audit::listen_decision(self.who, key, &decision);
+            info!("registration ended: the policy no longer allows it: {reason}");
+            return Err("policy no longer allows it");
+        }
+        Ok(())
     }
 
-    fn spawn_public(&self, tcp: tokio::net::TcpStream, peer: SocketAddr) {
+    fn spawn_public(&self, mut tcp: tokio::net::TcpStream, peer: SocketAddr) {
         let Ok(to) = tcp.local_addr() else { return };
+        let Some(slots) = self.public_slots.try_take(peer) else {
+            debug!(peer = %peer, "public connection refused: at the registration's connection limits");
+            tcp.abort();
+            return;
+        };
         let conn = PublicConn {
             tcp,
             peer,
@@ -255,6 +295,7 @@ impl<S: TunnelStream> Channel<'_, S> {
             key: self.registration.key().clone(),
             owner: self.who.to_string(),
             offers: self.registration.sender(),
+            slots,
         };
         let ctx = &self.origin.ctx;
         let shared = ctx.current();
@@ -289,6 +330,7 @@ async fn open_stream(
     head: Event,
     reply: tokio::sync::oneshot::Sender<Attached>,
     timeout: Duration,
+    tracked: Option<TaskTrackerToken>,
 ) {
     let open = async move {
         let (mut send, recv) = conn.open_bi().await.map_err(std::io::Error::from)?;
@@ -303,6 +345,7 @@ async fn open_stream(
                 stream: Box::new(stream),
                 early: BytesMut::new(),
                 done: None,
+                _tracked: tracked,
             };
             if let Err(mut attached) = reply.send(attached) {
                 attached.stream.abort();

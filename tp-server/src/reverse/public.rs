@@ -1,6 +1,8 @@
 //! Public mode: plain TCP connections to a port the server opened for an exposing
-//! client, each relayed to that client. Each counts as a tunnel of the exposing
-//! identity (`max_tunnels_per_identity`).
+//! client, each relayed to that client. Strangers make them, so they have their
+//! own bounds per registration (`[reverse] max_public_connections`, and
+//! `max_public_connections_per_source` per IPv4 address or IPv6 /64) instead of
+//! using up the exposing identity's tunnels.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -8,16 +10,49 @@ use std::sync::Arc;
 use bytes::BytesMut;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tp_proto::{Answer, Incoming};
 use tracing::{Instrument, debug, info, info_span};
 
 use super::reach;
 use super::registry::{Key, Offer, session_id};
 use crate::audit;
+use crate::config::ReverseSettings;
 use crate::server::Shared;
+use crate::slots::{KeyedSlots, Slot, Source};
 use crate::session::TunnelStream;
 use crate::tunnel::splice::{Ended, splice};
+
+/// The connection limits of one public port.
+pub(crate) struct PublicSlots {
+    total: Arc<Semaphore>,
+    per_source: Arc<KeyedSlots<Source>>,
+}
+
+/// One public connection's place within [`PublicSlots`], held until it ends.
+pub(crate) struct PublicSlot {
+    _total: OwnedSemaphorePermit,
+    _source: Slot<Source>,
+}
+
+impl PublicSlots {
+    pub(crate) fn new(settings: &ReverseSettings) -> PublicSlots {
+        PublicSlots {
+            total: Arc::new(Semaphore::new(settings.max_public_connections.get())),
+            per_source: KeyedSlots::new(settings.max_public_connections_per_source),
+        }
+    }
+
+    /// A place for a connection from `peer`, or `None` at either limit.
+    pub(crate) fn try_take(&self, peer: SocketAddr) -> Option<PublicSlot> {
+        let total = self.total.clone().try_acquire_owned().ok()?;
+        let source = self.per_source.try_take(Source::of(peer.ip()))?;
+        Some(PublicSlot {
+            _total: total,
+            _source: source,
+        })
+    }
+}
 
 /// One accepted public connection and whom it is for.
 pub(crate) struct PublicConn {
@@ -27,6 +62,7 @@ pub(crate) struct PublicConn {
     pub(crate) key: Key,
     pub(crate) owner: String,
     pub(crate) offers: mpsc::Sender<Offer>,
+    pub(crate) slots: PublicSlot,
 }
 
 /// Relays one public connection to the exposing client, to its end.
@@ -38,18 +74,11 @@ pub(crate) async fn serve(shared: Arc<Shared>, conn: PublicConn) {
         key,
         owner,
         offers,
+        slots: _slots,
     } = conn;
     let span = info_span!("public", port = to.port(), peer = %peer, exposer = %owner);
     async move {
         let _ = tcp.set_nodelay(true);
-        let Some(_slot) = shared.tunnels.try_take(owner.clone()) else {
-            info!(
-                max = shared.tunnels.max(),
-                "public connection refused: the exposing identity has too many tunnels open"
-            );
-            tcp.abort();
-            return;
-        };
         let session = session_id();
         audit::public_incoming(&key, &owner, peer, &session);
         let incoming = Incoming {

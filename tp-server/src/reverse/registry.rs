@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::task_tracker::TaskTrackerToken;
 use tp_proto::Incoming;
 
 use crate::session::TunnelStream;
@@ -47,6 +48,9 @@ pub(crate) struct Attached {
     /// Held by whoever relays; dropped when the relay ends, which releases the
     /// task that owns the stream's connection (a TLS/TCP `accept`).
     pub(crate) done: Option<oneshot::Sender<()>>,
+    /// A stream the server opened on a QUIC connection counts as one of its
+    /// tasks until the relay ends, so the drain waits for it.
+    pub(crate) _tracked: Option<TaskTrackerToken>,
 }
 
 /// An incoming connection offered to a registration's control loop.
