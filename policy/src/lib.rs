@@ -71,4 +71,5 @@ pub use cidr::{Cidr, CidrError};
 pub use decision::{Decision, DenyReason, MatchedBy};
 pub use error::{Location, PolicyError, PolicyProblem};
 pub use identity::{Identity, IdentityError, IdentityKind};
+pub use pattern::glob_matches;
 pub use rules::{ConnectRequest, Policy};

@@ -16,33 +16,9 @@ use crate::cidr::Cidr;
 pub(crate) struct Glob(String);
 
 impl Glob {
-    /// Whether `text` matches. Linear backtracking on the last `*`: O(len²) at worst.
+    /// Whether `text` matches: see [`glob_matches`].
     pub(crate) fn matches(&self, text: &str) -> bool {
-        let (p, s) = (self.0.as_bytes(), text.as_bytes());
-        let (mut pi, mut si) = (0, 0);
-        // Position of the last '*' seen, and where in `s` its run currently ends.
-        let mut star: Option<(usize, usize)> = None;
-        while si < s.len() {
-            match p.get(pi) {
-                Some(b'*') => {
-                    star = Some((pi, si));
-                    pi += 1;
-                }
-                Some(&c) if c == s[si] => {
-                    pi += 1;
-                    si += 1;
-                }
-                _ => match star {
-                    Some((sp, run_end)) => {
-                        star = Some((sp, run_end + 1));
-                        pi = sp + 1;
-                        si = run_end + 1;
-                    }
-                    None => return false,
-                },
-            }
-        }
-        p.iter().skip(pi).all(|&c| c == b'*')
+        glob_matches(&self.0, text)
     }
 }
 
@@ -218,6 +194,38 @@ impl ServicePattern {
                 ServicePattern::Glob(g) => g.matches(name),
             }
     }
+}
+
+/// Whether `text` matches `glob`, where `*` matches any run of characters
+/// (including none, and including `/`, `.` and `@`) and every other character
+/// itself: the identity globs of the policy file, also used by `tp expose --allow`.
+/// Linear backtracking on the last `*`: O(len²) at worst.
+pub fn glob_matches(glob: &str, text: &str) -> bool {
+    let (p, s) = (glob.as_bytes(), text.as_bytes());
+    let (mut pi, mut si) = (0, 0);
+    // Position of the last '*' seen, and where in `s` its run currently ends.
+    let mut star: Option<(usize, usize)> = None;
+    while si < s.len() {
+        match p.get(pi) {
+            Some(b'*') => {
+                star = Some((pi, si));
+                pi += 1;
+            }
+            Some(&c) if c == s[si] => {
+                pi += 1;
+                si += 1;
+            }
+            _ => match star {
+                Some((sp, run_end)) => {
+                    star = Some((sp, run_end + 1));
+                    pi = sp + 1;
+                    si = run_end + 1;
+                }
+                None => return false,
+            },
+        }
+    }
+    p.iter().skip(pi).all(|&c| c == b'*')
 }
 
 #[cfg(test)]
