@@ -123,8 +123,7 @@ impl Default for ReverseSettings {
             session_timeout: Duration::from_secs(10),
             heartbeat: Duration::from_secs(15),
             max_public_connections: NonZeroUsize::new(1_000).unwrap_or(NonZeroUsize::MIN),
-            max_public_connections_per_source: NonZeroUsize::new(64)
-                .unwrap_or(NonZeroUsize::MIN),
+            max_public_connections_per_source: NonZeroUsize::new(64).unwrap_or(NonZeroUsize::MIN),
         }
     }
 }

@@ -19,8 +19,8 @@ use super::registry::{Key, Offer, session_id};
 use crate::audit;
 use crate::config::ReverseSettings;
 use crate::server::Shared;
-use crate::slots::{KeyedSlots, Slot, Source};
 use crate::session::TunnelStream;
+use crate::slots::{KeyedSlots, Slot, Source};
 use crate::tunnel::splice::{Ended, splice};
 
 /// The connection limits of one public port.
