@@ -175,6 +175,23 @@ impl Exposer {
         self.send_raw(&line).await;
     }
 
+    /// Sends a `pong` event.
+    pub async fn send_pong(&mut self) {
+        let mut line = Vec::new();
+        tp_proto::encode_event(&Event::Pong, &mut line);
+        self.send_raw(&line).await;
+    }
+
+    /// Over QUIC, the connection the server opens incoming streams on, to take
+    /// them in a task of their own while the control channel is read here;
+    /// `None` over TLS/TCP.
+    pub fn quic_connection(&self) -> Option<quinn::Connection> {
+        match &self.control {
+            Control::Quic(quic) => Some(quic.connection().clone()),
+            Control::Tcp(_) => None,
+        }
+    }
+
     /// Writes `bytes` on the control channel as they are.
     pub async fn send_raw(&mut self, bytes: &[u8]) {
         let stream = self.control.stream();

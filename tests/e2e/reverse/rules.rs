@@ -1,11 +1,18 @@
-//! Who may register which name or port and who may call it (policy), and who
-//! holds a name when two registrations want it (conflict, replacement).
+//! Who may register which name or port and who may call it (policy), who holds
+//! a name when two registrations want it (conflict, replacement), and what a
+//! reloaded policy does to registrations it no longer grants.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tp_tests::reverse::{Exposer, call, listen_name_hello, listen_port_hello};
-use tp_tests::{Transport, pki, within};
+use tokio::net::TcpStream;
+use tp_proto::Event;
+use tp_tests::process::ServerProcess;
+use tp_tests::reverse::{Exposer, call, free_port, listen_name_hello, listen_port_hello};
+use tp_tests::{TestServer, Transport, pki, within};
 
-use super::{LAPTOP, start};
+use super::{LAPTOP, policy, start};
 
 async fn policy_decides_listen_names_ports_and_callers(transport: Transport) {
     let server = start().await;
@@ -103,7 +110,85 @@ async fn another_identity_conflicts_and_the_owner_replaces_its_registration(tran
     assert_eq!(got, b"from the second");
 }
 
+const HEARTBEAT: Duration = Duration::from_secs(1);
+
+/// `tp-server run` reloads (SIGHUP) a policy without alice's `public_ports`: her
+/// port registration ends at the next recheck, within a heartbeat or two, and
+/// the port closes; her name, still granted, stays registered.
+async fn a_reloaded_policy_ends_a_registration_it_no_longer_grants(transport: Transport) {
+    let port = free_port();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let granting = policy(&port.to_string());
+    let config = TestServer::builder()
+        .policy(&granting)
+        .section("reverse", "public_address", "\"127.0.0.1\"")
+        .section("reverse", "heartbeat", "\"1s\"")
+        .write_files(dir.path());
+    let server = ServerProcess::start(&config).await;
+    let mut by_port = Exposer::register(
+        transport,
+        server.addr,
+        &pki().alice,
+        &listen_port_hello(port),
+    )
+    .await
+    .unwrap_or_else(|reply| panic!("listen on public port {port}: {reply:?}"));
+    let mut by_name = Exposer::expose(transport, server.addr, &pki().alice, LAPTOP).await;
+
+    let grant = format!("public_ports = [{port}]\n");
+    assert!(granting.contains(&grant), "{granting}");
+    std::fs::write(dir.path().join("policy.toml"), granting.replace(&grant, ""))
+        .expect("writing policy.toml");
+    // Heard from just now: the name's channel lives 3 s more without a word.
+    by_name.send_ping().await;
+    server.reload("configuration reloaded").await;
+    let reloaded = Instant::now();
+    server
+        .stderr
+        .wait_for("the port registration's end", |l| {
+            l.contains("registration ended: the policy no longer allows it")
+        })
+        .await;
+    let took = reloaded.elapsed();
+    assert!(
+        took <= HEARTBEAT * 2,
+        "ended {took:?} after the reload, heartbeat {HEARTBEAT:?}"
+    );
+    let unregistered = format!("unregistered public port {port} for alice@test");
+    server
+        .stderr
+        .wait_for("the audit line", |l| {
+            l.contains(&unregistered) && l.contains("policy no longer allows it")
+        })
+        .await;
+    by_port.expect_closed().await;
+    let public = SocketAddr::from(([127, 0, 0, 1], port));
+    tp_tests::assert_eventually!(
+        TcpStream::connect(public).await.is_err(),
+        "public port {port} still accepts connections after the reload"
+    );
+
+    // The name's registration answers a ping: still there.
+    by_name.send_ping().await;
+    let pong = async {
+        loop {
+            match by_name.read_event().await {
+                Some(Event::Pong) => return,
+                Some(Event::Ping) => {}
+                other => panic!("on the name's control channel: {other:?}"),
+            }
+        }
+    };
+    within("the name's pong", HEARTBEAT * 2, pong).await;
+    let lines = server.stderr.snapshot();
+    assert!(
+        !lines.iter().any(|l| l.contains("unregistered service")),
+        "{lines:#?}"
+    );
+}
+
 tp_tests::over_both_transports!(
     policy_decides_listen_names_ports_and_callers,
     another_identity_conflicts_and_the_owner_replaces_its_registration,
+    a_reloaded_policy_ends_a_registration_it_no_longer_grants,
 );

@@ -171,6 +171,44 @@ async fn an_unclaimed_session_times_the_caller_out() {
     assert_eq!(bob.reply.code(), "timeout", "{bob:?}");
 }
 
+/// The data connection of an `accept` is the caller's tunnel, already counted:
+/// with `max_tunnels_per_identity = 3`, alice's control channel and three data
+/// connections at once all work, while bob's three tunnels are his whole share
+/// (a fourth call is `busy`).
+#[tokio::test]
+async fn accepted_connections_are_not_the_exposers_tunnels() {
+    let server = TestServer::builder()
+        .policy(&policy("2222"))
+        .limit("max_tunnels_per_identity", "3")
+        .start()
+        .await;
+    let mut alice = Exposer::expose(Transport::Tcp, server.addr(), &pki().alice, LAPTOP).await;
+    let mut open = Vec::new();
+    for n in 0..3 {
+        let (bob, incoming) = bob_calls(&server, &mut alice).await;
+        let (reply, mut exposed) = alice.accept(&incoming.session).await;
+        assert_eq!(reply.code(), "ok", "alice's accept {n}: {reply:?}");
+        let mut bob = within("bob's answer", tp_tests::EVENTUALLY, bob)
+            .await
+            .expect("bob's task");
+        assert_eq!(bob.reply.code(), "ok", "bob's call {n}: {bob:?}");
+        exposed.write_all(b"hello bob").await.expect("write");
+        let mut got = [0u8; 9];
+        within(
+            "bytes from alice",
+            tp_tests::EVENTUALLY,
+            bob.tunnel.read_exact(&mut got),
+        )
+        .await
+        .expect("read");
+        assert_eq!(&got, b"hello bob");
+        open.push((bob, exposed));
+    }
+    let fourth = call(Transport::Tcp, server.addr(), &pki().bob, LAPTOP).await;
+    assert_eq!(fourth.reply.code(), "busy", "{fourth:?}");
+    assert!(fourth.reply.message().contains("bob@test"), "{fourth:?}");
+}
+
 /// Even with a live id (announced to a TLS/TCP registration), an `accept` over
 /// QUIC is refused as malformed for that transport, and does not use the id up.
 #[tokio::test]
