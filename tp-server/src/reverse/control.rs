@@ -8,6 +8,7 @@
 //! and with it the registration.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -27,9 +28,6 @@ use crate::session::{Origin, TunnelStream, answer_ok, finish, write_flush};
 
 /// A channel silent for this many heartbeat intervals is dead.
 const DEAD_AFTER_INTERVALS: u32 = 3;
-/// How long a re-registration waits for the replaced one to release its port.
-const REBIND_TRIES: u32 = 20;
-const REBIND_PAUSE: Duration = Duration::from_millis(100);
 /// Pause after a failed public accept (out of file descriptors), instead of spinning.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// How long the server waits to end a finished control channel cleanly.
@@ -63,16 +61,24 @@ pub(crate) async fn serve<S: TunnelStream>(
             return finish(&mut stream, &Answer::err(ErrorCode::Conflict, why)).await;
         }
     };
-    let public = match key {
-        Key::Port(port) => match bind_public(shared, port).await {
-            Ok(listener) => Some(listener),
-            Err(e) => {
-                info!(error = %e, "listen refused: cannot bind the public port");
-                let why = format!("cannot listen on public port {port}: {e}");
-                return finish(&mut stream, &Answer::err(ErrorCode::Busy, why)).await;
+    let public = match (&key, registration.inherited.clone()) {
+        (Key::Port(_), Some(listener)) => Some(listener),
+        (Key::Port(port), None) => {
+            let addr = SocketAddr::new(shared.reverse.public_address, *port);
+            match TcpListener::bind(addr).await {
+                Ok(listener) => {
+                    let listener = Arc::new(listener);
+                    registration.set_listener(listener.clone());
+                    Some(listener)
+                }
+                Err(e) => {
+                    info!(error = %e, "listen refused: cannot bind the public port");
+                    let why = format!("cannot listen on public port {port}: {e}");
+                    return finish(&mut stream, &Answer::err(ErrorCode::Busy, why)).await;
+                }
             }
-        },
-        Key::Name(_) => None,
+        }
+        (Key::Name(_), _) => None,
     };
     if !answer_ok(&mut stream).await {
         return;
@@ -102,23 +108,6 @@ fn decide(policy: &policy::Policy, who: &Identity, key: &Key) -> Decision {
     }
 }
 
-/// Binds `[reverse] public_address`:`port`. A re-registration by the same
-/// identity may find the port still held by the registration it replaces, which
-/// is closing: try again for a moment.
-async fn bind_public(shared: &Shared, port: u16) -> std::io::Result<TcpListener> {
-    let addr = SocketAddr::new(shared.reverse.public_address, port);
-    let mut tries = 0;
-    loop {
-        match TcpListener::bind(addr).await {
-            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && tries < REBIND_TRIES => {
-                tries += 1;
-                tokio::time::sleep(REBIND_PAUSE).await;
-            }
-            other => return other,
-        }
-    }
-}
-
 struct Channel<'a, S> {
     shared: &'a Shared,
     stream: S,
@@ -132,7 +121,7 @@ struct Channel<'a, S> {
 impl<S: TunnelStream> Channel<'_, S> {
     /// Runs the control channel; returns why it ended. `buf` starts with what
     /// the client sent behind its hello.
-    async fn run(&mut self, public: Option<TcpListener>, mut buf: BytesMut) -> &'static str {
+    async fn run(&mut self, public: Option<Arc<TcpListener>>, mut buf: BytesMut) -> &'static str {
         let mut last_heard = Instant::now();
         let mut last_ping = Instant::now();
         let dead_after = self.heartbeat * DEAD_AFTER_INTERVALS;
@@ -176,7 +165,7 @@ impl<S: TunnelStream> Channel<'_, S> {
                         return why;
                     }
                 }
-                accepted = accept(public.as_ref()) => match accepted {
+                accepted = accept(public.as_deref()) => match accepted {
                     Ok((tcp, peer)) => self.spawn_public(tcp, peer),
                     Err(e) => {
                         debug!(error = %e, "public accept failed");

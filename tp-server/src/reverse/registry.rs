@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
+use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::task_tracker::TaskTrackerToken;
@@ -93,6 +94,8 @@ struct Entry {
     generation: u64,
     offers: mpsc::Sender<Offer>,
     replaced: CancellationToken,
+    /// A public port's listening socket, handed on to a re-registration.
+    listener: Option<Arc<TcpListener>>,
 }
 
 struct Parked {
@@ -130,6 +133,9 @@ pub(crate) struct Registration {
     sender: mpsc::Sender<Offer>,
     /// Cancelled when the same identity registers the same key again.
     pub(crate) replaced: CancellationToken,
+    /// The public port's socket of the registration this one replaced: no new
+    /// bind, so the port is never closed in between and cannot be lost.
+    pub(crate) inherited: Option<Arc<TcpListener>>,
 }
 
 impl Registry {
@@ -143,6 +149,7 @@ impl Registry {
     /// replaced (its control loop is told to end); another owner's is [`Taken`].
     pub(crate) fn register(self: &Arc<Self>, key: Key, owner: &str) -> Result<Registration, Taken> {
         let mut inner = self.lock();
+        let mut inherited = None;
         if let Some(old) = inner.entries.get(&key) {
             if old.owner != owner {
                 return Err(Taken {
@@ -150,6 +157,7 @@ impl Registry {
                 });
             }
             old.replaced.cancel();
+            inherited = old.listener.clone();
         }
         inner.next_generation += 1;
         let generation = inner.next_generation;
@@ -162,6 +170,7 @@ impl Registry {
                 generation,
                 offers: offers.clone(),
                 replaced: replaced.clone(),
+                listener: inherited.clone(),
             },
         );
         Ok(Registration {
@@ -171,6 +180,7 @@ impl Registry {
             offers: rx,
             sender: offers,
             replaced,
+            inherited,
         })
     }
 
@@ -244,6 +254,16 @@ impl Registration {
         &self.key
     }
 
+    /// Records the public port's socket, for a registration that replaces this one.
+    pub(crate) fn set_listener(&self, listener: Arc<TcpListener>) {
+        let mut inner = self.registry.lock();
+        if let Some(entry) = inner.entries.get_mut(&self.key)
+            && entry.generation == self.generation
+        {
+            entry.listener = Some(listener);
+        }
+    }
+
     /// A way to offer this registration connections (its public listener's).
     pub(crate) fn sender(&self) -> mpsc::Sender<Offer> {
         self.sender.clone()
@@ -315,6 +335,25 @@ mod tests {
         drop(second);
         assert!(registry.lookup(&name("laptop")).is_none());
         registry.register(name("laptop"), "bob").unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_re_registration_inherits_the_public_port_socket() {
+        let registry = Arc::new(Registry::default());
+        let first = registry.register(Key::Port(2222), "alice").unwrap();
+        assert!(first.inherited.is_none());
+        let listener = Arc::new(TcpListener::bind("127.0.0.1:0").await.unwrap());
+        first.set_listener(listener.clone());
+        let second = registry.register(Key::Port(2222), "alice").unwrap();
+        let inherited = second.inherited.clone().expect("the socket is handed on");
+        assert!(Arc::ptr_eq(&inherited, &listener));
+        // The replaced registration going away leaves the socket with the new one.
+        drop(first);
+        let third = registry.register(Key::Port(2222), "alice").unwrap();
+        assert!(third.inherited.is_some());
+        drop((second, third));
+        let fresh = registry.register(Key::Port(2222), "alice").unwrap();
+        assert!(fresh.inherited.is_none(), "gone with the last registration");
     }
 
     #[test]
