@@ -5,6 +5,7 @@
 //! - [`duration`]: `"10s"`-style durations used by both configs.
 //! - [`message`]: reading one bounded JSON line (hello or answer) from a stream.
 //! - [`pem`]: loading certificate chains and keys with errors that name the file.
+//! - [`proxy`]: PROXY protocol v2 headers for backends.
 //! - [`tls`]: the tp client's rustls configuration (TLS 1.3, ALPN `tp/1`, aws-lc-rs).
 //! - [`quic`]: the QUIC transport limits and a bidirectional stream as one duplex value.
 //!
@@ -14,6 +15,7 @@
 pub mod duration;
 pub mod message;
 pub mod pem;
+pub mod proxy;
 pub mod quic;
 pub mod relay;
 pub mod tls;

@@ -9,12 +9,11 @@
 //! on. A caller refused by `--allow` (or by the end-to-end handshake) gets
 //! its alert, and the tunnel is closed in order so that the alert arrives.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use proxy_header::{ProxiedAddress, ProxyHeader};
 use quinn::{Connection, RecvStream, SendStream};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -156,7 +155,7 @@ impl Serve {
                     return settle(tunnel, Some("the local service failed".into())).await;
                 };
                 if *proxy_protocol {
-                    let header = proxy_v2(incoming.peer, incoming.to);
+                    let header = tp_net::proxy::v2_header(incoming.peer, incoming.to);
                     if let Err(e) = local.write_all(&header).await {
                         warn!("writing the PROXY header to the local service failed: {e}");
                         return settle(tunnel, Some("the local service failed".into())).await;
@@ -225,66 +224,5 @@ async fn close_after_alert(mut tunnel: Tunnel) {
     };
     if let Ok(Ok(())) = timeout(REFUSAL_GRACE, closed).await {
         let _ = timeout(REFUSAL_GRACE, tunnel.delivered()).await;
-    }
-}
-
-/// A PROXY protocol v2 header: `peer` as the source, `to` as the destination
-/// (the unspecified address of `peer`'s family when the server gave none). A
-/// mixed pair is written as IPv6 (IPv4-mapped).
-pub(super) fn proxy_v2(peer: SocketAddr, to: Option<SocketAddr>) -> Vec<u8> {
-    let to = to.unwrap_or_else(|| match peer {
-        SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
-        SocketAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
-    });
-    let (source, destination) = if peer.is_ipv4() == to.is_ipv4() {
-        (peer, to)
-    } else {
-        (mapped(peer), mapped(to))
-    };
-    let header = ProxyHeader::with_address(ProxiedAddress::stream(source, destination));
-    let mut out = Vec::with_capacity(52);
-    if let Err(e) = header.encode_v2(&mut out) {
-        // The families match and there are no TLVs: this cannot fail.
-        warn!("cannot encode a PROXY header: {e}; sending a LOCAL one");
-        out.clear();
-        let _ = ProxyHeader::with_local().encode_v2(&mut out);
-    }
-    out
-}
-
-fn mapped(addr: SocketAddr) -> SocketAddr {
-    match addr.ip() {
-        IpAddr::V4(v4) => SocketAddr::new(IpAddr::V6(v4.to_ipv6_mapped()), addr.port()),
-        IpAddr::V6(_) => addr,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use proxy_header::ParseConfig;
-
-    use super::*;
-
-    fn parse(bytes: &[u8]) -> ProxiedAddress {
-        let (header, len) = ProxyHeader::parse(bytes, ParseConfig::default()).unwrap();
-        assert_eq!(len, bytes.len());
-        header.proxied_address().unwrap().clone()
-    }
-
-    #[test]
-    fn proxy_headers_carry_peer_and_destination() {
-        let peer: SocketAddr = "203.0.113.9:41000".parse().unwrap();
-        let to: SocketAddr = "192.0.2.1:2222".parse().unwrap();
-        let header = proxy_v2(peer, Some(to));
-        assert!(header.starts_with(b"\r\n\r\n\0\r\nQUIT\n"), "v2 signature");
-        assert_eq!(parse(&header), ProxiedAddress::stream(peer, to));
-
-        let v6: SocketAddr = "[2001:db8::7]:50123".parse().unwrap();
-        let got = parse(&proxy_v2(v6, Some(to)));
-        assert_eq!(got.source, v6);
-        assert_eq!(got.destination, "[::ffff:192.0.2.1]:2222".parse().unwrap());
-
-        let got = parse(&proxy_v2(peer, None));
-        assert_eq!(got.destination, "0.0.0.0:0".parse().unwrap());
     }
 }
