@@ -5,6 +5,8 @@
 
 use std::net::SocketAddr;
 
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
 use tp_server::pki::Issued;
 use tp_tests::bins::run_tp;
 use tp_tests::client::{
@@ -206,47 +208,46 @@ async fn tp_presents_a_chain_through_an_intermediate() {
 /// Without ALPN the two transports close at different points: TLS over TCP lets
 /// the handshake finish and the server closes the connection after it, while QUIC
 /// makes ALPN mandatory (RFC 9001, section 8.1) and the handshake itself fails.
-async fn client_without_alpn_is_closed(transport: Transport) {
+/// Over TLS/TCP, a client that does not offer `tp/1` is not a tp client: it gets
+/// the website (here the built-in page), never a tunnel, even with a valid
+/// certificate. Over QUIC, which carries only tp, the handshake fails.
+async fn expect_website_or_refusal(transport: Transport, alpn: Vec<Vec<u8>>) {
     let pki = pki();
     let server = TestServer::start().await;
     let target = EchoTarget::start().await;
     let options = ClientOptions {
         cert: Some(&pki.alice),
-        alpn: Vec::new(),
+        alpn,
     };
-    let peer = expect_refused(transport, server.addr(), &options, target.port()).await;
-    let line = match transport {
+    match transport {
         Transport::Tcp => {
-            let peer = format!("peer={peer}");
-            let parts = [
-                peer.as_str(),
-                transport.log_field(),
-                "did not negotiate ALPN tp/1",
-            ];
-            server.expect_log(&parts).await
+            let mut tls = tp_tests::client::connect(server.addr(), &options)
+                .await
+                .expect("the website's handshake");
+            let mut request = connect_hello("127.0.0.1", target.port());
+            request.extend_from_slice(b"\r\n\r\n");
+            tls.write_all(&request).await.expect("write");
+            let mut answer = Vec::new();
+            let _ = tls.read_to_end(&mut answer).await;
+            let answer = String::from_utf8_lossy(&answer);
+            assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+            assert!(!answer.contains("\"ok\""), "{answer}");
         }
         Transport::Quic => {
-            let why = [NO_SHARED_ALPN];
-            expect_refusal_logged(&server, transport, peer, &why).await
+            let peer = expect_refused(transport, server.addr(), &options, target.port()).await;
+            let line = expect_refusal_logged(&server, transport, peer, &[NO_SHARED_ALPN]).await;
+            println!("{line}");
         }
-    };
-    println!("{line}");
+    }
     assert_eq!(target.accepted(), 0);
 }
 
-async fn client_offering_only_other_alpn_is_refused(transport: Transport) {
-    let pki = pki();
-    let server = TestServer::start().await;
-    let target = EchoTarget::start().await;
-    let options = ClientOptions {
-        cert: Some(&pki.alice),
-        alpn: vec![b"h2".to_vec(), b"http/1.1".to_vec()],
-    };
-    let peer = expect_refused(transport, server.addr(), &options, target.port()).await;
-    let why = [NO_SHARED_ALPN];
-    let line = expect_refusal_logged(&server, transport, peer, &why).await;
-    println!("{line}");
-    assert_eq!(target.accepted(), 0);
+async fn client_without_alpn_is_not_a_tp_client(transport: Transport) {
+    expect_website_or_refusal(transport, Vec::new()).await;
+}
+
+async fn client_offering_only_other_alpn_is_not_a_tp_client(transport: Transport) {
+    expect_website_or_refusal(transport, vec![b"h2".to_vec(), b"http/1.1".to_vec()]).await;
 }
 
 tp_tests::over_both_transports!(
@@ -258,6 +259,6 @@ tp_tests::over_both_transports!(
     revoked_serial_is_refused,
     revoked_serial_is_only_refused_when_listed,
     chain_through_an_intermediate_is_accepted,
-    client_without_alpn_is_closed,
-    client_offering_only_other_alpn_is_refused,
+    client_without_alpn_is_not_a_tp_client,
+    client_offering_only_other_alpn_is_not_a_tp_client,
 );

@@ -1,10 +1,15 @@
-//! One accepted TCP connection: TLS handshake under a total deadline, identity from
-//! the verified certificate, then one tunnel request ([`crate::session`]).
+//! One accepted TCP connection: the ClientHello decides, then the TLS handshake,
+//! all under one total deadline. A ClientHello offering ALPN `tp/1` gets the
+//! tunnel configuration (client certificate required), then identity from the
+//! verified certificate and one tunnel request ([`crate::session`]); any other
+//! gets the website's handshake and the website ([`crate::website`]).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use rustls::server::Acceptor;
 use tokio::net::TcpStream;
+use tokio_rustls::LazyConfigAcceptor;
 use tp_proto::ALPN_TP_V1;
 use tracing::{Span, debug, info};
 
@@ -23,9 +28,22 @@ pub(crate) async fn serve(
     ctx: RunContext,
 ) {
     let _ = tcp.set_nodelay(true);
-    let handshake =
-        tokio::time::timeout(shared.limits.handshake_timeout, shared.acceptor.accept(tcp));
-    let tls = match handshake.await {
+    let local = tcp.local_addr().unwrap_or(ctx.listen);
+    let handshake = async {
+        let start = LazyConfigAcceptor::new(Acceptor::default(), tcp).await?;
+        let wants_tp = start
+            .client_hello()
+            .alpn()
+            .is_some_and(|mut ids| ids.any(|id| id == ALPN_TP_V1));
+        let config = if wants_tp {
+            shared.tls.clone()
+        } else {
+            shared.website_tls.clone()
+        };
+        start.into_stream(config).await.map(|tls| (wants_tp, tls))
+    };
+    let handshake = tokio::time::timeout(shared.limits.handshake_timeout, handshake);
+    let (wants_tp, tls) = match handshake.await {
         Err(_) => {
             debug!(timeout = ?shared.limits.handshake_timeout, "TLS handshake refused: timed out");
             return;
@@ -39,9 +57,14 @@ pub(crate) async fn serve(
             }
             return;
         }
-        Ok(Ok(tls)) => tls,
+        Ok(Ok(done)) => done,
     };
     drop(slot);
+    if !wants_tp {
+        let alpn = tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
+        debug!(alpn = ?alpn.as_deref().map(String::from_utf8_lossy), "website connection");
+        return crate::website::serve(&shared, tls, alpn.as_deref(), peer, local).await;
+    }
 
     let (_, tls_conn) = tls.get_ref();
     if tls_conn.alpn_protocol() != Some(ALPN_TP_V1) {

@@ -9,14 +9,18 @@
 //! Reverse tunnels (`listen`, `accept`, `connect` to a service) live in
 //! [`reverse`].
 //!
-//! What it does not do (yet): the shared-443 website/Signal demux, reload on file
-//! change (SIGHUP reloads).
+//! Clients whose ClientHello does not offer ALPN `tp/1` get the website
+//! ([`website`]).
+//!
+//! What it does not do (yet): SNI passthrough, certificates by SNI, the Signal
+//! relay, reload on file change (SIGHUP reloads).
 
 pub mod cli;
 pub mod config;
 pub mod pki;
 pub mod quickstart;
 pub mod tls;
+pub mod website;
 
 mod audit;
 mod conn;

@@ -17,12 +17,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{Semaphore, mpsc, watch};
-use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use crate::config::{Config, Limits, QuicSettings, ReverseSettings};
+use crate::config::{Config, Limits, QuicSettings, ReverseSettings, WebsiteSettings};
 use crate::listeners::Listeners;
 use crate::reverse::registry::Registry;
 use crate::slots::{HandshakeSlots, KeyedSlots, Source, TunnelSlots};
@@ -42,7 +41,6 @@ pub enum RunError {
 
 /// State shared by every connection of one server; replaced whole on reload.
 pub(crate) struct Shared {
-    pub(crate) acceptor: TlsAcceptor,
     pub(crate) tls: Arc<rustls::ServerConfig>,
     pub(crate) quic: QuicSettings,
     /// Re-verifies a client chain (expiry, CA, revocation) for each QUIC stream.
@@ -53,6 +51,9 @@ pub(crate) struct Shared {
     /// Open tunnels per identity; the same counter across reloads.
     pub(crate) tunnels: Arc<TunnelSlots>,
     pub(crate) reverse: ReverseSettings,
+    pub(crate) website: WebsiteSettings,
+    /// The TLS configuration for everyone who does not offer ALPN `tp/1`.
+    pub(crate) website_tls: Arc<rustls::ServerConfig>,
     /// Exposed services and public ports; the same registry across reloads.
     pub(crate) registry: Arc<Registry>,
 }
@@ -105,8 +106,8 @@ impl Shared {
     ) -> Result<Shared, RunError> {
         let verifier = crate::tls::client_verifier(&config.tls)?;
         let tls = crate::tls::server_config_with(&config.tls, verifier.clone())?;
+        let website_tls = crate::tls::website_config(&config.tls, &config.website)?;
         Ok(Shared {
-            acceptor: TlsAcceptor::from(tls.clone()),
             tls,
             quic: config.quic,
             verifier,
@@ -115,6 +116,8 @@ impl Shared {
             listen,
             tunnels,
             reverse: config.reverse,
+            website: config.website,
+            website_tls,
             registry,
         })
     }

@@ -142,6 +142,24 @@ pub fn server_config_with(
     Ok(Arc::new(config))
 }
 
+/// The website's TLS configuration: the server certificate, TLS 1.2 and 1.3, no
+/// client certificate asked, ALPN as [`crate::website::alpn`] says: the handshake
+/// any site gives.
+pub fn website_config(
+    tls: &TlsMaterial,
+    website: &crate::config::WebsiteSettings,
+) -> Result<Arc<rustls::ServerConfig>, TlsSetupError> {
+    let provider = tp_net::tls::provider();
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(TlsSetupError::ServerCert)?
+        .with_no_client_auth()
+        .with_single_cert(tls.cert_chain.clone(), tls.key.clone_key())
+        .map_err(TlsSetupError::ServerCert)?;
+    config.alpn_protocols = crate::website::alpn(website);
+    Ok(Arc::new(config))
+}
+
 /// The QUIC listener's configuration: the same rustls configuration as TLS/TCP
 /// (client certificate required, revocation checked, no resumption, no 0-RTT) and
 /// the configured transport limits. Clients may migrate to a new address.

@@ -18,7 +18,7 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use toml::Spanned;
 
 pub use error::{ConfigError, Location};
-use raw::{RawConfig, RawLimits, RawQuic, RawReverse};
+use raw::{RawConfig, RawLimits, RawQuic, RawReverse, RawWebsite};
 use tp_net::quic::QuicLimits;
 
 use crate::pki::RevocationList;
@@ -94,6 +94,31 @@ pub struct Config {
     pub quic: QuicSettings,
     /// Reverse tunnels (`tp expose`).
     pub reverse: ReverseSettings,
+    /// What clients that are not tp clients get on the TCP port.
+    pub website: WebsiteSettings,
+}
+
+/// The website on the tunnel port: everyone whose TLS ClientHello does not offer
+/// ALPN `tp/1` gets it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebsiteSettings {
+    /// Where website connections go (HTTP/1.1, and HTTP/2 without `h2_backend`);
+    /// `None`: a built-in page answers.
+    pub backend: Option<crate::website::Backend>,
+    /// Where connections that negotiated `h2` go; when set, `h2` is offered.
+    pub h2_backend: Option<crate::website::Backend>,
+    /// Send a PROXY protocol v2 header with the client's address first (default true).
+    pub proxy_protocol: bool,
+}
+
+impl Default for WebsiteSettings {
+    fn default() -> Self {
+        WebsiteSettings {
+            backend: None,
+            h2_backend: None,
+            proxy_protocol: true,
+        }
+    }
 }
 
 /// Reverse tunnels: where public ports listen, and their control channels.
@@ -235,6 +260,30 @@ impl Source<'_> {
             max_handshakes_per_source,
             max_tunnels_per_identity,
         })
+    }
+
+    fn website(&self, raw: &RawWebsite) -> Result<WebsiteSettings, ConfigError> {
+        let backend = |raw: &Option<Spanned<String>>, field| {
+            raw.as_ref()
+                .map(|s| {
+                    crate::website::Backend::parse(s.get_ref())
+                        .map_err(|e| self.invalid(s, field, e))
+                })
+                .transpose()
+        };
+        let settings = WebsiteSettings {
+            backend: backend(&raw.backend, "backend")?,
+            h2_backend: backend(&raw.h2_backend, "h2_backend")?,
+            proxy_protocol: raw.proxy_protocol.unwrap_or(true),
+        };
+        if let (None, Some(h2)) = (&settings.backend, &raw.h2_backend) {
+            return Err(self.invalid(
+                h2,
+                "h2_backend",
+                "needs `backend` too: HTTP/1.1 clients go there",
+            ));
+        }
+        Ok(settings)
     }
 
     fn reverse(&self, raw: &RawReverse) -> Result<ReverseSettings, ConfigError> {
@@ -439,6 +488,7 @@ impl Config {
         let limits = src.limits(&raw.limits)?;
         let quic = src.quic(&raw.quic)?;
         let reverse = src.reverse(&raw.reverse)?;
+        let website = src.website(&raw.website)?;
         let config = Config {
             listen,
             tls: TlsMaterial {
@@ -452,6 +502,7 @@ impl Config {
             limits,
             quic,
             reverse,
+            website,
         };
         // Building the TLS config checks that the key fits the certificate and the CAs are usable.
         crate::tls::server_config(&config.tls).map_err(|e| ConfigError::Tls(e.to_string()))?;

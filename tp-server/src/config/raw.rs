@@ -16,6 +16,8 @@ pub(super) struct RawConfig {
     pub(super) quic: RawQuic,
     #[serde(default)]
     pub(super) reverse: RawReverse,
+    #[serde(default)]
+    pub(super) website: RawWebsite,
 }
 
 #[derive(Debug, Deserialize)]
@@ -79,4 +81,12 @@ pub(super) struct RawReverse {
     pub(super) heartbeat: Option<Spanned<String>>,
     pub(super) max_public_connections: Option<Spanned<i64>>,
     pub(super) max_public_connections_per_source: Option<Spanned<i64>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawWebsite {
+    pub(super) backend: Option<Spanned<String>>,
+    pub(super) h2_backend: Option<Spanned<String>>,
+    pub(super) proxy_protocol: Option<bool>,
 }

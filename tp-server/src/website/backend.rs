@@ -1,0 +1,86 @@
+//! A website backend: a TCP address or a unix socket, as written in the config
+//! (`"127.0.0.1:8080"`, `"[::1]:8080"`, `"unix:/run/nginx/site.sock"`).
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpStream, UnixStream};
+
+/// Where a website connection goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Backend {
+    /// A TCP address.
+    Tcp(SocketAddr),
+    /// A unix stream socket.
+    Unix(PathBuf),
+}
+
+/// A connected backend stream.
+pub(crate) trait BackendIo: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> BackendIo for T {}
+
+impl Backend {
+    /// Reads `unix:/absolute/path` or `HOST:PORT` with an IP address.
+    pub fn parse(s: &str) -> Result<Backend, String> {
+        if let Some(path) = s.strip_prefix("unix:") {
+            let path = PathBuf::from(path);
+            if !path.is_absolute() {
+                return Err(format!("{s:?}: a unix socket path must be absolute"));
+            }
+            return Ok(Backend::Unix(path));
+        }
+        s.parse().map(Backend::Tcp).map_err(|_| {
+            format!("{s:?}: expected IP:PORT (e.g. 127.0.0.1:8080) or unix:/path/to/socket")
+        })
+    }
+
+    /// Connects.
+    pub(crate) async fn connect(&self) -> std::io::Result<Box<dyn BackendIo>> {
+        Ok(match self {
+            Backend::Tcp(addr) => {
+                let tcp = TcpStream::connect(addr).await?;
+                let _ = tcp.set_nodelay(true);
+                Box::new(tcp)
+            }
+            Backend::Unix(path) => Box::new(UnixStream::connect(path).await?),
+        })
+    }
+}
+
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Backend::Tcp(addr) => write!(f, "{addr}"),
+            Backend::Unix(path) => write!(f, "unix:{}", path.display()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spellings() {
+        assert_eq!(
+            Backend::parse("127.0.0.1:8080"),
+            Ok(Backend::Tcp("127.0.0.1:8080".parse().unwrap()))
+        );
+        assert_eq!(
+            Backend::parse("[::1]:8080"),
+            Ok(Backend::Tcp("[::1]:8080".parse().unwrap()))
+        );
+        assert_eq!(
+            Backend::parse("unix:/run/nginx/site.sock"),
+            Ok(Backend::Unix("/run/nginx/site.sock".into()))
+        );
+        assert!(Backend::parse("unix:run/site.sock").is_err());
+        assert!(Backend::parse("localhost:8080").is_err());
+        assert_eq!(
+            Backend::parse("unix:/a").unwrap().to_string(),
+            "unix:/a".to_owned()
+        );
+    }
+}

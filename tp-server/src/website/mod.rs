@@ -1,0 +1,88 @@
+//! Everyone on the TCP port who is not a tp client gets the website: a TLS
+//! handshake like any site's (no client certificate asked), then the bytes go to
+//! the configured backend (`[website]`), `h2` to its HTTP/2 backend, with a PROXY
+//! protocol v2 header carrying the real client address. With no backend, a small
+//! built-in page answers, so a prober sees an ordinary site, never an error that
+//! gives tp away.
+
+pub mod backend;
+mod page;
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tp_net::relay::{RelayEnd, RelayOptions, relay};
+use tracing::debug;
+
+pub use backend::Backend;
+
+use crate::config::WebsiteSettings;
+use crate::server::Shared;
+
+/// The ALPN id of HTTP/2 over TLS.
+pub(crate) const ALPN_H2: &[u8] = b"h2";
+/// The ALPN id of HTTP/1.1.
+pub(crate) const ALPN_HTTP1: &[u8] = b"http/1.1";
+
+/// The ALPN ids the website offers: `h2` only when it has an HTTP/2 backend.
+pub(crate) fn alpn(settings: &WebsiteSettings) -> Vec<Vec<u8>> {
+    let mut ids = Vec::with_capacity(2);
+    if settings.h2_backend.is_some() {
+        ids.push(ALPN_H2.to_vec());
+    }
+    ids.push(ALPN_HTTP1.to_vec());
+    ids
+}
+
+/// Serves one website connection (TLS done; `alpn` is what was negotiated) to
+/// its end. `peer` is the client, `local` the address it connected to.
+pub(crate) async fn serve<S>(
+    shared: &Shared,
+    mut client: S,
+    alpn: Option<&[u8]>,
+    peer: SocketAddr,
+    local: SocketAddr,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    let settings = &shared.website;
+    let backend = match (alpn, &settings.h2_backend, &settings.backend) {
+        (Some(ALPN_H2), Some(h2), _) => h2,
+        (_, _, Some(http1)) => http1,
+        _ => return page::serve(&mut client, shared.limits.hello_timeout).await,
+    };
+    let connect = tokio::time::timeout(shared.limits.connect_timeout, backend.connect());
+    let mut upstream = match connect.await {
+        Ok(Ok(upstream)) => upstream,
+        Ok(Err(e)) => {
+            tracing::warn!(backend = %backend, error = %e, "website backend unreachable");
+            return;
+        }
+        Err(_) => {
+            tracing::warn!(backend = %backend, "website backend did not answer in time");
+            return;
+        }
+    };
+    if settings.proxy_protocol {
+        let header = tp_net::proxy::v2_header(peer, Some(local));
+        if let Err(e) = upstream.write_all(&header).await {
+            debug!(backend = %backend, error = %e, "website backend failed");
+            return;
+        }
+    }
+    let started = Instant::now();
+    let options = RelayOptions {
+        idle_timeout: Some(shared.limits.idle_timeout),
+    };
+    let (stats, end) = relay(&mut client, &mut upstream, options).await;
+    let failed = !matches!(end, RelayEnd::Closed);
+    debug!(
+        backend = %backend,
+        bytes.up = stats.a_to_b,
+        bytes.down = stats.b_to_a,
+        duration = ?started.elapsed(),
+        failed,
+        "website connection closed"
+    );
+}
