@@ -34,6 +34,9 @@ pub enum TlsSetupError {
     /// The TLS configuration cannot carry QUIC.
     #[error("QUIC: {0}")]
     Quic(String),
+    /// The server certificate cannot serve the website.
+    #[error("website certificate: {0}")]
+    Website(String),
 }
 
 /// Wraps rustls's WebPKI client verifier and refuses revoked certificates after the
@@ -142,20 +145,28 @@ pub fn server_config_with(
     Ok(Arc::new(config))
 }
 
-/// The website's TLS configuration: the server certificate, TLS 1.2 and 1.3, no
+/// The website's TLS configuration: certificates by SNI (`[website] certs`, else
+/// the server certificate), TLS 1.2 and 1.3, no
 /// client certificate asked, ALPN as [`crate::website::alpn`] says: the handshake
 /// any site gives.
 pub fn website_config(
     tls: &TlsMaterial,
     website: &crate::config::WebsiteSettings,
 ) -> Result<Arc<rustls::ServerConfig>, TlsSetupError> {
+    let default = crate::website::certs::certified(tls.cert_chain.clone(), &tls.key)
+        .map_err(|e| TlsSetupError::Website(e.to_string()))?;
+    let sites = website
+        .certs
+        .iter()
+        .map(|site| (site.names.clone(), site.key.clone()))
+        .collect();
+    let resolver = crate::website::certs::SiteCerts::new(default, sites);
     let provider = tp_net::tls::provider();
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(TlsSetupError::ServerCert)?
         .with_no_client_auth()
-        .with_single_cert(tls.cert_chain.clone(), tls.key.clone_key())
-        .map_err(TlsSetupError::ServerCert)?;
+        .with_cert_resolver(Arc::new(resolver));
     config.alpn_protocols = crate::website::alpn(website);
     Ok(Arc::new(config))
 }

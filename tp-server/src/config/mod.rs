@@ -100,8 +100,11 @@ pub struct Config {
 
 /// The website on the tunnel port: everyone whose TLS ClientHello does not offer
 /// ALPN `tp/1` gets it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct WebsiteSettings {
+    /// Certificates chosen by SNI (and by what the client can verify, RSA or
+    /// ECDSA), each with the DNS names it serves; `[tls] cert` otherwise.
+    pub certs: Vec<SiteCert>,
     /// Where website connections go (HTTP/1.1, and HTTP/2 without `h2_backend`);
     /// `None`: a built-in page answers.
     pub backend: Option<crate::website::Backend>,
@@ -111,9 +114,19 @@ pub struct WebsiteSettings {
     pub proxy_protocol: bool,
 }
 
+/// One website certificate, loaded and checked against its key.
+#[derive(Debug, Clone)]
+pub struct SiteCert {
+    /// Its DNS names (subject alternative names), lowercase.
+    pub names: Vec<String>,
+    /// The chain and key.
+    pub key: std::sync::Arc<rustls::sign::CertifiedKey>,
+}
+
 impl Default for WebsiteSettings {
     fn default() -> Self {
         WebsiteSettings {
+            certs: Vec::new(),
             backend: None,
             h2_backend: None,
             proxy_protocol: true,
@@ -271,7 +284,23 @@ impl Source<'_> {
                 })
                 .transpose()
         };
+        let mut certs = Vec::with_capacity(raw.certs.len());
+        for site in &raw.certs {
+            let chain = self.certs(&site.cert)?;
+            let key = tp_net::pem::load_key(&self.path(site.key.get_ref())).map_err(|error| {
+                ConfigError::Pem {
+                    at: self.at(&site.key),
+                    error,
+                }
+            })?;
+            let names = crate::website::certs::dns_names(&chain[0])
+                .map_err(|e| self.invalid(&site.cert, "certs", e))?;
+            let key = crate::website::certs::certified(chain, &key)
+                .map_err(|e| self.invalid(&site.key, "certs", e))?;
+            certs.push(SiteCert { names, key });
+        }
         let settings = WebsiteSettings {
+            certs,
             backend: backend(&raw.backend, "backend")?,
             h2_backend: backend(&raw.h2_backend, "h2_backend")?,
             proxy_protocol: raw.proxy_protocol.unwrap_or(true),

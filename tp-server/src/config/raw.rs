@@ -86,7 +86,16 @@ pub(super) struct RawReverse {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawWebsite {
+    #[serde(default)]
+    pub(super) certs: Vec<RawSiteCert>,
     pub(super) backend: Option<Spanned<String>>,
     pub(super) h2_backend: Option<Spanned<String>>,
     pub(super) proxy_protocol: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSiteCert {
+    pub(super) cert: Spanned<String>,
+    pub(super) key: Spanned<String>,
 }

@@ -6,6 +6,7 @@
 //! gives tp away.
 
 pub mod backend;
+pub(crate) mod certs;
 mod page;
 
 use std::net::SocketAddr;
