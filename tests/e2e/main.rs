@@ -9,6 +9,7 @@ mod expose;
 mod halfclose;
 mod hello;
 mod limits;
+mod passthrough;
 mod quic;
 mod quickstart;
 mod reload;

@@ -33,6 +33,7 @@ pub struct TestServerBuilder {
     limits: Vec<(String, String)>,
     sections: Vec<(String, String, String)>,
     revoked: Vec<String>,
+    raw: String,
 }
 
 /// A running server. See the module docs.
@@ -55,6 +56,7 @@ impl TestServer {
             ],
             sections: Vec::new(),
             revoked: Vec::new(),
+            raw: String::new(),
         }
     }
 
@@ -188,6 +190,14 @@ impl TestServerBuilder {
         self
     }
 
+    /// Appends `toml` at the end of the config as is (arrays of tables such as
+    /// `[[passthrough]]`).
+    pub fn raw(mut self, toml: &str) -> Self {
+        self.raw.push_str(toml);
+        self.raw.push('\n');
+        self
+    }
+
     /// Puts `leaf`'s serial on the revocation list.
     pub fn revoked(mut self, leaf: &Issued) -> Self {
         self.revoked.push(leaf.serial_hex.clone());
@@ -231,6 +241,8 @@ impl TestServerBuilder {
                 let _ = writeln!(config, "{key} = {value}");
             }
         }
+        config.push('\n');
+        config.push_str(&self.raw);
         let path = dir.join("server.toml");
         std::fs::write(&path, config).expect("writing server.toml");
         path

@@ -13,6 +13,7 @@ use tokio_rustls::LazyConfigAcceptor;
 use tp_proto::ALPN_TP_V1;
 use tracing::{Span, debug, info};
 
+use crate::passthrough;
 use crate::server::{RunContext, Shared};
 use crate::session::{self, Origin};
 use crate::slots::HandshakeSlot;
@@ -29,6 +30,20 @@ pub(crate) async fn serve(
 ) {
     let _ = tcp.set_nodelay(true);
     let local = tcp.local_addr().unwrap_or(ctx.listen);
+    // One deadline for reading the ClientHello and the whole handshake.
+    let deadline = tokio::time::Instant::now() + shared.limits.handshake_timeout;
+    match tokio::time::timeout_at(deadline, passthrough::route_for(&shared, &tcp)).await {
+        Err(_) => {
+            debug!(timeout = ?shared.limits.handshake_timeout, "TLS handshake refused: timed out");
+            return;
+        }
+        Ok(Some(route)) => {
+            let route = route.clone();
+            drop(slot);
+            return passthrough::serve(&shared, &route, tcp, peer, local).await;
+        }
+        Ok(None) => {}
+    }
     let handshake = async {
         let start = LazyConfigAcceptor::new(Acceptor::default(), tcp).await?;
         let wants_tp = start
@@ -42,7 +57,7 @@ pub(crate) async fn serve(
         };
         start.into_stream(config).await.map(|tls| (wants_tp, tls))
     };
-    let handshake = tokio::time::timeout(shared.limits.handshake_timeout, handshake);
+    let handshake = tokio::time::timeout_at(deadline, handshake);
     let (wants_tp, tls) = match handshake.await {
         Err(_) => {
             debug!(timeout = ?shared.limits.handshake_timeout, "TLS handshake refused: timed out");

@@ -12,11 +12,14 @@
 //! Clients whose ClientHello does not offer ALPN `tp/1` get the website
 //! ([`website`]).
 //!
-//! What it does not do (yet): SNI passthrough, certificates by SNI, the Signal
-//! relay, reload on file change (SIGHUP reloads).
+//! A ClientHello whose SNI names a [`passthrough`] route is relayed untouched.
+//!
+//! What it does not do (yet): the Signal relay, reload on file change (SIGHUP
+//! reloads).
 
 pub mod cli;
 pub mod config;
+pub mod passthrough;
 pub mod pki;
 pub mod quickstart;
 pub mod tls;

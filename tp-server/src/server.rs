@@ -54,6 +54,7 @@ pub(crate) struct Shared {
     pub(crate) website: WebsiteSettings,
     /// The TLS configuration for everyone who does not offer ALPN `tp/1`.
     pub(crate) website_tls: Arc<rustls::ServerConfig>,
+    pub(crate) passthrough: Vec<crate::passthrough::Route>,
     /// Exposed services and public ports; the same registry across reloads.
     pub(crate) registry: Arc<Registry>,
 }
@@ -118,6 +119,7 @@ impl Shared {
             reverse: config.reverse,
             website: config.website,
             website_tls,
+            passthrough: config.passthrough,
             registry,
         })
     }

@@ -18,7 +18,7 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use toml::Spanned;
 
 pub use error::{ConfigError, Location};
-use raw::{RawConfig, RawLimits, RawQuic, RawReverse, RawWebsite};
+use raw::{RawConfig, RawLimits, RawPassthrough, RawQuic, RawReverse, RawWebsite};
 use tp_net::quic::QuicLimits;
 
 use crate::pki::RevocationList;
@@ -96,6 +96,8 @@ pub struct Config {
     pub reverse: ReverseSettings,
     /// What clients that are not tp clients get on the TCP port.
     pub website: WebsiteSettings,
+    /// TLS connections relayed untouched to another TLS server, by SNI.
+    pub passthrough: Vec<crate::passthrough::Route>,
 }
 
 /// The website on the tunnel port: everyone whose TLS ClientHello does not offer
@@ -273,6 +275,43 @@ impl Source<'_> {
             max_handshakes_per_source,
             max_tunnels_per_identity,
         })
+    }
+
+    fn passthrough(
+        &self,
+        raw: &[RawPassthrough],
+    ) -> Result<Vec<crate::passthrough::Route>, ConfigError> {
+        let mut routes = Vec::with_capacity(raw.len());
+        for route in raw {
+            let names: Vec<String> = route
+                .names
+                .get_ref()
+                .iter()
+                .map(|n| n.to_ascii_lowercase())
+                .collect();
+            let bad = names.iter().find(|n| {
+                let bare = n.strip_prefix("*.").unwrap_or(n);
+                bare.is_empty()
+                    || !bare
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+            });
+            if names.is_empty() || bad.is_some() {
+                let why = match bad {
+                    Some(name) => format!("{name:?} is not a server name (or *.name)"),
+                    None => "name at least one server name".into(),
+                };
+                return Err(self.invalid(&route.names, "names", why));
+            }
+            let backend = crate::website::Backend::parse(route.backend.get_ref())
+                .map_err(|e| self.invalid(&route.backend, "backend", e))?;
+            routes.push(crate::passthrough::Route {
+                names,
+                backend,
+                proxy_protocol: route.proxy_protocol.unwrap_or(false),
+            });
+        }
+        Ok(routes)
     }
 
     fn website(&self, raw: &RawWebsite) -> Result<WebsiteSettings, ConfigError> {
@@ -518,6 +557,7 @@ impl Config {
         let quic = src.quic(&raw.quic)?;
         let reverse = src.reverse(&raw.reverse)?;
         let website = src.website(&raw.website)?;
+        let passthrough = src.passthrough(&raw.passthrough)?;
         let config = Config {
             listen,
             tls: TlsMaterial {
@@ -532,6 +572,7 @@ impl Config {
             quic,
             reverse,
             website,
+            passthrough,
         };
         // Building the TLS config checks that the key fits the certificate and the CAs are usable.
         crate::tls::server_config(&config.tls).map_err(|e| ConfigError::Tls(e.to_string()))?;

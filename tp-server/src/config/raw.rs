@@ -18,6 +18,8 @@ pub(super) struct RawConfig {
     pub(super) reverse: RawReverse,
     #[serde(default)]
     pub(super) website: RawWebsite,
+    #[serde(default)]
+    pub(super) passthrough: Vec<RawPassthrough>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -98,4 +100,12 @@ pub(super) struct RawWebsite {
 pub(super) struct RawSiteCert {
     pub(super) cert: Spanned<String>,
     pub(super) key: Spanned<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawPassthrough {
+    pub(super) names: Spanned<Vec<String>>,
+    pub(super) backend: Spanned<String>,
+    pub(super) proxy_protocol: Option<bool>,
 }

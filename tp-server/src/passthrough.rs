@@ -1,0 +1,161 @@
+//! SNI passthrough: a TLS connection whose ClientHello names one of a route's
+//! names is not terminated here; its raw bytes go to that route's TLS backend
+//! (optionally after a PROXY protocol v2 header), so the client sees the
+//! backend's own certificate.
+//!
+//! The ClientHello is read with `MSG_PEEK` and parsed by rustls's [`Acceptor`]
+//! on the copy: nothing is consumed, so a connection that matches no route goes
+//! on to the normal handshake untouched. A ClientHello split over several TCP
+//! segments or TLS records is waited for (a short pause between peeks), within
+//! the handshake deadline.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use rustls::server::Acceptor;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tp_net::relay::{RelayEnd, RelayOptions, relay};
+use tracing::{debug, info, warn};
+
+use crate::server::Shared;
+use crate::website::Backend;
+
+/// The largest ClientHello looked at; a larger one matches no route.
+const MAX_HELLO: usize = 64 * 1024;
+/// The pause between two peeks at an incomplete ClientHello.
+const PEEK_PAUSE: Duration = Duration::from_millis(5);
+
+/// One passthrough route.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    /// Server names, lowercase; `*.example.org` covers one label.
+    pub names: Vec<String>,
+    /// The TLS backend.
+    pub backend: Backend,
+    /// Send a PROXY protocol v2 header first (default false).
+    pub proxy_protocol: bool,
+}
+
+impl Route {
+    fn covers(&self, name: &str) -> bool {
+        self.names
+            .iter()
+            .any(|pattern| match pattern.strip_prefix("*.") {
+                Some(parent) => name
+                    .split_once('.')
+                    .is_some_and(|(label, rest)| !label.is_empty() && rest == parent),
+                None => pattern == name,
+            })
+    }
+}
+
+/// The SNI of the ClientHello waiting on `tcp`, without consuming it. `None`
+/// for no SNI, a stream that is not TLS, or a ClientHello over [`MAX_HELLO`].
+async fn peek_sni(tcp: &TcpStream) -> std::io::Result<Option<String>> {
+    let mut buf = vec![0u8; MAX_HELLO];
+    let mut seen = 0;
+    loop {
+        let n = tcp.peek(&mut buf).await?;
+        if n == 0 {
+            return Ok(None);
+        }
+        if n > seen {
+            seen = n;
+            let mut acceptor = Acceptor::default();
+            let mut rest = &buf[..n];
+            while !rest.is_empty() {
+                if acceptor.read_tls(&mut rest).is_err() {
+                    return Ok(None);
+                }
+            }
+            match acceptor.accept() {
+                Ok(Some(accepted)) => {
+                    let hello = accepted.client_hello();
+                    return Ok(hello.server_name().map(str::to_ascii_lowercase));
+                }
+                Ok(None) if n < MAX_HELLO => {}
+                Ok(None) | Err(_) => return Ok(None),
+            }
+        }
+        tokio::time::sleep(PEEK_PAUSE).await;
+    }
+}
+
+/// The route for the connection on `tcp`, if its ClientHello names one.
+pub(crate) async fn route_for<'a>(shared: &'a Shared, tcp: &TcpStream) -> Option<&'a Route> {
+    if shared.passthrough.is_empty() {
+        return None;
+    }
+    let name = match peek_sni(tcp).await {
+        Ok(Some(name)) => name,
+        Ok(None) => return None,
+        Err(e) => {
+            debug!(error = %e, "connection ended before its ClientHello");
+            return None;
+        }
+    };
+    shared.passthrough.iter().find(|r| r.covers(&name))
+}
+
+/// Relays the connection, ClientHello included, to the route's backend.
+pub(crate) async fn serve(
+    shared: &Shared,
+    route: &Route,
+    mut tcp: TcpStream,
+    peer: SocketAddr,
+    local: SocketAddr,
+) {
+    let backend = &route.backend;
+    let connect = tokio::time::timeout(shared.limits.connect_timeout, backend.connect());
+    let mut upstream = match connect.await {
+        Ok(Ok(upstream)) => upstream,
+        Ok(Err(e)) => {
+            warn!(backend = %backend, error = %e, "passthrough backend unreachable");
+            return;
+        }
+        Err(_) => {
+            warn!(backend = %backend, "passthrough backend did not answer in time");
+            return;
+        }
+    };
+    if route.proxy_protocol {
+        let header = tp_net::proxy::v2_header(peer, Some(local));
+        if let Err(e) = upstream.write_all(&header).await {
+            debug!(backend = %backend, error = %e, "passthrough backend failed");
+            return;
+        }
+    }
+    let started = Instant::now();
+    let options = RelayOptions {
+        idle_timeout: Some(shared.limits.idle_timeout),
+    };
+    let (stats, end) = relay(&mut tcp, &mut upstream, options).await;
+    info!(
+        backend = %backend,
+        bytes.up = stats.a_to_b,
+        bytes.down = stats.b_to_a,
+        duration = ?started.elapsed(),
+        failed = !matches!(end, RelayEnd::Closed),
+        "passthrough closed"
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_one_label_wildcards() {
+        let route = Route {
+            names: vec!["git.example.org".into(), "*.apps.example.org".into()],
+            backend: Backend::parse("127.0.0.1:1").unwrap(),
+            proxy_protocol: false,
+        };
+        assert!(route.covers("git.example.org"));
+        assert!(route.covers("a.apps.example.org"));
+        assert!(!route.covers("apps.example.org"));
+        assert!(!route.covers("a.b.apps.example.org"));
+        assert!(!route.covers("example.org"));
+    }
+}
