@@ -19,3 +19,4 @@ mod ssrf;
 mod transfer;
 mod transport;
 mod udp;
+mod website;
