@@ -21,6 +21,9 @@ fn main() -> ExitCode {
             Err(e) => Err(e),
         },
         Command::Ca { command } => command.run(),
+        Command::SignalLink { domain } => {
+            tp_server::cli::signal_link::link(&domain).map(|link| println!("{link}"))
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -55,6 +55,7 @@ pub(crate) struct Shared {
     /// The TLS configuration for everyone who does not offer ALPN `tp/1`.
     pub(crate) website_tls: Arc<rustls::ServerConfig>,
     pub(crate) passthrough: Vec<crate::passthrough::Route>,
+    pub(crate) signal: crate::website::signal::SignalSettings,
     /// Exposed services and public ports; the same registry across reloads.
     pub(crate) registry: Arc<Registry>,
 }
@@ -120,6 +121,7 @@ impl Shared {
             website: config.website,
             website_tls,
             passthrough: config.passthrough,
+            signal: config.signal,
             registry,
         })
     }

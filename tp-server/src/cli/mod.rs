@@ -6,6 +6,7 @@ pub mod logging;
 pub mod policy_check;
 pub mod quickstart;
 pub mod run;
+pub mod signal_link;
 
 use std::path::PathBuf;
 
@@ -76,6 +77,12 @@ pub enum Command {
     /// Make a dev CA, certificates, a policy and a client config in a local folder
     /// (reused on later runs), listen on 127.0.0.1 and print what to type next.
     Quickstart(quickstart::QuickstartArgs),
+    /// Print the Signal proxy link for DOMAIN (with `[signal] enabled = true`,
+    /// Signal users open it to use this server as their proxy).
+    SignalLink {
+        /// The DNS name this server answers on port 443.
+        domain: String,
+    },
 }
 
 /// `tp-server policy ...`.

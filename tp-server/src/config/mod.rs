@@ -18,7 +18,7 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use toml::Spanned;
 
 pub use error::{ConfigError, Location};
-use raw::{RawConfig, RawLimits, RawPassthrough, RawQuic, RawReverse, RawWebsite};
+use raw::{RawConfig, RawLimits, RawPassthrough, RawQuic, RawReverse, RawSignal, RawWebsite};
 use tp_net::quic::QuicLimits;
 
 use crate::pki::RevocationList;
@@ -98,6 +98,8 @@ pub struct Config {
     pub website: WebsiteSettings,
     /// TLS connections relayed untouched to another TLS server, by SNI.
     pub passthrough: Vec<crate::passthrough::Route>,
+    /// The Signal TLS proxy.
+    pub signal: crate::website::signal::SignalSettings,
 }
 
 /// The website on the tunnel port: everyone whose TLS ClientHello does not offer
@@ -274,6 +276,36 @@ impl Source<'_> {
             max_connections,
             max_handshakes_per_source,
             max_tunnels_per_identity,
+        })
+    }
+
+    fn signal(
+        &self,
+        raw: &RawSignal,
+    ) -> Result<crate::website::signal::SignalSettings, ConfigError> {
+        use crate::website::signal::{BUILT_IN_HOSTS, parse_hosts};
+        let hosts = match &raw.hosts {
+            None => parse_hosts(BUILT_IN_HOSTS).map_err(ConfigError::Tls)?,
+            Some(file) => {
+                let path = self.path(file.get_ref());
+                let text = std::fs::read_to_string(&path)
+                    .map_err(|e| self.invalid(file, "hosts", format!("{}: {e}", path.display())))?;
+                parse_hosts(&text)
+                    .map_err(|e| self.invalid(file, "hosts", format!("{}: {e}", path.display())))?
+            }
+        };
+        let mut upstreams = std::collections::HashMap::new();
+        for (name, addr) in &raw.upstreams {
+            let parsed: SocketAddr = addr
+                .get_ref()
+                .parse()
+                .map_err(|_| self.invalid(addr, "upstreams", "expected IP:PORT"))?;
+            upstreams.insert(name.to_ascii_lowercase(), parsed);
+        }
+        Ok(crate::website::signal::SignalSettings {
+            enabled: raw.enabled.unwrap_or(false),
+            hosts,
+            upstreams,
         })
     }
 
@@ -558,6 +590,7 @@ impl Config {
         let reverse = src.reverse(&raw.reverse)?;
         let website = src.website(&raw.website)?;
         let passthrough = src.passthrough(&raw.passthrough)?;
+        let signal = src.signal(&raw.signal)?;
         let config = Config {
             listen,
             tls: TlsMaterial {
@@ -573,6 +606,7 @@ impl Config {
             reverse,
             website,
             passthrough,
+            signal,
         };
         // Building the TLS config checks that the key fits the certificate and the CAs are usable.
         crate::tls::server_config(&config.tls).map_err(|e| ConfigError::Tls(e.to_string()))?;

@@ -20,6 +20,8 @@ pub(super) struct RawConfig {
     pub(super) website: RawWebsite,
     #[serde(default)]
     pub(super) passthrough: Vec<RawPassthrough>,
+    #[serde(default)]
+    pub(super) signal: RawSignal,
 }
 
 #[derive(Debug, Deserialize)]
@@ -108,4 +110,13 @@ pub(super) struct RawPassthrough {
     pub(super) names: Spanned<Vec<String>>,
     pub(super) backend: Spanned<String>,
     pub(super) proxy_protocol: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSignal {
+    pub(super) enabled: Option<bool>,
+    pub(super) hosts: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(super) upstreams: std::collections::BTreeMap<String, Spanned<String>>,
 }

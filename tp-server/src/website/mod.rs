@@ -3,11 +3,13 @@
 //! the configured backend (`[website]`), `h2` to its HTTP/2 backend, with a PROXY
 //! protocol v2 header carrying the real client address. With no backend, a small
 //! built-in page answers, so a prober sees an ordinary site, never an error that
-//! gives tp away.
+//! gives tp away. With `[signal]` on, a client whose first bytes inside TLS are
+//! another ClientHello is the Signal relay's ([`signal`]).
 
 pub mod backend;
 pub(crate) mod certs;
 mod page;
+pub mod signal;
 
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -48,10 +50,25 @@ pub(crate) async fn serve<S>(
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
     let settings = &shared.website;
+    // HTTP/2 is a website; otherwise, with the Signal relay on, the first bytes
+    // tell a TLS-in-TLS client from a browser.
+    let mut early = Vec::new();
+    if alpn != Some(ALPN_H2) && shared.signal.enabled {
+        match signal::first_bytes(&mut client, shared.limits.hello_timeout).await {
+            signal::First::InnerTls { sni, bytes } => {
+                let limits = &shared.limits;
+                let (connect, idle) = (limits.connect_timeout, limits.idle_timeout);
+                return signal::relay_inner(&shared.signal, client, sni, bytes, connect, idle)
+                    .await;
+            }
+            signal::First::Other(bytes) => early = bytes,
+            signal::First::Nothing => return,
+        }
+    }
     let backend = match (alpn, &settings.h2_backend, &settings.backend) {
         (Some(ALPN_H2), Some(h2), _) => h2,
         (_, _, Some(http1)) => http1,
-        _ => return page::serve(&mut client, shared.limits.hello_timeout).await,
+        _ => return page::serve(&mut client, early, shared.limits.hello_timeout).await,
     };
     let connect = tokio::time::timeout(shared.limits.connect_timeout, backend.connect());
     let mut upstream = match connect.await {
@@ -65,12 +82,14 @@ pub(crate) async fn serve<S>(
             return;
         }
     };
+    let mut head = Vec::with_capacity(64 + early.len());
     if settings.proxy_protocol {
-        let header = tp_net::proxy::v2_header(peer, Some(local));
-        if let Err(e) = upstream.write_all(&header).await {
-            debug!(backend = %backend, error = %e, "website backend failed");
-            return;
-        }
+        head.extend(tp_net::proxy::v2_header(peer, Some(local)));
+    }
+    head.extend(early);
+    if let Err(e) = upstream.write_all(&head).await {
+        debug!(backend = %backend, error = %e, "website backend failed");
+        return;
     }
     let started = Instant::now();
     let options = RelayOptions {

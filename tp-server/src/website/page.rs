@@ -10,10 +10,15 @@ const MAX_HEAD: usize = 8 * 1024;
 
 const BODY: &str = "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>Welcome</title></head>\n<body><h1>Welcome</h1><p>Nothing to see here yet.</p></body></html>\n";
 
-/// Reads the request head (bounded in size and time), answers with the page.
-pub(super) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(client: &mut S, limit: Duration) {
+/// Reads the request head (bounded in size and time; `early` is what was read
+/// of it already), answers with the page.
+pub(super) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
+    client: &mut S,
+    early: Vec<u8>,
+    limit: Duration,
+) {
     let read_head = async {
-        let mut head = Vec::with_capacity(1024);
+        let mut head = early;
         let mut chunk = [0u8; 1024];
         while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < MAX_HEAD {
             match client.read(&mut chunk).await {
@@ -46,7 +51,7 @@ mod tests {
         let (mut client, mut server) = duplex(64 * 1024);
         client.write_all(request).await.unwrap();
         let serving = tokio::spawn(async move {
-            serve(&mut server, Duration::from_secs(5)).await;
+            serve(&mut server, Vec::new(), Duration::from_secs(5)).await;
         });
         let mut answer = Vec::new();
         client.read_to_end(&mut answer).await.unwrap();
@@ -70,7 +75,7 @@ mod tests {
         let (mut client, mut server) = duplex(64 * 1024);
         client.write_all(b"GET / HTTP/1.1\r\n").await.unwrap();
         let started = tokio::time::Instant::now();
-        serve(&mut server, Duration::from_secs(3)).await;
+        serve(&mut server, Vec::new(), Duration::from_secs(3)).await;
         assert_eq!(started.elapsed(), Duration::from_secs(3));
         drop(server);
         let mut answer = Vec::new();
