@@ -20,3 +20,4 @@ mod ssrf;
 mod transfer;
 mod transport;
 mod udp;
+mod website;
