@@ -2,7 +2,7 @@
 # The whole test suite: what CI runs (.ci/run calls this), and what you run locally.
 #
 # 1. installs the real peers the end-to-end tests use when missing (OpenSSH server and
-#    client, openssl, curl, nginx); needs root or sudo for apt-get on a fresh machine,
+#    client, openssl, curl, nginx, dnsmasq, dig); needs root or sudo for apt-get on a fresh machine,
 # 2. checks formatting, lints and the dependency rules (sans-IO crates, one rustls, no ring),
 # 3. builds the binaries the e2e tests run (tp, tp-server),
 # 4. runs every test with cargo-nextest (falls back to cargo test if nextest is absent).
@@ -21,6 +21,8 @@ command -v ssh-keygen >/dev/null 2>&1 || need_pkgs+=(openssh-client)
 command -v openssl >/dev/null 2>&1 || need_pkgs+=(openssl)
 command -v curl >/dev/null 2>&1 || need_pkgs+=(curl)
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need_pkgs+=(nginx)
+command -v dnsmasq >/dev/null 2>&1 || [ -x /usr/sbin/dnsmasq ] || need_pkgs+=(dnsmasq-base)
+command -v dig >/dev/null 2>&1 || need_pkgs+=(bind9-dnsutils)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   step "installing test peers: ${need_pkgs[*]}"
   SUDO=""

@@ -17,6 +17,7 @@ mod reverse;
 mod signal;
 mod ssh;
 mod ssrf;
+mod terminate;
 mod transfer;
 mod transport;
 mod udp;

@@ -46,19 +46,25 @@ pub(crate) async fn serve(
     }
     let handshake = async {
         let start = LazyConfigAcceptor::new(Acceptor::default(), tcp).await?;
-        let wants_tp = start
-            .client_hello()
-            .alpn()
-            .is_some_and(|mut ids| ids.any(|id| id == ALPN_TP_V1));
-        let config = if wants_tp {
-            shared.tls.clone()
+        let hello = start.client_hello();
+        let offered: Vec<&[u8]> = hello.alpn().map(Iterator::collect).unwrap_or_default();
+        let kind = if offered.contains(&ALPN_TP_V1) {
+            Kind::Tunnel
         } else {
-            shared.website_tls.clone()
+            let name = hello.server_name().map(str::to_ascii_lowercase);
+            (shared.terminate.iter())
+                .position(|r| r.matches(name.as_deref(), &offered))
+                .map_or(Kind::Website, Kind::Terminate)
         };
-        start.into_stream(config).await.map(|tls| (wants_tp, tls))
+        let config = match kind {
+            Kind::Tunnel => shared.tls.clone(),
+            Kind::Terminate(i) => shared.terminate_tls[i].clone(),
+            Kind::Website => shared.website_tls.clone(),
+        };
+        start.into_stream(config).await.map(|tls| (kind, tls))
     };
     let handshake = tokio::time::timeout_at(deadline, handshake);
-    let (wants_tp, tls) = match handshake.await {
+    let (kind, tls) = match handshake.await {
         Err(_) => {
             debug!(timeout = ?shared.limits.handshake_timeout, "TLS handshake refused: timed out");
             return;
@@ -75,10 +81,17 @@ pub(crate) async fn serve(
         Ok(Ok(done)) => done,
     };
     drop(slot);
-    if !wants_tp {
-        let alpn = tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
-        debug!(alpn = ?alpn.as_deref().map(String::from_utf8_lossy), "website connection");
-        return crate::website::serve(&shared, tls, alpn.as_deref(), peer, local).await;
+    match kind {
+        Kind::Tunnel => {}
+        Kind::Terminate(i) => {
+            let route = &shared.terminate[i];
+            return crate::terminate::serve(&shared, route, tls, peer, local).await;
+        }
+        Kind::Website => {
+            let alpn = tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
+            debug!(alpn = ?alpn.as_deref().map(String::from_utf8_lossy), "website connection");
+            return crate::website::serve(&shared, tls, alpn.as_deref(), peer, local).await;
+        }
     }
 
     let (_, tls_conn) = tls.get_ref();
@@ -104,6 +117,17 @@ pub(crate) async fn serve(
         ctx,
     };
     session::serve(&shared, tls, &who, origin).await;
+}
+
+/// What a ClientHello asked for.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    /// ALPN `tp/1`: a tp client.
+    Tunnel,
+    /// For the `[[terminate]]` route at this index (by SNI and ALPN).
+    Terminate(usize),
+    /// Anyone else.
+    Website,
 }
 
 /// The rustls error inside a failed handshake, if the failure was a TLS verdict

@@ -12,7 +12,9 @@
 //! Clients whose ClientHello does not offer ALPN `tp/1` get the website
 //! ([`website`]).
 //!
-//! A ClientHello whose SNI names a [`passthrough`] route is relayed untouched.
+//! A ClientHello whose SNI names a [`passthrough`] route is relayed untouched;
+//! one naming a [`terminate`] route is decrypted and relayed to a plain TCP
+//! service.
 //!
 //! What it does not do (yet): the Signal relay, reload on file change (SIGHUP
 //! reloads).
@@ -22,6 +24,7 @@ pub mod config;
 pub mod passthrough;
 pub mod pki;
 pub mod quickstart;
+pub mod terminate;
 pub mod tls;
 pub mod website;
 

@@ -10,16 +10,16 @@
 //! the handshake deadline.
 
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rustls::server::Acceptor;
-use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-use tp_net::relay::{RelayEnd, RelayOptions, relay};
-use tracing::{debug, info, warn};
+use tp_net::relay::RelayEnd;
+use tracing::{debug, info};
 
 use crate::server::Shared;
 use crate::website::Backend;
+use crate::website::backend::forward;
 
 /// The largest ClientHello looked at; a larger one matches no route.
 const MAX_HELLO: usize = 64 * 1024;
@@ -41,12 +41,7 @@ impl Route {
     fn covers(&self, name: &str) -> bool {
         self.names
             .iter()
-            .any(|pattern| match pattern.strip_prefix("*.") {
-                Some(parent) => name
-                    .split_once('.')
-                    .is_some_and(|(label, rest)| !label.is_empty() && rest == parent),
-                None => pattern == name,
-            })
+            .any(|pattern| crate::website::certs::covers(pattern, name))
     }
 }
 
@@ -107,38 +102,18 @@ pub(crate) async fn serve(
     local: SocketAddr,
 ) {
     let backend = &route.backend;
-    let connect = tokio::time::timeout(shared.limits.connect_timeout, backend.connect());
-    let mut upstream = match connect.await {
-        Ok(Ok(upstream)) => upstream,
-        Ok(Err(e)) => {
-            warn!(backend = %backend, error = %e, "passthrough backend unreachable");
-            return;
-        }
-        Err(_) => {
-            warn!(backend = %backend, "passthrough backend did not answer in time");
-            return;
-        }
-    };
-    if route.proxy_protocol {
-        let header = tp_net::proxy::v2_header(peer, Some(local));
-        if let Err(e) = upstream.write_all(&header).await {
-            debug!(backend = %backend, error = %e, "passthrough backend failed");
-            return;
-        }
+    let proxied = route.proxy_protocol.then_some((peer, local));
+    let forwarded = forward(shared, backend, "passthrough", proxied, &[], &mut tcp);
+    if let Some((stats, end, duration)) = forwarded.await {
+        info!(
+            backend = %backend,
+            bytes.up = stats.a_to_b,
+            bytes.down = stats.b_to_a,
+            duration = ?duration,
+            failed = !matches!(end, RelayEnd::Closed),
+            "passthrough closed"
+        );
     }
-    let started = Instant::now();
-    let options = RelayOptions {
-        idle_timeout: Some(shared.limits.idle_timeout),
-    };
-    let (stats, end) = relay(&mut tcp, &mut upstream, options).await;
-    info!(
-        backend = %backend,
-        bytes.up = stats.a_to_b,
-        bytes.down = stats.b_to_a,
-        duration = ?started.elapsed(),
-        failed = !matches!(end, RelayEnd::Closed),
-        "passthrough closed"
-    );
 }
 
 #[cfg(test)]

@@ -56,6 +56,9 @@ pub(crate) struct Shared {
     pub(crate) website_tls: Arc<rustls::ServerConfig>,
     pub(crate) passthrough: Vec<crate::passthrough::Route>,
     pub(crate) signal: crate::website::signal::SignalSettings,
+    pub(crate) terminate: Vec<crate::terminate::Route>,
+    /// The TLS configuration of each `terminate` route, in order.
+    pub(crate) terminate_tls: Vec<Arc<rustls::ServerConfig>>,
     /// Exposed services and public ports; the same registry across reloads.
     pub(crate) registry: Arc<Registry>,
 }
@@ -109,6 +112,8 @@ impl Shared {
         let verifier = crate::tls::client_verifier(&config.tls)?;
         let tls = crate::tls::server_config_with(&config.tls, verifier.clone())?;
         let website_tls = crate::tls::website_config(&config.tls, &config.website)?;
+        let terminate_tls =
+            crate::terminate::configs(&config.tls, &config.website, &config.terminate)?;
         Ok(Shared {
             tls,
             quic: config.quic,
@@ -122,6 +127,8 @@ impl Shared {
             website_tls,
             passthrough: config.passthrough,
             signal: config.signal,
+            terminate: config.terminate,
+            terminate_tls,
             registry,
         })
     }

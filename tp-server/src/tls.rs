@@ -146,12 +146,20 @@ pub fn server_config_with(
 }
 
 /// The website's TLS configuration: certificates by SNI (`[website] certs`, else
-/// the server certificate), TLS 1.2 and 1.3, no
-/// client certificate asked, ALPN as [`crate::website::alpn`] says: the handshake
-/// any site gives.
+/// the server certificate), TLS 1.2 and 1.3, no client certificate asked, ALPN as
+/// [`crate::website::alpn`] says: the handshake any site gives.
 pub fn website_config(
     tls: &TlsMaterial,
     website: &crate::config::WebsiteSettings,
+) -> Result<Arc<rustls::ServerConfig>, TlsSetupError> {
+    site_config(tls, website, crate::website::alpn(website))
+}
+
+/// A TLS configuration with the website's certificates and `alpn`.
+pub(crate) fn site_config(
+    tls: &TlsMaterial,
+    website: &crate::config::WebsiteSettings,
+    alpn: Vec<Vec<u8>>,
 ) -> Result<Arc<rustls::ServerConfig>, TlsSetupError> {
     let default = crate::website::certs::certified(tls.cert_chain.clone(), &tls.key)
         .map_err(|e| TlsSetupError::Website(e.to_string()))?;
@@ -167,7 +175,7 @@ pub fn website_config(
         .map_err(TlsSetupError::ServerCert)?
         .with_no_client_auth()
         .with_cert_resolver(Arc::new(resolver));
-    config.alpn_protocols = crate::website::alpn(website);
+    config.alpn_protocols = alpn;
     Ok(Arc::new(config))
 }
 

@@ -18,7 +18,9 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use toml::Spanned;
 
 pub use error::{ConfigError, Location};
-use raw::{RawConfig, RawLimits, RawPassthrough, RawQuic, RawReverse, RawSignal, RawWebsite};
+use raw::{
+    RawConfig, RawLimits, RawPassthrough, RawQuic, RawReverse, RawSignal, RawTerminate, RawWebsite,
+};
 use tp_net::quic::QuicLimits;
 
 use crate::pki::RevocationList;
@@ -100,6 +102,8 @@ pub struct Config {
     pub passthrough: Vec<crate::passthrough::Route>,
     /// The Signal TLS proxy.
     pub signal: crate::website::signal::SignalSettings,
+    /// TLS terminated here in front of plain TCP services, by SNI.
+    pub terminate: Vec<crate::terminate::Route>,
 }
 
 /// The website on the tunnel port: everyone whose TLS ClientHello does not offer
@@ -309,32 +313,62 @@ impl Source<'_> {
         })
     }
 
+    /// A route's `names`: server names or `*.` and a name, lowercase.
+    fn server_names(&self, raw: &Spanned<Vec<String>>) -> Result<Vec<String>, ConfigError> {
+        let names: Vec<String> = raw
+            .get_ref()
+            .iter()
+            .map(|n| n.to_ascii_lowercase())
+            .collect();
+        let bad = names.iter().find(|n| {
+            let bare = n.strip_prefix("*.").unwrap_or(n);
+            bare.is_empty()
+                || !bare
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+        });
+        if names.is_empty() || bad.is_some() {
+            let why = match bad {
+                Some(name) => format!("{name:?} is not a server name (or *.name)"),
+                None => "name at least one server name".into(),
+            };
+            return Err(self.invalid(raw, "names", why));
+        }
+        Ok(names)
+    }
+
+    fn terminate(&self, raw: &[RawTerminate]) -> Result<Vec<crate::terminate::Route>, ConfigError> {
+        raw.iter()
+            .map(|route| {
+                let names = match &route.names {
+                    Some(names) => self.server_names(names)?,
+                    None if route.alpn.is_empty() => {
+                        return Err(self.invalid(
+                            &route.backend,
+                            "names",
+                            "a terminate route needs names, alpn, or both",
+                        ));
+                    }
+                    None => Vec::new(),
+                };
+                Ok(crate::terminate::Route {
+                    names,
+                    backend: crate::website::Backend::parse(route.backend.get_ref())
+                        .map_err(|e| self.invalid(&route.backend, "backend", e))?,
+                    proxy_protocol: route.proxy_protocol.unwrap_or(false),
+                    alpn: route.alpn.clone(),
+                })
+            })
+            .collect()
+    }
+
     fn passthrough(
         &self,
         raw: &[RawPassthrough],
     ) -> Result<Vec<crate::passthrough::Route>, ConfigError> {
         let mut routes = Vec::with_capacity(raw.len());
         for route in raw {
-            let names: Vec<String> = route
-                .names
-                .get_ref()
-                .iter()
-                .map(|n| n.to_ascii_lowercase())
-                .collect();
-            let bad = names.iter().find(|n| {
-                let bare = n.strip_prefix("*.").unwrap_or(n);
-                bare.is_empty()
-                    || !bare
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
-            });
-            if names.is_empty() || bad.is_some() {
-                let why = match bad {
-                    Some(name) => format!("{name:?} is not a server name (or *.name)"),
-                    None => "name at least one server name".into(),
-                };
-                return Err(self.invalid(&route.names, "names", why));
-            }
+            let names = self.server_names(&route.names)?;
             let backend = crate::website::Backend::parse(route.backend.get_ref())
                 .map_err(|e| self.invalid(&route.backend, "backend", e))?;
             routes.push(crate::passthrough::Route {
@@ -591,6 +625,7 @@ impl Config {
         let website = src.website(&raw.website)?;
         let passthrough = src.passthrough(&raw.passthrough)?;
         let signal = src.signal(&raw.signal)?;
+        let terminate = src.terminate(&raw.terminate)?;
         let config = Config {
             listen,
             tls: TlsMaterial {
@@ -607,6 +642,7 @@ impl Config {
             website,
             passthrough,
             signal,
+            terminate,
         };
         // Building the TLS config checks that the key fits the certificate and the CAs are usable.
         crate::tls::server_config(&config.tls).map_err(|e| ConfigError::Tls(e.to_string()))?;

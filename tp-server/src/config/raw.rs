@@ -22,6 +22,8 @@ pub(super) struct RawConfig {
     pub(super) passthrough: Vec<RawPassthrough>,
     #[serde(default)]
     pub(super) signal: RawSignal,
+    #[serde(default)]
+    pub(super) terminate: Vec<RawTerminate>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -119,4 +121,14 @@ pub(super) struct RawSignal {
     pub(super) hosts: Option<Spanned<String>>,
     #[serde(default)]
     pub(super) upstreams: std::collections::BTreeMap<String, Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTerminate {
+    pub(super) names: Option<Spanned<Vec<String>>>,
+    pub(super) backend: Spanned<String>,
+    pub(super) proxy_protocol: Option<bool>,
+    #[serde(default)]
+    pub(super) alpn: Vec<String>,
 }

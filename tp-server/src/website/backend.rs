@@ -5,8 +5,14 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use tokio::io::{AsyncRead, AsyncWrite};
+use std::time::Instant;
+
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpStream, UnixStream};
+use tp_net::relay::{RelayEnd, RelayOptions, RelayStats, relay};
+use tracing::{debug, warn};
+
+use crate::server::Shared;
 
 /// Where a website connection goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,6 +53,52 @@ impl Backend {
             Backend::Unix(path) => Box::new(UnixStream::connect(path).await?),
         })
     }
+}
+
+/// Connects to `backend` (under `connect_timeout`), writes a PROXY v2 header for
+/// `proxied` (client, server address) if given, then `early`, then relays
+/// `client` until both sides are done (or `idle_timeout`). `None`: the backend
+/// could not be reached or failed at once (logged, `what` naming the route).
+pub(crate) async fn forward<S>(
+    shared: &Shared,
+    backend: &Backend,
+    what: &'static str,
+    proxied: Option<(SocketAddr, SocketAddr)>,
+    early: &[u8],
+    client: &mut S,
+) -> Option<(RelayStats, RelayEnd, std::time::Duration)>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let connect = tokio::time::timeout(shared.limits.connect_timeout, backend.connect());
+    let mut upstream = match connect.await {
+        Ok(Ok(upstream)) => upstream,
+        Ok(Err(e)) => {
+            warn!(backend = %backend, error = %e, "{what} backend unreachable");
+            return None;
+        }
+        Err(_) => {
+            warn!(backend = %backend, "{what} backend did not answer in time");
+            return None;
+        }
+    };
+    let mut head = Vec::with_capacity(64 + early.len());
+    if let Some((peer, local)) = proxied {
+        head.extend(tp_net::proxy::v2_header(peer, Some(local)));
+    }
+    head.extend_from_slice(early);
+    if !head.is_empty()
+        && let Err(e) = upstream.write_all(&head).await
+    {
+        debug!(backend = %backend, error = %e, "{what} backend failed");
+        return None;
+    }
+    let started = Instant::now();
+    let options = RelayOptions {
+        idle_timeout: Some(shared.limits.idle_timeout),
+    };
+    let (stats, end) = relay(&mut *client, &mut upstream, options).await;
+    Some((stats, end, started.elapsed()))
 }
 
 impl fmt::Display for Backend {

@@ -84,8 +84,9 @@ pub(crate) fn dns_names(leaf: &CertificateDer<'_>) -> Result<Vec<String>, CertEr
     Ok(names)
 }
 
-/// Whether `pattern` (a SAN: a name, or `*.` and a name) covers `name`.
-fn covers(pattern: &str, name: &str) -> bool {
+/// Whether `pattern` (a name, or `*.` and a name, lowercase) covers `name`:
+/// a wildcard covers exactly one more label.
+pub(crate) fn covers(pattern: &str, name: &str) -> bool {
     match pattern.strip_prefix("*.") {
         Some(parent) => name
             .split_once('.')

@@ -12,10 +12,9 @@ mod page;
 pub mod signal;
 
 use std::net::SocketAddr;
-use std::time::Instant;
 
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use tp_net::relay::{RelayEnd, RelayOptions, relay};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tp_net::relay::RelayEnd;
 use tracing::debug;
 
 pub use backend::Backend;
@@ -70,39 +69,16 @@ pub(crate) async fn serve<S>(
         (_, _, Some(http1)) => http1,
         _ => return page::serve(&mut client, early, shared.limits.hello_timeout).await,
     };
-    let connect = tokio::time::timeout(shared.limits.connect_timeout, backend.connect());
-    let mut upstream = match connect.await {
-        Ok(Ok(upstream)) => upstream,
-        Ok(Err(e)) => {
-            tracing::warn!(backend = %backend, error = %e, "website backend unreachable");
-            return;
-        }
-        Err(_) => {
-            tracing::warn!(backend = %backend, "website backend did not answer in time");
-            return;
-        }
-    };
-    let mut head = Vec::with_capacity(64 + early.len());
-    if settings.proxy_protocol {
-        head.extend(tp_net::proxy::v2_header(peer, Some(local)));
+    let proxied = settings.proxy_protocol.then_some((peer, local));
+    let forwarded = backend::forward(shared, backend, "website", proxied, &early, &mut client);
+    if let Some((stats, end, duration)) = forwarded.await {
+        debug!(
+            backend = %backend,
+            bytes.up = stats.a_to_b,
+            bytes.down = stats.b_to_a,
+            duration = ?duration,
+            failed = !matches!(end, RelayEnd::Closed),
+            "website connection closed"
+        );
     }
-    head.extend(early);
-    if let Err(e) = upstream.write_all(&head).await {
-        debug!(backend = %backend, error = %e, "website backend failed");
-        return;
-    }
-    let started = Instant::now();
-    let options = RelayOptions {
-        idle_timeout: Some(shared.limits.idle_timeout),
-    };
-    let (stats, end) = relay(&mut client, &mut upstream, options).await;
-    let failed = !matches!(end, RelayEnd::Closed);
-    debug!(
-        backend = %backend,
-        bytes.up = stats.a_to_b,
-        bytes.down = stats.b_to_a,
-        duration = ?started.elapsed(),
-        failed,
-        "website connection closed"
-    );
 }

@@ -1,0 +1,122 @@
+//! TLS in front of any TCP service: a ClientHello that a `[[terminate]]` route
+//! matches (its SNI is one of the route's names, and it offers one of the
+//! route's ALPN ids, where the route lists any) gets the website's certificates
+//! (by SNI) and the route's ALPN, and the decrypted bytes go to the route's
+//! plain TCP backend (DNS over TLS in front of a local resolver, an old
+//! Redis...), optionally after a PROXY protocol v2 header. DNS-over-TLS clients
+//! often send no SNI: a route with `alpn = ["dot"]` and no names takes them.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+use tp_net::relay::RelayEnd;
+use tracing::info;
+
+use crate::server::Shared;
+use crate::website::Backend;
+use crate::website::backend::forward;
+
+/// One terminating route.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    /// Server names, lowercase; `*.example.org` covers one label. Empty: any
+    /// name, or none (then `alpn` decides).
+    pub names: Vec<String>,
+    /// The plain TCP backend.
+    pub backend: Backend,
+    /// Send a PROXY protocol v2 header first (default false).
+    pub proxy_protocol: bool,
+    /// ALPN ids (e.g. `["dot"]`): a client must offer one, and the server
+    /// selects it. Empty: ALPN plays no part.
+    pub alpn: Vec<String>,
+}
+
+impl Route {
+    /// Whether this route takes a ClientHello with server name `name` offering
+    /// the ALPN ids `offered`.
+    pub(crate) fn matches(&self, name: Option<&str>, offered: &[&[u8]]) -> bool {
+        let named = self.names.is_empty()
+            || name.is_some_and(|name| {
+                self.names
+                    .iter()
+                    .any(|pattern| crate::website::certs::covers(pattern, name))
+            });
+        let alpn =
+            self.alpn.is_empty() || self.alpn.iter().any(|id| offered.contains(&id.as_bytes()));
+        named && alpn
+    }
+}
+
+/// The TLS configuration of each route, in order: the website's certificates,
+/// the route's ALPN.
+pub(crate) fn configs(
+    tls: &crate::config::TlsMaterial,
+    website: &crate::config::WebsiteSettings,
+    routes: &[Route],
+) -> Result<Vec<Arc<rustls::ServerConfig>>, crate::tls::TlsSetupError> {
+    routes
+        .iter()
+        .map(|route| {
+            let alpn = route.alpn.iter().map(|id| id.as_bytes().to_vec()).collect();
+            crate::tls::site_config(tls, website, alpn)
+        })
+        .collect()
+}
+
+/// Relays the decrypted connection to the route's backend.
+pub(crate) async fn serve<S>(
+    shared: &Shared,
+    route: &Route,
+    mut client: S,
+    peer: SocketAddr,
+    local: SocketAddr,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let backend = &route.backend;
+    let proxied = route.proxy_protocol.then_some((peer, local));
+    let forwarded = forward(shared, backend, "terminate", proxied, &[], &mut client);
+    if let Some((stats, end, duration)) = forwarded.await {
+        info!(
+            backend = %backend,
+            bytes.up = stats.a_to_b,
+            bytes.down = stats.b_to_a,
+            duration = ?duration,
+            failed = !matches!(end, RelayEnd::Closed),
+            "terminated connection closed"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn route(names: &[&str], alpn: &[&str]) -> Route {
+        Route {
+            names: names.iter().map(|n| n.to_string()).collect(),
+            backend: Backend::parse("127.0.0.1:53").unwrap(),
+            proxy_protocol: false,
+            alpn: alpn.iter().map(|n| n.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn names_and_alpn_both_have_to_match() {
+        let by_name = route(&["dns.example.org"], &[]);
+        assert!(by_name.matches(Some("dns.example.org"), &[]));
+        assert!(!by_name.matches(Some("www.example.org"), &[]));
+        assert!(!by_name.matches(None, &[b"dot"]));
+
+        let by_alpn = route(&[], &["dot"]);
+        assert!(by_alpn.matches(None, &[b"dot"]));
+        assert!(by_alpn.matches(Some("anything"), &[b"h2", b"dot"]));
+        assert!(!by_alpn.matches(None, &[b"http/1.1"]));
+
+        let both = route(&["*.example.org"], &["dot"]);
+        assert!(both.matches(Some("dns.example.org"), &[b"dot"]));
+        assert!(!both.matches(Some("dns.example.org"), &[b"h2"]));
+        assert!(!both.matches(None, &[b"dot"]));
+    }
+}
