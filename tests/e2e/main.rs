@@ -5,6 +5,7 @@
 
 mod certs;
 mod cli;
+mod deploy;
 mod expose;
 mod halfclose;
 mod hello;

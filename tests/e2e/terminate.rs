@@ -2,54 +2,11 @@
 //! certificate) through a `[[terminate]]` route to a real local resolver
 //! (dnsmasq) that speaks plain DNS over TCP; the same port still serves tp.
 
-use std::process::Stdio;
-use std::time::Duration;
-
-use tokio::process::{Child, Command};
+use tokio::process::Command;
 use tp_tests::bins::{run, run_tp, system_bin};
-use tp_tests::reverse::free_port;
+use tp_tests::dns::dnsmasq;
 use tp_tests::target::EchoTarget;
 use tp_tests::{TestServer, Transport, pki};
-
-/// dnsmasq on 127.0.0.1 answering `dot.test` with 192.0.2.53 (UDP and TCP).
-async fn dnsmasq() -> (Child, u16) {
-    for _ in 0..5 {
-        let port = free_port();
-        let mut child = Command::new(system_bin("dnsmasq"))
-            .args([
-                "--keep-in-foreground",
-                "--no-daemon",
-                "--conf-file=/dev/null",
-                "--no-resolv",
-                "--no-hosts",
-                "--bind-interfaces",
-                "--listen-address=127.0.0.1",
-                "--pid-file",
-                "--address=/dot.test/192.0.2.53",
-            ])
-            .arg(format!("--port={port}"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("starting dnsmasq");
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        loop {
-            if tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .is_ok()
-            {
-                return (child, port);
-            }
-            if child.try_wait().ok().flatten().is_some() || tokio::time::Instant::now() > deadline {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-    panic!("dnsmasq did not start");
-}
 
 #[tokio::test]
 async fn dns_over_tls_reaches_a_local_resolver_through_a_terminate_route() {

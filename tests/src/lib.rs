@@ -13,6 +13,7 @@
 pub mod bins;
 pub mod client;
 pub mod data;
+pub mod dns;
 pub mod logs;
 pub mod nginx;
 pub mod pki;
@@ -20,6 +21,7 @@ pub mod process;
 pub mod quic;
 pub mod reverse;
 pub mod server;
+pub mod signal;
 pub mod sshd;
 pub mod target;
 pub mod udp;

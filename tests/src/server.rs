@@ -254,7 +254,15 @@ impl TestServerBuilder {
         logs::init();
         let dir = tempfile::tempdir().expect("tempdir");
         let path = self.write_files(dir.path());
-        let config = tp_server::Config::load(&path)
+        TestServer::start_config(dir, &path).await
+    }
+}
+
+impl TestServer {
+    /// Loads the config at `path` (in `dir`, which the server keeps) and runs
+    /// it on 127.0.0.1:0, whatever its `listen` says.
+    pub async fn start_config(dir: TempDir, path: &Path) -> TestServer {
+        let config = tp_server::Config::load(path)
             .unwrap_or_else(|e| panic!("the test server config does not load: {e}"));
         // TLS/TCP and QUIC on one port, as in production.
         let listeners = tp_server::Listeners::bind(([127, 0, 0, 1], 0).into(), true)

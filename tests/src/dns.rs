@@ -1,0 +1,49 @@
+//! A real DNS server for tests: dnsmasq on loopback.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::process::{Child, Command};
+
+use crate::bins::system_bin;
+use crate::reverse::free_port;
+
+/// dnsmasq on 127.0.0.1 answering `dot.test` with 192.0.2.53 (UDP and TCP).
+pub async fn dnsmasq() -> (Child, u16) {
+    for _ in 0..5 {
+        let port = free_port();
+        let mut child = Command::new(system_bin("dnsmasq"))
+            .args([
+                "--keep-in-foreground",
+                "--no-daemon",
+                "--conf-file=/dev/null",
+                "--no-resolv",
+                "--no-hosts",
+                "--bind-interfaces",
+                "--listen-address=127.0.0.1",
+                "--pid-file",
+                "--address=/dot.test/192.0.2.53",
+            ])
+            .arg(format!("--port={port}"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("starting dnsmasq");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+            {
+                return (child, port);
+            }
+            if child.try_wait().ok().flatten().is_some() || tokio::time::Instant::now() > deadline {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    panic!("dnsmasq did not start");
+}
