@@ -557,3 +557,73 @@ async fn a_silent_client_ends_in_time_and_the_site_still_answers() {
     );
     assert_still_serving(&server).await;
 }
+
+/// Strangers cannot hold the connection slots tp clients need: one source may
+/// keep at most `max_connections_per_source` website connections open; the
+/// next is closed right after its handshake, while a tp client still gets in.
+#[tokio::test]
+async fn website_connections_are_bounded_per_source() {
+    let server = TestServer::builder()
+        .section("website", "max_connections_per_source", "2")
+        .start()
+        .await;
+    let options = ClientOptions {
+        cert: None,
+        alpn: vec![b"http/1.1".to_vec()],
+    };
+    // Two idle website connections (handshake done, no request yet).
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        held.push(
+            client::connect(server.addr(), &options)
+                .await
+                .expect("handshake"),
+        );
+    }
+    let mut third = client::connect(server.addr(), &options)
+        .await
+        .expect("handshake");
+    let _ = third
+        .write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await;
+    let mut got = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), third.read_to_end(&mut got)).await;
+    assert!(read.is_ok(), "the third connection was not closed");
+    assert!(got.is_empty(), "the third got an answer: {got:?}");
+
+    // A tp client is not a website connection.
+    let target = EchoTarget::start().await;
+    tp_round_trip(&server, &target).await;
+
+    // Once one closes, a new one is served.
+    drop(held.pop());
+    let mut fourth = assert_eventually_served(&server, &options).await;
+    let _ = fourth.shutdown().await;
+}
+
+/// A website connection that gets the built-in page, retried briefly while the
+/// server notices a closed one.
+async fn assert_eventually_served(
+    server: &TestServer,
+    options: &ClientOptions<'_>,
+) -> tp_tests::client::TlsClient {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let mut tls = client::connect(server.addr(), options)
+            .await
+            .expect("handshake");
+        tls.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            .await
+            .expect("write");
+        let mut got = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(2), tls.read_to_end(&mut got)).await;
+        if got.starts_with(b"HTTP/1.1 200 OK") {
+            return tls;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no website connection served again"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

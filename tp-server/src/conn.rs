@@ -16,7 +16,7 @@ use tracing::{Span, debug, info};
 use crate::passthrough;
 use crate::server::{RunContext, Shared};
 use crate::session::{self, Origin};
-use crate::slots::HandshakeSlot;
+use crate::slots::{HandshakeSlot, Source};
 
 /// Serves one connection to its end. Never panics on peer input; every outcome is
 /// logged: certificate verdicts at info, scanners and dropped connections at debug.
@@ -40,12 +40,16 @@ pub(crate) async fn serve(
         Ok(Some(route)) => {
             let route = route.clone();
             drop(slot);
+            let Some(_other) = other_slot(&ctx, peer) else {
+                return;
+            };
             return passthrough::serve(&shared, &route, tcp, peer, local).await;
         }
         Ok(None) => {}
     }
     let handshake = async {
-        let start = LazyConfigAcceptor::new(Acceptor::default(), tcp).await?;
+        let start =
+            (LazyConfigAcceptor::new(Acceptor::default(), tcp).await).map_err(|e| (None, e))?;
         let hello = start.client_hello();
         let offered: Vec<&[u8]> = hello.alpn().map(Iterator::collect).unwrap_or_default();
         let kind = if offered.contains(&ALPN_TP_V1) {
@@ -61,7 +65,10 @@ pub(crate) async fn serve(
             Kind::Terminate(i) => shared.terminate_tls[i].clone(),
             Kind::Website => shared.website_tls.clone(),
         };
-        start.into_stream(config).await.map(|tls| (kind, tls))
+        match start.into_stream(config).await {
+            Ok(tls) => Ok((kind, tls)),
+            Err(e) => Err((Some(kind), e)),
+        }
     };
     let handshake = tokio::time::timeout_at(deadline, handshake);
     let (kind, tls) = match handshake.await {
@@ -69,18 +76,28 @@ pub(crate) async fn serve(
             debug!(timeout = ?shared.limits.handshake_timeout, "TLS handshake refused: timed out");
             return;
         }
-        Ok(Err(e)) => {
-            match tls_error(&e) {
-                // A TLS-level verdict (bad certificate, no shared version...) is news.
-                Some(reason) => info!("TLS handshake refused: {reason}"),
+        Ok(Err((kind, e))) => {
+            match (kind, tls_error(&e)) {
+                // A TLS verdict on a tp client (bad certificate...) is news.
+                (Some(Kind::Tunnel), Some(reason)) => info!("TLS handshake refused: {reason}"),
+                // Anyone can cause the others (scanners, plain HTTP, old
+                // browsers): debug, so they cannot flood the log.
+                (_, Some(reason)) => debug!("TLS handshake refused: {reason}"),
                 // EOF or reset mid-handshake: port scanners and impatient clients.
-                None => debug!(error = %e, "TLS handshake refused: connection ended"),
+                (_, None) => debug!(error = %e, "TLS handshake refused: connection ended"),
             }
             return;
         }
         Ok(Ok(done)) => done,
     };
     drop(slot);
+    let _other = match kind {
+        Kind::Tunnel => None,
+        _ => match other_slot(&ctx, peer) {
+            Some(slot) => Some(slot),
+            None => return,
+        },
+    };
     match kind {
         Kind::Tunnel => {}
         Kind::Terminate(i) => {
@@ -117,6 +134,18 @@ pub(crate) async fn serve(
         ctx,
     };
     session::serve(&shared, tls, &who, origin).await;
+}
+
+/// A place among the connections that are not tunnels from `peer`'s source;
+/// `None` (logged) at `[website] max_connections_per_source`.
+fn other_slot(ctx: &RunContext, peer: SocketAddr) -> Option<HandshakeSlot> {
+    let slot = ctx.others_per_source.try_take(Source::of(peer.ip()));
+    if slot.is_none() {
+        debug!(
+            "connection closed: too many open connections that are not tunnels from this source"
+        );
+    }
+    slot
 }
 
 /// What a ClientHello asked for.

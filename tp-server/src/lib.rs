@@ -30,6 +30,7 @@ pub mod website;
 
 mod audit;
 mod conn;
+mod hello;
 mod listeners;
 mod quic;
 mod reverse;

@@ -12,19 +12,20 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use rustls::server::Acceptor;
 use tokio::net::TcpStream;
 use tp_net::relay::RelayEnd;
 use tracing::{debug, info};
 
+use crate::hello::{Hello, HelloReader};
 use crate::server::Shared;
 use crate::website::Backend;
 use crate::website::backend::forward;
 
 /// The largest ClientHello looked at; a larger one matches no route.
 const MAX_HELLO: usize = 64 * 1024;
-/// The pause between two peeks at an incomplete ClientHello.
-const PEEK_PAUSE: Duration = Duration::from_millis(5);
+/// The first pause between two peeks at an incomplete ClientHello, and the longest.
+const PEEK_PAUSE: Duration = Duration::from_millis(2);
+const MAX_PEEK_PAUSE: Duration = Duration::from_millis(100);
 
 /// One passthrough route.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,33 +48,36 @@ impl Route {
 
 /// The SNI of the ClientHello waiting on `tcp`, without consuming it. `None`
 /// for no SNI, a stream that is not TLS, or a ClientHello over [`MAX_HELLO`].
+/// While the hello is incomplete the pause between peeks doubles, so a client
+/// that stalls mid-hello costs little until the handshake deadline.
 async fn peek_sni(tcp: &TcpStream) -> std::io::Result<Option<String>> {
-    let mut buf = vec![0u8; MAX_HELLO];
+    let mut buf = vec![0u8; 4 * 1024];
+    let mut reader = HelloReader::default();
     let mut seen = 0;
+    let mut pause = PEEK_PAUSE;
     loop {
         let n = tcp.peek(&mut buf).await?;
         if n == 0 {
             return Ok(None);
         }
         if n > seen {
+            match reader.feed(&buf[seen..n]) {
+                Hello::Complete { sni } => return Ok(sni),
+                Hello::NotTls => return Ok(None),
+                Hello::Partial => {}
+            }
             seen = n;
-            let mut acceptor = Acceptor::default();
-            let mut rest = &buf[..n];
-            while !rest.is_empty() {
-                if acceptor.read_tls(&mut rest).is_err() {
+            pause = PEEK_PAUSE;
+            if n == buf.len() {
+                if buf.len() >= MAX_HELLO {
                     return Ok(None);
                 }
-            }
-            match acceptor.accept() {
-                Ok(Some(accepted)) => {
-                    let hello = accepted.client_hello();
-                    return Ok(hello.server_name().map(str::to_ascii_lowercase));
-                }
-                Ok(None) if n < MAX_HELLO => {}
-                Ok(None) | Err(_) => return Ok(None),
+                buf.resize(buf.len() * 2, 0);
+                continue;
             }
         }
-        tokio::time::sleep(PEEK_PAUSE).await;
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(MAX_PEEK_PAUSE);
     }
 }
 

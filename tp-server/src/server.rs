@@ -80,6 +80,8 @@ pub(crate) struct RunContext {
     pub(crate) handshakes: Arc<HandshakeSlots>,
     /// Open QUIC connections per identity.
     pub(crate) quic_per_identity: Arc<KeyedSlots<String>>,
+    /// Open connections that are not tunnels (website, routes), per source.
+    pub(crate) others_per_source: Arc<HandshakeSlots>,
     pub(crate) tracker: TaskTracker,
     /// Cancelled when the drain starts: no new connections, hellos get `busy`.
     pub(crate) draining: CancellationToken,
@@ -188,6 +190,7 @@ pub async fn run_with_reload(
         permits: Arc::new(Semaphore::new(first.limits.max_connections.get())),
         handshakes: HandshakeSlots::new(first.limits.max_handshakes_per_source),
         quic_per_identity: KeyedSlots::new(first.quic.max_connections_per_identity),
+        others_per_source: HandshakeSlots::new(first.website.max_connections_per_source),
         tracker: TaskTracker::new(),
         draining: shutdown.clone(),
         force: CancellationToken::new(),

@@ -120,6 +120,14 @@ pub struct WebsiteSettings {
     pub h2_backend: Option<crate::website::Backend>,
     /// Send a PROXY protocol v2 header with the client's address first (default true).
     pub proxy_protocol: bool,
+    /// Connections that are not tunnels (website, passthrough, terminate, Signal)
+    /// one source (an IPv4 address or an IPv6 /64) may hold open at once
+    /// (default 64); more are closed at once. They do not use up the tunnels'
+    /// `max_connections` unchecked.
+    pub max_connections_per_source: NonZeroUsize,
+    /// Those connections close after this long without a byte either way
+    /// (default 5m).
+    pub idle_timeout: Duration,
 }
 
 /// One website certificate, loaded and checked against its key.
@@ -138,6 +146,8 @@ impl Default for WebsiteSettings {
             backend: None,
             h2_backend: None,
             proxy_protocol: true,
+            max_connections_per_source: NonZeroUsize::new(64).unwrap_or(NonZeroUsize::MIN),
+            idle_timeout: Duration::from_secs(300),
         }
     }
 }
@@ -404,11 +414,18 @@ impl Source<'_> {
                 .map_err(|e| self.invalid(&site.key, "certs", e))?;
             certs.push(SiteCert { names, key });
         }
+        let d = WebsiteSettings::default();
         let settings = WebsiteSettings {
             certs,
             backend: backend(&raw.backend, "backend")?,
             h2_backend: backend(&raw.h2_backend, "h2_backend")?,
             proxy_protocol: raw.proxy_protocol.unwrap_or(true),
+            max_connections_per_source: self.count(
+                &raw.max_connections_per_source,
+                "max_connections_per_source",
+                d.max_connections_per_source,
+            )?,
+            idle_timeout: self.duration(&raw.idle_timeout, "idle_timeout", d.idle_timeout)?,
         };
         if let (None, Some(h2)) = (&settings.backend, &raw.h2_backend) {
             return Err(self.invalid(
@@ -624,6 +641,26 @@ impl Config {
         let reverse = src.reverse(&raw.reverse)?;
         let website = src.website(&raw.website)?;
         let passthrough = src.passthrough(&raw.passthrough)?;
+        // Passthrough routes are tried before the tunnel: one covering the
+        // tunnel's own name would hand tp clients (and their certificates) to
+        // its backend.
+        let own = crate::website::certs::dns_names(&cert_chain[0]).unwrap_or_default();
+        for (route, raw_route) in passthrough.iter().zip(&raw.passthrough) {
+            if let Some(name) = own.iter().find(|n| {
+                route
+                    .names
+                    .iter()
+                    .any(|p| crate::website::certs::covers(p, n) || p == *n)
+            }) {
+                return Err(src.invalid(
+                    &raw_route.names,
+                    "names",
+                    format!(
+                        "covers {name}, the name of [tls] cert: tp clients would be passed through"
+                    ),
+                ));
+            }
+        }
         let signal = src.signal(&raw.signal)?;
         let terminate = src.terminate(&raw.terminate)?;
         let config = Config {

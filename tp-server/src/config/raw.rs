@@ -97,6 +97,8 @@ pub(super) struct RawWebsite {
     pub(super) backend: Option<Spanned<String>>,
     pub(super) h2_backend: Option<Spanned<String>>,
     pub(super) proxy_protocol: Option<bool>,
+    pub(super) max_connections_per_source: Option<Spanned<i64>>,
+    pub(super) idle_timeout: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

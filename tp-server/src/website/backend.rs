@@ -57,7 +57,7 @@ impl Backend {
 
 /// Connects to `backend` (under `connect_timeout`), writes a PROXY v2 header for
 /// `proxied` (client, server address) if given, then `early`, then relays
-/// `client` until both sides are done (or `idle_timeout`). `None`: the backend
+/// `client` until both sides are done (or `[website] idle_timeout`). `None`: the backend
 /// could not be reached or failed at once (logged, `what` naming the route).
 pub(crate) async fn forward<S>(
     shared: &Shared,
@@ -95,7 +95,7 @@ where
     }
     let started = Instant::now();
     let options = RelayOptions {
-        idle_timeout: Some(shared.limits.idle_timeout),
+        idle_timeout: Some(shared.website.idle_timeout),
     };
     let (stats, end) = relay(&mut *client, &mut upstream, options).await;
     Some((stats, end, started.elapsed()))

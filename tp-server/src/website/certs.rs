@@ -3,7 +3,8 @@
 //! wildcards for one label), then by what the client can verify, so an RSA and
 //! an ECDSA certificate for the same names serve old and new clients alike. A
 //! ClientHello without SNI, or with a name no certificate has, gets the first
-//! certificate that fits among `[tls] cert` and then the website certificates.
+//! website certificate that fits, and `[tls] cert` only when none does: a
+//! scanner connecting by address sees the site, not the tunnel's name.
 
 use std::sync::Arc;
 
@@ -123,8 +124,12 @@ impl SiteCerts {
                 return Some(key.clone());
             }
         }
-        std::iter::once(&self.default)
-            .chain(self.sites.iter().map(|s| &s.key))
+        // No SNI or an unknown name (scanners connect by address): a website
+        // certificate if there is one, so the tunnel's own name is shown last.
+        self.sites
+            .iter()
+            .map(|s| &s.key)
+            .chain(std::iter::once(&self.default))
             .find(|k| fits(k))
             .cloned()
     }
@@ -188,15 +193,19 @@ mod tests {
         // A client that verifies only RSA gets the RSA certificate.
         assert!(Arc::ptr_eq(&picked(Some("example.org"), RSA), &site_rsa));
         assert!(Arc::ptr_eq(&picked(Some("a.other.example"), BOTH), &other));
-        // A wildcard covers one label only.
+        // A wildcard covers one label only: an unknown name gets the first site.
         assert!(Arc::ptr_eq(
             &picked(Some("a.b.other.example"), BOTH),
-            &default
+            &site_ec
         ));
-        assert!(Arc::ptr_eq(&picked(Some("other.example"), BOTH), &default));
-        // No SNI: the default; an RSA-only client without SNI: the first RSA one.
-        assert!(Arc::ptr_eq(&picked(None, BOTH), &default));
+        assert!(Arc::ptr_eq(&picked(Some("other.example"), BOTH), &site_ec));
+        // No SNI: the first website certificate that fits, never the tunnel's
+        // while one does.
+        assert!(Arc::ptr_eq(&picked(None, BOTH), &site_ec));
         assert!(Arc::ptr_eq(&picked(None, RSA), &site_rsa));
+        // Without website certificates, the tunnel's is the site's.
+        let alone = SiteCerts::new(default.clone(), vec![]);
+        assert!(Arc::ptr_eq(&alone.pick(None, BOTH).unwrap(), &default));
         assert!(certs.pick(None, &[SignatureScheme::ED25519]).is_none());
     }
 

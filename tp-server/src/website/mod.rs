@@ -56,7 +56,7 @@ pub(crate) async fn serve<S>(
         match signal::first_bytes(&mut client, shared.limits.hello_timeout).await {
             signal::First::InnerTls { sni, bytes } => {
                 let limits = &shared.limits;
-                let (connect, idle) = (limits.connect_timeout, limits.idle_timeout);
+                let (connect, idle) = (limits.connect_timeout, settings.idle_timeout);
                 return signal::relay_inner(&shared.signal, client, sni, bytes, connect, idle)
                     .await;
             }

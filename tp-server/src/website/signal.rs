@@ -10,11 +10,12 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use rustls::server::Acceptor;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tp_net::relay::{RelayEnd, RelayOptions, relay};
 use tracing::{debug, info, warn};
+
+use crate::hello::{Hello, HelloReader};
 
 /// The built-in allowlist.
 pub(crate) const BUILT_IN_HOSTS: &str = include_str!("../../data/signal-hosts.txt");
@@ -71,7 +72,8 @@ pub(crate) enum First {
 pub(crate) async fn first_bytes<S: AsyncRead + Unpin>(client: &mut S, limit: Duration) -> First {
     let read = async {
         let mut bytes = Vec::with_capacity(2048);
-        let mut chunk = vec![0u8; 16 * 1024];
+        let mut chunk = vec![0u8; 4 * 1024];
+        let mut reader = HelloReader::default();
         loop {
             let n = match client.read(&mut chunk).await {
                 Ok(0) | Err(_) => {
@@ -88,28 +90,11 @@ pub(crate) async fn first_bytes<S: AsyncRead + Unpin>(client: &mut S, limit: Dur
             if bytes[0] != 0x16 || (bytes.len() > 1 && bytes[1] != 0x03) {
                 return First::Other(bytes);
             }
-            let mut acceptor = Acceptor::default();
-            let mut rest = &bytes[..];
-            let mut broken = false;
-            while !rest.is_empty() {
-                if acceptor.read_tls(&mut rest).is_err() {
-                    broken = true;
-                    break;
-                }
-            }
-            if broken {
-                return First::Other(bytes);
-            }
-            match acceptor.accept() {
-                Ok(Some(accepted)) => {
-                    let sni = accepted
-                        .client_hello()
-                        .server_name()
-                        .map(str::to_ascii_lowercase);
-                    return First::InnerTls { sni, bytes };
-                }
-                Ok(None) if bytes.len() < MAX_HELLO => {}
-                Ok(None) | Err(_) => return First::Other(bytes),
+            match reader.feed(&chunk[..n]) {
+                Hello::Complete { sni } => return First::InnerTls { sni, bytes },
+                Hello::NotTls => return First::Other(bytes),
+                Hello::Partial if bytes.len() < MAX_HELLO => {}
+                Hello::Partial => return First::Other(bytes),
             }
         }
     };
@@ -130,7 +115,8 @@ pub(crate) async fn relay_inner<S>(
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let Some(name) = sni.filter(|n| settings.hosts.iter().any(|h| h == n)) else {
-        info!("Signal relay refused: the inner server name is not on the allowlist");
+        // Anyone can cause this: debug, so it cannot flood the log.
+        debug!("Signal relay refused: the inner server name is not on the allowlist");
         return;
     };
     let dial = async {
