@@ -13,13 +13,12 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use tokio::net::TcpStream;
-use tp_net::relay::RelayEnd;
-use tracing::{debug, info};
+use tracing::debug;
 
 use crate::hello::{Hello, HelloReader};
 use crate::server::Shared;
 use crate::website::Backend;
-use crate::website::backend::forward;
+use crate::website::backend::forward_route;
 
 /// The largest ClientHello looked at; a larger one matches no route.
 const MAX_HELLO: usize = 64 * 1024;
@@ -105,19 +104,9 @@ pub(crate) async fn serve(
     peer: SocketAddr,
     local: SocketAddr,
 ) {
-    let backend = &route.backend;
     let proxied = route.proxy_protocol.then_some((peer, local));
-    let forwarded = forward(shared, backend, "passthrough", proxied, &[], &mut tcp);
-    if let Some((stats, end, duration)) = forwarded.await {
-        info!(
-            backend = %backend,
-            bytes.up = stats.a_to_b,
-            bytes.down = stats.b_to_a,
-            duration = ?duration,
-            failed = !matches!(end, RelayEnd::Closed),
-            "passthrough closed"
-        );
-    }
+    let (what, closed) = ("passthrough", "passthrough closed");
+    forward_route(shared, &route.backend, what, closed, proxied, &mut tcp).await;
 }
 
 #[cfg(test)]

@@ -10,12 +10,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tokio::io::{AsyncRead, AsyncWrite};
-use tp_net::relay::RelayEnd;
-use tracing::info;
 
 use crate::server::Shared;
 use crate::website::Backend;
-use crate::website::backend::forward;
+use crate::website::backend::forward_route;
 
 /// One terminating route.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,19 +72,9 @@ pub(crate) async fn serve<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let backend = &route.backend;
     let proxied = route.proxy_protocol.then_some((peer, local));
-    let forwarded = forward(shared, backend, "terminate", proxied, &[], &mut client);
-    if let Some((stats, end, duration)) = forwarded.await {
-        info!(
-            backend = %backend,
-            bytes.up = stats.a_to_b,
-            bytes.down = stats.b_to_a,
-            duration = ?duration,
-            failed = !matches!(end, RelayEnd::Closed),
-            "terminated connection closed"
-        );
-    }
+    let (what, closed) = ("terminate", "terminated connection closed");
+    forward_route(shared, &route.backend, what, closed, proxied, &mut client).await;
 }
 
 #[cfg(test)]

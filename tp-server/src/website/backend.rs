@@ -101,6 +101,31 @@ where
     Some((stats, end, started.elapsed()))
 }
 
+/// [`forward`] with no early bytes for a route (passthrough or terminate),
+/// ending with one `info` line `{closed}` with the counts.
+pub(crate) async fn forward_route<S>(
+    shared: &Shared,
+    backend: &Backend,
+    what: &'static str,
+    closed: &'static str,
+    proxied: Option<(SocketAddr, SocketAddr)>,
+    client: &mut S,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let forwarded = forward(shared, backend, what, proxied, &[], client);
+    if let Some((stats, end, duration)) = forwarded.await {
+        tracing::info!(
+            backend = %backend,
+            bytes.up = stats.a_to_b,
+            bytes.down = stats.b_to_a,
+            duration = ?duration,
+            failed = !matches!(end, RelayEnd::Closed),
+            "{closed}"
+        );
+    }
+}
+
 impl fmt::Display for Backend {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
