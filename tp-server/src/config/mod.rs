@@ -128,6 +128,9 @@ pub struct WebsiteSettings {
     /// Those connections close after this long without a byte either way
     /// (default 5m).
     pub idle_timeout: Duration,
+    /// The page answered without a backend (`page`: an HTML file, at most
+    /// 1 MiB; default a small built-in page).
+    pub page: std::sync::Arc<str>,
 }
 
 /// One website certificate, loaded and checked against its key.
@@ -148,6 +151,7 @@ impl Default for WebsiteSettings {
             proxy_protocol: true,
             max_connections_per_source: NonZeroUsize::new(64).unwrap_or(NonZeroUsize::MIN),
             idle_timeout: Duration::from_secs(300),
+            page: crate::website::page::BUILT_IN.into(),
         }
     }
 }
@@ -426,6 +430,19 @@ impl Source<'_> {
                 d.max_connections_per_source,
             )?,
             idle_timeout: self.duration(&raw.idle_timeout, "idle_timeout", d.idle_timeout)?,
+            page: match &raw.page {
+                None => d.page,
+                Some(file) => {
+                    let path = self.path(file.get_ref());
+                    let text = std::fs::read_to_string(&path).map_err(|e| {
+                        self.invalid(file, "page", format!("{}: {e}", path.display()))
+                    })?;
+                    if text.len() > 1024 * 1024 {
+                        return Err(self.invalid(file, "page", "larger than 1 MiB"));
+                    }
+                    text.into()
+                }
+            },
         };
         if let (None, Some(h2)) = (&settings.backend, &raw.h2_backend) {
             return Err(self.invalid(

@@ -99,6 +99,7 @@ pub(super) struct RawWebsite {
     pub(super) proxy_protocol: Option<bool>,
     pub(super) max_connections_per_source: Option<Spanned<i64>>,
     pub(super) idle_timeout: Option<Spanned<String>>,
+    pub(super) page: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

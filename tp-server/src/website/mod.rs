@@ -8,7 +8,7 @@
 
 pub mod backend;
 pub(crate) mod certs;
-mod page;
+pub(crate) mod page;
 pub mod signal;
 
 use std::net::SocketAddr;
@@ -67,7 +67,10 @@ pub(crate) async fn serve<S>(
     let backend = match (alpn, &settings.h2_backend, &settings.backend) {
         (Some(ALPN_H2), Some(h2), _) => h2,
         (_, _, Some(http1)) => http1,
-        _ => return page::serve(&mut client, early, shared.limits.hello_timeout).await,
+        _ => {
+            let limit = shared.limits.hello_timeout;
+            return page::serve(&mut client, early, limit, &settings.page).await;
+        }
     };
     let proxied = settings.proxy_protocol.then_some((peer, local));
     let forwarded = backend::forward(shared, backend, "website", proxied, &early, &mut client);

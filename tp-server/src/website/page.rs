@@ -1,5 +1,6 @@
-//! The built-in page, for a server with no website backend: a plain HTTP/1.1
-//! answer to whatever request arrives, then the connection closes.
+//! The page a server with no website backend answers with: `[website] page`, or
+//! a small built-in one. An HTTP/1.x request gets `200` and the page; anything
+//! else gets `400`, as from any web server; then the connection closes.
 
 use std::time::Duration;
 
@@ -8,14 +9,16 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 /// The most of a request head that is read before answering.
 const MAX_HEAD: usize = 8 * 1024;
 
-const BODY: &str = "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>Welcome</title></head>\n<body><h1>Welcome</h1><p>Nothing to see here yet.</p></body></html>\n";
+/// The built-in page.
+pub(crate) const BUILT_IN: &str = "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>Welcome</title></head>\n<body><h1>Welcome</h1><p>Nothing to see here yet.</p></body></html>\n";
 
 /// Reads the request head (bounded in size and time; `early` is what was read
-/// of it already), answers with the page.
+/// of it already), answers with `page`.
 pub(super) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     client: &mut S,
     early: Vec<u8>,
     limit: Duration,
+    page: &str,
 ) {
     let read_head = async {
         let mut head = early;
@@ -31,12 +34,20 @@ pub(super) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     let Ok(Some(head)) = tokio::time::timeout(limit, read_head).await else {
         return;
     };
-    let head_only = head.starts_with(b"HEAD ");
-    let response = format!(
-        "HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
-        BODY.len(),
-        if head_only { "" } else { BODY }
-    );
+    let first_line = head.split(|&b| b == b'\n').next().unwrap_or_default();
+    let is_http = first_line.windows(7).any(|w| w == b" HTTP/1")
+        && first_line.first().is_some_and(u8::is_ascii_uppercase);
+    let response = if is_http {
+        let head_only = head.starts_with(b"HEAD ");
+        format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
+            page.len(),
+            if head_only { "" } else { page }
+        )
+    } else {
+        "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nContent-Length: 12\r\nConnection: close\r\n\r\nBad Request\n"
+            .to_owned()
+    };
     let _ = client.write_all(response.as_bytes()).await;
     let _ = client.shutdown().await;
 }
@@ -51,7 +62,7 @@ mod tests {
         let (mut client, mut server) = duplex(64 * 1024);
         client.write_all(request).await.unwrap();
         let serving = tokio::spawn(async move {
-            serve(&mut server, Vec::new(), Duration::from_secs(5)).await;
+            serve(&mut server, Vec::new(), Duration::from_secs(5), BUILT_IN).await;
         });
         let mut answer = Vec::new();
         client.read_to_end(&mut answer).await.unwrap();
@@ -63,8 +74,8 @@ mod tests {
     async fn any_request_gets_the_page_and_head_only_the_head() {
         let answer = ask(b"GET / HTTP/1.1\r\nHost: example.org\r\n\r\n").await;
         assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
-        assert!(answer.contains(&format!("Content-Length: {}\r\n", BODY.len())));
-        assert!(answer.ends_with(BODY), "{answer}");
+        assert!(answer.contains(&format!("Content-Length: {}\r\n", BUILT_IN.len())));
+        assert!(answer.ends_with(BUILT_IN), "{answer}");
         let answer = ask(b"HEAD /x HTTP/1.1\r\n\r\n").await;
         assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
         assert!(answer.ends_with("\r\n\r\n"), "no body: {answer}");
@@ -75,12 +86,27 @@ mod tests {
         let (mut client, mut server) = duplex(64 * 1024);
         client.write_all(b"GET / HTTP/1.1\r\n").await.unwrap();
         let started = tokio::time::Instant::now();
-        serve(&mut server, Vec::new(), Duration::from_secs(3)).await;
+        serve(&mut server, Vec::new(), Duration::from_secs(3), BUILT_IN).await;
         assert_eq!(started.elapsed(), Duration::from_secs(3));
         drop(server);
         let mut answer = Vec::new();
         client.read_to_end(&mut answer).await.unwrap();
         assert!(answer.is_empty());
+    }
+
+    #[tokio::test]
+    async fn what_is_not_http_gets_a_400() {
+        for junk in [
+            &b"FOO\r\n\r\n"[..],
+            b"\x16\x03\x01\x02\x00\r\n\r\n",
+            b"get / http/1.1\r\n\r\n",
+        ] {
+            let answer = ask(junk).await;
+            assert!(
+                answer.starts_with("HTTP/1.1 400 Bad Request\r\n"),
+                "{answer}"
+            );
+        }
     }
 
     #[tokio::test]
