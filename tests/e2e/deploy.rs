@@ -5,11 +5,9 @@
 use std::path::Path;
 use std::sync::atomic::Ordering;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::process::Command;
-use tp_tests::bins::{run, run_tp, system_bin};
-use tp_tests::client::{ClientOptions, connect};
-use tp_tests::dns::dnsmasq;
+use tp_tests::bins::run_tp;
+use tp_tests::client::browse;
+use tp_tests::dns::{dig_tls, dnsmasq};
 use tp_tests::nginx::{BODY, Nginx};
 use tp_tests::server::LOOPBACK_POLICY;
 use tp_tests::signal::{StandIn, tls_in_tls};
@@ -61,25 +59,6 @@ fn signal_upstream(stand_in: &StandIn) -> String {
     )
 }
 
-/// A browser's request over TLS without `tp/1`: the response.
-async fn browse(server: &TestServer) -> String {
-    let mut tls = connect(
-        server.addr(),
-        &ClientOptions {
-            cert: None,
-            alpn: vec![b"http/1.1".to_vec()],
-        },
-    )
-    .await
-    .expect("the website's handshake");
-    tls.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-        .await
-        .expect("write");
-    let mut answer = Vec::new();
-    let _ = tls.read_to_end(&mut answer).await;
-    String::from_utf8_lossy(&answer).into_owned()
-}
-
 /// A tunnel through `tp` to an echo target.
 async fn tunnel_works(server: &TestServer) {
     let target = EchoTarget::start().await;
@@ -103,7 +82,7 @@ async fn signal_only() {
         .await
         .expect("the relay");
     assert_eq!(back, b"relayed");
-    assert!(browse(&server).await.contains("<h1>Welcome</h1>"));
+    assert!(browse(server.addr()).await.contains("<h1>Welcome</h1>"));
     assert_eq!(stand_in.accepted.load(Ordering::SeqCst), 1);
 }
 
@@ -127,7 +106,7 @@ async fn all_in_one() {
         ],
     )
     .await;
-    let page = browse(&server).await;
+    let page = browse(server.addr()).await;
     assert!(page.ends_with(BODY), "{page}");
     let back = tls_in_tls(server.addr(), "chat.signal.org", b"relayed")
         .await
@@ -145,25 +124,14 @@ async fn dns_over_tls() {
         &[("127.0.0.1:53", format!("127.0.0.1:{dns_port}"))],
     )
     .await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let ca = dir.path().join("root.pem");
-    std::fs::write(&ca, pki().root.cert_pem()).expect("root");
-    let mut dig = Command::new(system_bin("dig"));
-    dig.arg("@127.0.0.1")
-        .arg("-p")
-        .arg(server.addr().port().to_string())
-        .arg("+tls")
-        .arg(format!("+tls-ca={}", ca.display()))
-        .arg("+tls-hostname=localhost")
-        .args(["+short", "+tries=1", "+time=5", "dot.test", "A"]);
-    let out = run(dig, b"").await;
+    let out = dig_tls(server.addr().port()).await;
     assert_eq!(out.stdout_text().trim(), "192.0.2.53", "{}", out.stderr);
-    assert!(browse(&server).await.contains("<h1>Welcome</h1>"));
+    assert!(browse(server.addr()).await.contains("<h1>Welcome</h1>"));
 }
 
 #[tokio::test]
 async fn tunnels_only() {
     let server = start("tunnels-only", LOOPBACK_POLICY, &[]).await;
     tunnel_works(&server).await;
-    assert!(browse(&server).await.contains("<h1>Welcome</h1>"));
+    assert!(browse(server.addr()).await.contains("<h1>Welcome</h1>"));
 }

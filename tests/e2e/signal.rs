@@ -5,9 +5,8 @@
 
 use std::sync::atomic::Ordering;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tp_tests::TestServer;
-use tp_tests::client::{ClientOptions, connect};
+use tp_tests::client::browse;
 use tp_tests::process::{ServerProcess, free_port_both};
 use tp_tests::signal::{StandIn, tls_in_tls};
 
@@ -56,21 +55,7 @@ async fn a_browser_still_gets_the_website_with_the_relay_on() {
     let server = signal_section(TestServer::builder(), &stand_in)
         .start()
         .await;
-    let mut tls = connect(
-        server.addr(),
-        &ClientOptions {
-            cert: None,
-            alpn: vec![b"http/1.1".to_vec()],
-        },
-    )
-    .await
-    .expect("outer handshake");
-    tls.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
-        .await
-        .expect("write");
-    let mut page = Vec::new();
-    let _ = tls.read_to_end(&mut page).await;
-    let page = String::from_utf8_lossy(&page);
+    let page = browse(server.addr()).await;
     assert!(page.starts_with("HTTP/1.1 200 OK"), "{page}");
     assert_eq!(stand_in.accepted.load(Ordering::SeqCst), 0);
 }

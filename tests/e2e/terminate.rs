@@ -2,9 +2,8 @@
 //! certificate) through a `[[terminate]]` route to a real local resolver
 //! (dnsmasq) that speaks plain DNS over TCP; the same port still serves tp.
 
-use tokio::process::Command;
-use tp_tests::bins::{run, run_tp, system_bin};
-use tp_tests::dns::dnsmasq;
+use tp_tests::bins::run_tp;
+use tp_tests::dns::{dig_tls, dnsmasq};
 use tp_tests::target::EchoTarget;
 use tp_tests::{TestServer, Transport, pki};
 
@@ -19,19 +18,7 @@ async fn dns_over_tls_reaches_a_local_resolver_through_a_terminate_route() {
         ))
         .start()
         .await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let ca = dir.path().join("root.pem");
-    std::fs::write(&ca, pki().root.cert_pem()).expect("root");
-
-    let mut dig = Command::new(system_bin("dig"));
-    dig.arg("@127.0.0.1")
-        .arg("-p")
-        .arg(server.addr().port().to_string())
-        .arg("+tls")
-        .arg(format!("+tls-ca={}", ca.display()))
-        .arg("+tls-hostname=localhost")
-        .args(["+short", "+tries=1", "+time=5", "dot.test", "A"]);
-    let out = run(dig, b"").await;
+    let out = dig_tls(server.addr().port()).await;
     assert_eq!(out.code(), 0, "dig: {} {}", out.stdout_text(), out.stderr);
     assert!(
         out.stdout_text().contains("192.0.2.53"),

@@ -327,3 +327,21 @@ pub async fn open_tunnel(server: SocketAddr, leaf: &Issued, host: &str, port: u1
     assert_eq!(reply.code(), "ok", "tunnel to {host}:{port}: {reply:?}");
     tls
 }
+
+/// A browser's request over TLS without `tp/1` (ALPN http/1.1, no certificate)
+/// to `addr`: the whole response, as text.
+pub async fn browse(addr: SocketAddr) -> String {
+    let options = ClientOptions {
+        cert: None,
+        alpn: vec![b"http/1.1".to_vec()],
+    };
+    let mut tls = connect(addr, &options)
+        .await
+        .expect("the website's handshake");
+    tls.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("write");
+    let mut answer = Vec::new();
+    let _ = tls.read_to_end(&mut answer).await;
+    String::from_utf8_lossy(&answer).into_owned()
+}

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use tokio::process::{Child, Command};
 
-use crate::bins::system_bin;
+use crate::bins::{Finished, run, system_bin};
 use crate::reverse::free_port;
 
 /// dnsmasq on 127.0.0.1 answering `dot.test` with 192.0.2.53 (UDP and TCP).
@@ -46,4 +46,21 @@ pub async fn dnsmasq() -> (Child, u16) {
         }
     }
     panic!("dnsmasq did not start");
+}
+
+/// `dig +tls +short dot.test A` to 127.0.0.1:`port`, verifying the server's
+/// certificate for `localhost` against the test root.
+pub async fn dig_tls(port: u16) -> Finished {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = dir.path().join("root.pem");
+    std::fs::write(&ca, crate::pki().root.cert_pem()).expect("root");
+    let mut dig = Command::new(system_bin("dig"));
+    dig.arg("@127.0.0.1")
+        .arg("-p")
+        .arg(port.to_string())
+        .arg("+tls")
+        .arg(format!("+tls-ca={}", ca.display()))
+        .arg("+tls-hostname=localhost")
+        .args(["+short", "+tries=1", "+time=5", "dot.test", "A"]);
+    run(dig, b"").await
 }
