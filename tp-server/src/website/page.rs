@@ -23,7 +23,10 @@ pub(super) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     let read_head = async {
         let mut head = early;
         let mut chunk = [0u8; 1024];
-        while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < MAX_HEAD {
+        while !head.windows(4).any(|w| w == b"\r\n\r\n")
+            && head.len() < MAX_HEAD
+            && !clearly_not_http(&head)
+        {
             match client.read(&mut chunk).await {
                 Ok(0) | Err(_) => return None,
                 Ok(n) => head.extend_from_slice(&chunk[..n]),
@@ -50,6 +53,23 @@ pub(super) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     };
     let _ = client.write_all(response.as_bytes()).await;
     let _ = client.shutdown().await;
+}
+
+/// Whether `head` cannot start an HTTP/1.x request: a web server answers
+/// `400` at once rather than waiting for the end of a head (nginx does so at
+/// the first byte that cannot be part of a method, or at a request line
+/// without ` HTTP/1`).
+fn clearly_not_http(head: &[u8]) -> bool {
+    let line = head.trim_ascii_start();
+    let method_len = line.iter().take_while(|b| b.is_ascii_uppercase()).count();
+    match line.get(method_len) {
+        None => false,
+        Some(b' ') if method_len > 0 => line
+            .iter()
+            .position(|&b| b == b'\n')
+            .is_some_and(|end| !line[..end].windows(7).any(|w| w == b" HTTP/1")),
+        Some(_) => true,
+    }
 }
 
 #[cfg(test)]
@@ -106,6 +126,34 @@ mod tests {
                 answer.starts_with("HTTP/1.1 400 Bad Request\r\n"),
                 "{answer}"
             );
+        }
+    }
+
+    #[tokio::test]
+    async fn what_cannot_be_http_gets_its_400_without_waiting_for_a_blank_line() {
+        for junk in [&b"{\"v\":1}\n"[..], b"GET /\n", b"\x16\x03\x01"] {
+            let (mut client, mut server) = duplex(64 * 1024);
+            client.write_all(junk).await.unwrap();
+            // The client stays open and silent: only the bytes decide.
+            let serving = serve(&mut server, Vec::new(), Duration::from_secs(60), BUILT_IN);
+            tokio::time::timeout(Duration::from_secs(5), serving)
+                .await
+                .unwrap_or_else(|_| panic!("waited on {junk:?}"));
+            drop(server);
+            let mut answer = Vec::new();
+            client.read_to_end(&mut answer).await.unwrap();
+            let answer = String::from_utf8(answer).unwrap();
+            assert!(
+                answer.starts_with("HTTP/1.1 400 Bad Request\r\n"),
+                "{answer}"
+            );
+        }
+        for incomplete in [
+            &b"GE"[..],
+            b"GET / HTTP/1.1\r\n",
+            b"\r\nPOST /x HTTP/1.0\r\nA: b\r\n",
+        ] {
+            assert!(!clearly_not_http(incomplete), "{incomplete:?}");
         }
     }
 
