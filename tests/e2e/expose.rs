@@ -127,6 +127,30 @@ async fn ssh_reaches_an_exposed_sshd_by_name(transport: Transport) {
         .await;
 }
 
+#[tokio::test]
+async fn ssh_reaches_an_exposed_sshd_in_stealth_mode() {
+    let sshd = Sshd::start().await;
+    let server = TestServer::builder()
+        .policy(POLICY)
+        .section("stealth", "names", "[\"localhost\"]")
+        .start()
+        .await;
+    let laptop = server.stealth_client_config(&pki().alice);
+    let port = sshd.port().to_string();
+    let _exposed = Exposed::start(&laptop, &[&port, "--name", "alice-laptop"]).await;
+
+    let bob = server.stealth_client_config(&pki().bob);
+    let out = ssh_by_name(&sshd, &bob, "alice-laptop", "echo hello-in-stealth").await;
+    assert_eq!(out.code(), 0, "ssh failed: {}", out.stderr);
+    assert_eq!(out.stdout_text(), "hello-in-stealth\n");
+    server
+        .expect_log(&["stealth: TLS established", "id=alice@test"])
+        .await;
+    server
+        .expect_log(&["stealth: TLS established", "id=bob@test"])
+        .await;
+}
+
 async fn a_caller_policy_refuses_is_denied_by_the_server(transport: Transport) {
     let server = TestServer::builder().policy(POLICY).start().await;
     let laptop = server.client_config_over(&pki().alice, transport);

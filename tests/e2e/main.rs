@@ -18,6 +18,7 @@ mod reverse;
 mod signal;
 mod ssh;
 mod ssrf;
+mod stealth;
 mod terminate;
 mod transfer;
 mod transport;

@@ -119,6 +119,17 @@ impl TestServer {
         self.write_client_config(leaf, transport.name())
     }
 
+    /// Like [`client_config_over`](Self::client_config_over) TLS/TCP, in
+    /// stealth mode (`stealth = true`).
+    pub fn stealth_client_config(&self, leaf: &Issued) -> PathBuf {
+        let path = self.write_client_config(leaf, "tcp");
+        let mut text = std::fs::read_to_string(&path).expect("reading the client config");
+        text.push_str("stealth = true\n");
+        let stealthy = path.with_extension("stealth.toml");
+        std::fs::write(&stealthy, text).expect("writing the stealth client config");
+        stealthy
+    }
+
     fn write_client_config(&self, leaf: &Issued, transport: &str) -> PathBuf {
         let stem = format!("client-{}-{transport}", leaf.serial_hex);
         let dir = self.dir.path();

@@ -54,6 +54,9 @@ pub struct GlobalArgs {
     /// auto (QUIC, falling back to TLS/TCP when UDP gets no answer), quic, or tcp (TLS over TCP) [default: auto]
     #[arg(long, global = true, value_name = "auto|quic|tcp", value_parser = Transport::parse)]
     pub transport: Option<Transport>,
+    /// Look like a browser visiting the server's website: offer its ALPN ids instead of tp/1, over TLS/TCP only; the server must have stealth mode on for its name (docs/stealth.md)
+    #[arg(long, global = true)]
+    pub stealth: bool,
     /// More logging on stderr: -v info, -vv debug, -vvv trace
     #[arg(short, long, global = true, action = ArgAction::Count)]
     pub verbose: u8,
@@ -72,6 +75,7 @@ impl GlobalArgs {
             peer_ca: path(&self.peer_ca),
             connect_timeout: self.connect_timeout,
             transport: self.transport,
+            stealth: self.stealth.then_some(true),
         }
     }
 }
@@ -264,7 +268,8 @@ Settings, later sources overriding earlier ones:
      $XDG_CONFIG_HOME/tp/config.toml, else ~/.config/tp/config.toml
      (a missing default file is fine; a named one must exist)
   2. environment: TP_SERVER, TP_SERVER_NAME, TP_CERT, TP_KEY, TP_CA,
-     TP_PEER_CA, TP_CONNECT_TIMEOUT, TP_TRANSPORT (empty counts as unset)
+     TP_PEER_CA, TP_CONNECT_TIMEOUT, TP_TRANSPORT, TP_STEALTH (1 or 0)
+     (empty counts as unset)
   3. the flags above
   server, cert, key and ca are required; peer_ca defaults to ca.
 
@@ -277,6 +282,7 @@ Config file (TOML; relative paths are relative to the file, ~/ is $HOME):
   # peer_ca = \"ca.pem\"             # CA of other clients, for services
   # connect_timeout = \"10s\"
   # transport = \"auto\"             # or \"quic\", \"tcp\"
+  # stealth = true                 # look like a browser (TLS/TCP only)
 
 Transports: QUIC on UDP to the server's port (one connection carries every
 tunnel of `tp up`), or TLS over TCP (one connection per tunnel). `auto` starts
@@ -284,6 +290,13 @@ QUIC and, if it has not connected within {head_start:?}, TLS/TCP too; the first 
 connect wins. When QUIC did not answer, `auto` skips it for {retry} minutes, noted in
 $XDG_CACHE_HOME/tp/transport (else ~/.cache/tp/transport); delete that file to
 retry QUIC at once.
+
+Stealth (--stealth): the TLS handshake offers a browser's ALPN ids (h2,
+http/1.1) instead of tp/1, over TLS/TCP only, so nothing in the clear tells the
+tunnel from a visit to the server's website. The server must have stealth mode
+on for the server name, and its certificate there is the website's: point `ca`
+at the CA that issued it (for a public one, /etc/ssl/certs/ca-certificates.crt).
+See docs/stealth.md for what an observer can still tell.
 
 UDP (`tp up --udp`): each local source address gets its own UDP tunnel (a
 flow), opened by its first datagram. Over QUIC, small datagrams travel as QUIC

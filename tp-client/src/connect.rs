@@ -40,7 +40,7 @@ use tp_net::message::ReadMessageError;
 use tp_net::pem::{load_certs, load_key};
 use tp_net::quic::QuicLimits;
 use tp_net::tls::client_config;
-use tp_proto::Hello;
+use tp_proto::{ALPN_STEALTH, Hello};
 use tracing::debug;
 
 use crate::addr::ServerAddr;
@@ -82,6 +82,8 @@ pub struct Connector {
     memory: TransportMemory,
     /// End-to-end TLS with services (both roles).
     e2e: Option<Arc<E2eConfig>>,
+    /// Stealth mode: TLS/TCP offering a browser's ALPN ids.
+    stealth: bool,
 }
 
 impl std::fmt::Debug for Connector {
@@ -114,8 +116,11 @@ impl Connector {
         let chain = load_certs(&settings.cert)?;
         let key = load_key(&settings.key)?;
         let e2e = E2eConfig::new(peer_ca, chain.clone(), key.clone_key())?;
-        let config = client_config(ca, chain, key)?;
-        Ok(Connector::new(
+        let mut config = client_config(ca, chain, key)?;
+        if settings.stealth {
+            config.alpn_protocols = ALPN_STEALTH.iter().map(|id| id.to_vec()).collect();
+        }
+        let connector = Connector::new(
             Arc::new(config),
             settings.server.clone(),
             settings.server_name.clone(),
@@ -123,7 +128,12 @@ impl Connector {
         )?
         .with_transport(settings.transport)
         .with_cache_file(settings.cache_file.clone())
-        .with_e2e(e2e))
+        .with_e2e(e2e);
+        Ok(if settings.stealth {
+            connector.stealth()
+        } else {
+            connector
+        })
     }
 
     /// A connector from a ready TLS configuration (which must offer ALPN
@@ -152,7 +162,18 @@ impl Connector {
             head_start: HEAD_START,
             answer_grace: ANSWER_GRACE,
             e2e: None,
+            stealth: false,
         })
+    }
+
+    /// Stealth mode: TLS/TCP only, whose configuration offers a browser's
+    /// ALPN ids ([`ALPN_STEALTH`]) instead of `tp/1`; the server's website
+    /// may select one, and a website answering in the server's place is
+    /// [`ConnectError::Website`].
+    pub fn stealth(mut self) -> Self {
+        self.stealth = true;
+        self.transport = Transport::Tcp;
+        self
     }
 
     /// Uses `e2e` for end-to-end TLS with services.
@@ -270,9 +291,19 @@ impl Connector {
         resolver: &Resolver<'_>,
         deadline: Instant,
     ) -> Result<TlsStream<TcpStream>, ConnectError> {
-        tls::connect(&self.tls, &self.server_name, resolver, deadline, |during| {
-            self.timed_out(during)
-        })
+        let alpn = if self.stealth {
+            tls::Alpn::Any
+        } else {
+            tls::Alpn::Tp
+        };
+        tls::connect(
+            &self.tls,
+            &self.server_name,
+            resolver,
+            deadline,
+            alpn,
+            |during| self.timed_out(during),
+        )
         .await
     }
 
@@ -305,7 +336,17 @@ impl Connector {
         };
         // A failed exchange drops the tunnel, which aborts it (no close_notify).
         let mut tunnel = Tunnel::tls(stream, BytesMut::new());
-        let early = exchange(&mut tunnel, hello, self.answer_timeout(), errors).await?;
+        let exchanged = exchange(&mut tunnel, hello, self.answer_timeout(), errors).await;
+        let early = exchanged.map_err(|e| match e {
+            // In stealth mode, a server that does not take us for a tp client
+            // hands the hello to its website, which answers HTTP or hangs up.
+            ConnectError::NoAnswer { .. } | ConnectError::Closed { .. } if self.stealth => {
+                ConnectError::Website {
+                    server: server.clone(),
+                }
+            }
+            e => e,
+        })?;
         tunnel.set_early(early);
         Ok(tunnel)
     }

@@ -56,7 +56,8 @@ pub(crate) const EXPIRED: &str = "server certificate expired";
 /// The server's certificate is not valid yet.
 pub(crate) const NOT_YET_VALID: &str = "server certificate not yet valid (check the clock)";
 /// The server does not speak tp.
-pub(crate) const NO_ALPN: &str = "server does not offer ALPN tp/1 (not a tp server?)";
+pub(crate) const NO_ALPN: &str =
+    "server does not offer ALPN tp/1 (not a tp server, or a stealth name there: try --stealth)";
 
 /// What an alert from the server means.
 pub(crate) fn received_alert_hint(alert: AlertDescription) -> &'static str {

@@ -25,6 +25,11 @@ pub use host::{Host, HostError};
 /// The ALPN protocol id of tp version 1, offered by clients and required by the server.
 pub const ALPN_TP_V1: &[u8] = b"tp/1";
 
+/// The ALPN ids a stealth-mode client offers instead of [`ALPN_TP_V1`]: a
+/// browser's, so that nothing in the clear tells it from one
+/// (`docs/stealth.md`).
+pub const ALPN_STEALTH: [&[u8]; 2] = [b"h2", b"http/1.1"];
+
 /// The ALPN protocol id of the end-to-end TLS that a caller and an exposing client
 /// run inside a service tunnel (`docs/protocol.md`, reverse tunnels).
 pub const ALPN_E2E_V1: &[u8] = b"tp-e2e/1";

@@ -52,17 +52,23 @@ pub(crate) async fn serve(
             (LazyConfigAcceptor::new(Acceptor::default(), tcp).await).map_err(|e| (None, e))?;
         let hello = start.client_hello();
         let offered: Vec<&[u8]> = hello.alpn().map(Iterator::collect).unwrap_or_default();
-        let kind = if offered.contains(&ALPN_TP_V1) {
-            Kind::Tunnel
-        } else {
-            let name = hello.server_name().map(str::to_ascii_lowercase);
+        let name = hello.server_name().map(str::to_ascii_lowercase);
+        let route = || {
             (shared.terminate.iter())
                 .position(|r| r.matches(name.as_deref(), &offered))
-                .map_or(Kind::Website, Kind::Terminate)
+                .map(Kind::Terminate)
         };
-        let config = match kind {
+        let kind = match &shared.stealth_tls {
+            Some(config) if shared.stealth.covers(name.as_deref()) => {
+                route().unwrap_or_else(|| Kind::Stealth(config.clone()))
+            }
+            _ if offered.contains(&ALPN_TP_V1) => Kind::Tunnel,
+            _ => route().unwrap_or(Kind::Website),
+        };
+        let config = match &kind {
             Kind::Tunnel => shared.tls.clone(),
-            Kind::Terminate(i) => shared.terminate_tls[i].clone(),
+            Kind::Terminate(i) => shared.terminate_tls[*i].clone(),
+            Kind::Stealth(config) => config.clone(),
             Kind::Website => shared.website_tls.clone(),
         };
         match start.into_stream(config).await {
@@ -91,24 +97,22 @@ pub(crate) async fn serve(
         Ok(Ok(done)) => done,
     };
     drop(slot);
-    let _other = match kind {
-        Kind::Tunnel => None,
-        _ => match other_slot(&ctx, peer) {
-            Some(slot) => Some(slot),
-            None => return,
-        },
-    };
-    match kind {
-        Kind::Tunnel => {}
-        Kind::Terminate(i) => {
-            let route = &shared.terminate[i];
-            return crate::terminate::serve(&shared, route, tls, peer, local).await;
-        }
-        Kind::Website => {
-            let alpn = tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
-            debug!(alpn = ?alpn.as_deref().map(String::from_utf8_lossy), "website connection");
-            return crate::website::serve(&shared, tls, alpn.as_deref(), peer, local).await;
-        }
+    if !matches!(kind, Kind::Tunnel) {
+        let Some(other) = other_slot(&ctx, peer) else {
+            return;
+        };
+        return match kind {
+            Kind::Stealth(_) => crate::stealth::serve(&shared, tls, peer, local, ctx, other).await,
+            Kind::Terminate(i) => {
+                let route = &shared.terminate[i];
+                crate::terminate::serve(&shared, route, tls, peer, local).await;
+            }
+            Kind::Tunnel | Kind::Website => {
+                let alpn = tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
+                debug!(alpn = ?alpn.as_deref().map(String::from_utf8_lossy), "website connection");
+                crate::website::serve(&shared, tls, alpn.as_deref(), peer, local).await;
+            }
+        };
     }
 
     let (_, tls_conn) = tls.get_ref();
@@ -149,12 +153,15 @@ fn other_slot(ctx: &RunContext, peer: SocketAddr) -> Option<HandshakeSlot> {
 }
 
 /// What a ClientHello asked for.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 enum Kind {
     /// ALPN `tp/1`: a tp client.
     Tunnel,
     /// For the `[[terminate]]` route at this index (by SNI and ALPN).
     Terminate(usize),
+    /// A stealth name ([`crate::stealth`]), with its TLS configuration:
+    /// the website, or a tunnel for a verified certificate and a tp hello.
+    Stealth(Arc<rustls::ServerConfig>),
     /// Anyone else.
     Website,
 }

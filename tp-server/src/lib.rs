@@ -14,16 +14,17 @@
 //!
 //! A ClientHello whose SNI names a [`passthrough`] route is relayed untouched;
 //! one naming a [`terminate`] route is decrypted and relayed to a plain TCP
-//! service.
+//! service. On [`stealth`] names tunnels hide behind the website: no ALPN
+//! `tp/1`, a verified certificate and a tp hello after the handshake.
 //!
-//! What it does not do (yet): the Signal relay, reload on file change (SIGHUP
-//! reloads).
+//! What it does not do (yet): reload on file change (SIGHUP reloads).
 
 pub mod cli;
 pub mod config;
 pub mod passthrough;
 pub mod pki;
 pub mod quickstart;
+pub mod stealth;
 pub mod terminate;
 pub mod tls;
 pub mod website;

@@ -61,6 +61,10 @@ pub(crate) struct Shared {
     pub(crate) terminate_tls: Vec<Arc<rustls::ServerConfig>>,
     /// Exposed services and public ports; the same registry across reloads.
     pub(crate) registry: Arc<Registry>,
+    /// The names in stealth mode.
+    pub(crate) stealth: crate::stealth::StealthSettings,
+    /// Their TLS configuration (`None` without stealth names).
+    pub(crate) stealth_tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -116,6 +120,9 @@ impl Shared {
         let website_tls = crate::tls::website_config(&config.tls, &config.website)?;
         let terminate_tls =
             crate::terminate::configs(&config.tls, &config.website, &config.terminate)?;
+        let stealth_tls = (config.stealth.enabled())
+            .then(|| crate::tls::stealth_config(&config.tls, &config.website, verifier.clone()))
+            .transpose()?;
         Ok(Shared {
             tls,
             quic: config.quic,
@@ -132,6 +139,8 @@ impl Shared {
             terminate: config.terminate,
             terminate_tls,
             registry,
+            stealth: config.stealth,
+            stealth_tls,
         })
     }
 
@@ -222,6 +231,12 @@ pub async fn run_with_reload(
         rules = first.policy.rule_count(),
         "tp-server listening (TLS 1.3, ALPN tp/1, client certificate required)"
     );
+    if first.stealth.enabled() {
+        info!(names = ?first.stealth.names, "stealth mode: tunnels hide behind the website on these names");
+        if endpoint.is_some() {
+            warn!("{}", crate::stealth::QUIC_WARNING);
+        }
+    }
     drop(first);
 
     let mut reloads_open = true;

@@ -155,11 +155,33 @@ pub fn website_config(
     site_config(tls, website, crate::website::alpn(website))
 }
 
+/// The TLS configuration of stealth names ([`crate::stealth`]): the website's,
+/// and every client is asked for an optional certificate, verified after the
+/// handshake against `verifier` ([`crate::stealth::verifier`]).
+pub(crate) fn stealth_config(
+    tls: &TlsMaterial,
+    website: &crate::config::WebsiteSettings,
+    verifier: Arc<dyn ClientCertVerifier>,
+) -> Result<Arc<rustls::ServerConfig>, TlsSetupError> {
+    let deferred = Arc::new(crate::stealth::verifier::DeferredVerifier::new(verifier));
+    site_config_asking(tls, website, crate::website::alpn(website), Some(deferred))
+}
+
 /// A TLS configuration with the website's certificates and `alpn`.
 pub(crate) fn site_config(
     tls: &TlsMaterial,
     website: &crate::config::WebsiteSettings,
     alpn: Vec<Vec<u8>>,
+) -> Result<Arc<rustls::ServerConfig>, TlsSetupError> {
+    site_config_asking(tls, website, alpn, None)
+}
+
+/// [`site_config`], asking clients for a certificate when `client` is set.
+fn site_config_asking(
+    tls: &TlsMaterial,
+    website: &crate::config::WebsiteSettings,
+    alpn: Vec<Vec<u8>>,
+    client: Option<Arc<dyn ClientCertVerifier>>,
 ) -> Result<Arc<rustls::ServerConfig>, TlsSetupError> {
     let default = crate::website::certs::certified(tls.cert_chain.clone(), &tls.key)
         .map_err(|e| TlsSetupError::Website(e.to_string()))?;
@@ -170,11 +192,14 @@ pub(crate) fn site_config(
         .collect();
     let resolver = crate::website::certs::SiteCerts::new(default, sites);
     let provider = tp_net::tls::provider();
-    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+    let builder = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(TlsSetupError::ServerCert)?
-        .with_no_client_auth()
-        .with_cert_resolver(Arc::new(resolver));
+        .map_err(TlsSetupError::ServerCert)?;
+    let builder = match client {
+        Some(verifier) => builder.with_client_cert_verifier(verifier),
+        None => builder.with_no_client_auth(),
+    };
+    let mut config = builder.with_cert_resolver(Arc::new(resolver));
     config.alpn_protocols = alpn;
     Ok(Arc::new(config))
 }

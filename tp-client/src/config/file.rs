@@ -25,6 +25,7 @@ struct RawFile {
     peer_ca: Option<Spanned<String>>,
     connect_timeout: Option<Spanned<String>>,
     transport: Option<Spanned<String>>,
+    stealth: Option<bool>,
 }
 
 /// 1-based line and column of byte `offset` in `text`.
@@ -86,5 +87,6 @@ pub fn parse_file(text: &str, path: &Path, home: Option<&Path>) -> Result<Layer,
         peer_ca: file_path(raw.peer_ca),
         connect_timeout,
         transport,
+        stealth: raw.stealth,
     })
 }

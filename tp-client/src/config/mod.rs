@@ -41,7 +41,7 @@ pub struct Setting {
 }
 
 /// Every setting, in the order the help text lists them.
-pub const SETTINGS: [Setting; 8] = [
+pub const SETTINGS: [Setting; 9] = [
     SERVER,
     SERVER_NAME,
     CERT,
@@ -50,6 +50,7 @@ pub const SETTINGS: [Setting; 8] = [
     PEER_CA,
     CONNECT_TIMEOUT,
     TRANSPORT,
+    STEALTH,
 ];
 
 const SERVER: Setting = setting("server", "TP_SERVER", "--server");
@@ -61,6 +62,7 @@ const PEER_CA: Setting = setting("peer_ca", "TP_PEER_CA", "--peer-ca");
 const CONNECT_TIMEOUT: Setting =
     setting("connect_timeout", "TP_CONNECT_TIMEOUT", "--connect-timeout");
 const TRANSPORT: Setting = setting("transport", "TP_TRANSPORT", "--transport");
+const STEALTH: Setting = setting("stealth", "TP_STEALTH", "--stealth");
 
 const fn setting(key: &'static str, env: &'static str, flag: &'static str) -> Setting {
     Setting { key, env, flag }
@@ -98,6 +100,13 @@ pub enum ConfigError {
         /// What is wrong with its value.
         message: String,
     },
+    /// Stealth mode with `transport = quic`: QUIC shows ALPN `tp/1` to anyone
+    /// watching.
+    #[error(
+        "stealth mode runs over TLS/TCP only (QUIC would show ALPN tp/1 in the clear): \
+         drop transport quic, or stealth"
+    )]
+    StealthOverQuic,
     /// The TLS server name is not a valid DNS name or IP address.
     #[error("server name {0:?} is not a valid DNS name or IP address")]
     ServerName(String),
@@ -146,6 +155,8 @@ pub struct Layer {
     pub connect_timeout: Option<Duration>,
     /// QUIC, TLS/TCP, or QUIC with a TLS/TCP fallback.
     pub transport: Option<Transport>,
+    /// Look like a browser visiting the server's website (TLS/TCP only).
+    pub stealth: Option<bool>,
 }
 
 impl Layer {
@@ -160,6 +171,7 @@ impl Layer {
             peer_ca: over.peer_ca.or(self.peer_ca),
             connect_timeout: over.connect_timeout.or(self.connect_timeout),
             transport: over.transport.or(self.transport),
+            stealth: over.stealth.or(self.stealth),
         }
     }
 }
@@ -182,8 +194,13 @@ pub struct Settings {
     pub peer_ca: PathBuf,
     /// Deadline for reaching the server and completing the TLS handshake.
     pub connect_timeout: Duration,
-    /// QUIC, TLS/TCP, or QUIC with a TLS/TCP fallback.
+    /// QUIC, TLS/TCP, or QUIC with a TLS/TCP fallback; always TLS/TCP in
+    /// stealth mode.
     pub transport: Transport,
+    /// Stealth mode: the TLS handshake offers a browser's ALPN ids instead of
+    /// `tp/1`, so nothing in the clear tells this client from a browser
+    /// visiting the server's website (`docs/stealth.md`).
+    pub stealth: bool,
     /// Where `auto` remembers servers whose QUIC did not answer, shared by
     /// every `tp` process; `None` keeps that memory in the process only.
     pub cache_file: Option<PathBuf>,
@@ -259,8 +276,8 @@ pub fn expand_tilde(path: &Path, home: Option<&Path>) -> PathBuf {
 }
 
 /// The settings the environment gives: `TP_SERVER`, `TP_SERVER_NAME`, `TP_CERT`,
-/// `TP_KEY`, `TP_CA`, `TP_PEER_CA`, `TP_CONNECT_TIMEOUT`, `TP_TRANSPORT`. Empty
-/// variables count as unset.
+/// `TP_KEY`, `TP_CA`, `TP_PEER_CA`, `TP_CONNECT_TIMEOUT`, `TP_TRANSPORT`,
+/// `TP_STEALTH` (`1`/`true` or `0`/`false`). Empty variables count as unset.
 pub fn env_layer(get: &dyn Fn(&str) -> Option<String>) -> Result<Layer, ConfigError> {
     let home = home_dir(get);
     let path = |s: &Setting| var(get, s.env).map(|v| expand_tilde(Path::new(&v), home.as_deref()));
@@ -286,7 +303,22 @@ pub fn env_layer(get: &dyn Fn(&str) -> Option<String>) -> Result<Layer, ConfigEr
             .map(|v| Transport::parse(&v))
             .transpose()
             .map_err(|e| bad(&TRANSPORT, e.to_string()))?,
+        stealth: var(get, STEALTH.env)
+            .map(|v| parse_switch(&v))
+            .transpose()
+            .map_err(|e| bad(&STEALTH, e))?,
     })
+}
+
+/// `1`/`true`/`yes`/`on` or `0`/`false`/`no`/`off`, any case.
+fn parse_switch(value: &str) -> Result<bool, String> {
+    match value.to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" => Ok(false),
+        _ => Err(format!(
+            "{value:?} is not a switch: expected 1 or 0 (true or false)"
+        )),
+    }
 }
 
 /// Merges the layers (file, then environment, then flags) and checks that every
@@ -325,6 +357,12 @@ pub fn resolve(
         }
         None => default_server_name(&server.host)?,
     };
+    let stealth = merged.stealth.unwrap_or(false);
+    let transport = match (stealth, merged.transport) {
+        (true, Some(Transport::Quic)) => return Err(ConfigError::StealthOverQuic),
+        (true, _) => Transport::Tcp,
+        (false, transport) => transport.unwrap_or_default(),
+    };
     Ok(Settings {
         server,
         server_name,
@@ -333,7 +371,8 @@ pub fn resolve(
         peer_ca: merged.peer_ca.unwrap_or_else(|| ca.clone()),
         ca,
         connect_timeout: merged.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT),
-        transport: merged.transport.unwrap_or_default(),
+        transport,
+        stealth,
         cache_file: None,
     })
 }

@@ -25,6 +25,7 @@ fn full(server_addr: &str, dir: &str) -> Layer {
         peer_ca: None,
         connect_timeout: Some(Duration::from_secs(3)),
         transport: None,
+        stealth: None,
     }
 }
 
@@ -249,6 +250,50 @@ fn load_reads_the_file_and_reports_a_missing_explicit_one() {
     ]);
     let s = load(Layer::default(), None, &get).unwrap();
     assert_eq!(s.server.port, 443);
+}
+
+#[test]
+fn stealth_from_file_env_and_flags_means_tls_over_tcp() {
+    let base = full("tp.example.org", "/d");
+    let s = resolve(base.clone(), Layer::default(), Layer::default(), None).unwrap();
+    assert!(!s.stealth, "off by default");
+    assert_eq!(s.transport, Transport::Auto);
+
+    let path = Path::new("/etc/tp/client.toml");
+    let file = parse_file("stealth = true\n", path, None).unwrap();
+    assert_eq!(file.stealth, Some(true));
+    let file = Layer {
+        stealth: file.stealth,
+        ..base.clone()
+    };
+    let s = resolve(file.clone(), Layer::default(), Layer::default(), None).unwrap();
+    assert!(s.stealth);
+    assert_eq!(s.transport, Transport::Tcp, "stealth runs over TLS/TCP");
+
+    let off = env_layer(&env(&[("TP_STEALTH", "0")])).unwrap();
+    let s = resolve(file.clone(), off, Layer::default(), None).unwrap();
+    assert!(!s.stealth, "the environment beats the file");
+    let on = env_layer(&env(&[("TP_STEALTH", "TRUE")])).unwrap();
+    assert_eq!(on.stealth, Some(true));
+    let err = env_layer(&env(&[("TP_STEALTH", "maybe")])).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "TP_STEALTH: \"maybe\" is not a switch: expected 1 or 0 (true or false)"
+    );
+
+    let quic = Layer {
+        transport: Some(Transport::Quic),
+        stealth: Some(true),
+        ..Layer::default()
+    };
+    let err = resolve(base, Layer::default(), quic, None).unwrap_err();
+    assert!(matches!(err, ConfigError::StealthOverQuic), "{err}");
+    assert!(err.to_string().contains("TLS/TCP only"), "{err}");
+    let err = parse_file("stealth = \"yes\"\n", path, None).unwrap_err();
+    assert!(
+        err.to_string().starts_with("/etc/tp/client.toml:1:11:"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -105,6 +105,16 @@ pub enum ConnectError {
         /// The server.
         server: ServerAddr,
     },
+    /// In stealth mode, the server handed the tunnel to its website: it has
+    /// no stealth mode for our server name, or did not accept our certificate.
+    #[error(
+        "server {server} answered as a website, not as tp: stealth mode is not on for \
+         this server name there, or it did not accept our client certificate (its log says which)"
+    )]
+    Website {
+        /// The server.
+        server: ServerAddr,
+    },
     /// The server sent something that is not an answer, or the read failed.
     #[error("no answer from {server}: {source}")]
     NoAnswer {
@@ -149,6 +159,7 @@ impl ConnectError {
             self,
             ConnectError::Handshake { .. }
                 | ConnectError::NoAlpn { .. }
+                | ConnectError::Website { .. }
                 | ConnectError::Refused { .. }
         )
     }
@@ -191,6 +202,9 @@ impl ConnectError {
                 source: io(source),
             },
             ConnectError::Closed { server } => ConnectError::Closed {
+                server: server.clone(),
+            },
+            ConnectError::Website { server } => ConnectError::Website {
                 server: server.clone(),
             },
             ConnectError::NoAnswer { server, source } => ConnectError::NoAnswer {

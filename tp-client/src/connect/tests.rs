@@ -219,6 +219,7 @@ fn settings_for(pki: &Pki, port: u16, dir: &tempfile::TempDir) -> Settings {
         peer_ca: dir.path().join("ca.pem"),
         connect_timeout: Duration::from_secs(5),
         transport: Transport::Tcp,
+        stealth: false,
         cache_file: None,
     }
 }

@@ -1,5 +1,6 @@
 //! TLS over TCP: dial the server's addresses in turn, TLS 1.3 with the client
-//! certificate, check ALPN `tp/1`. One connection carries one tunnel.
+//! certificate, check ALPN `tp/1` (in stealth mode, whatever the website
+//! chose). One connection carries one tunnel.
 
 use std::io;
 
@@ -17,12 +18,22 @@ use super::resolve::Resolver;
 use crate::addr::ServerAddr;
 use crate::tls_error::{describe, is_tls_error};
 
+/// Which ALPN outcome of the handshake is a tp server's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Alpn {
+    /// `tp/1`, selected.
+    Tp,
+    /// Stealth mode: the website's choice among a browser's ids, or none.
+    Any,
+}
+
 /// Dials the server and completes the TLS handshake before `deadline`.
 pub(super) async fn connect(
     tls: &TlsConnector,
     server_name: &ServerName<'static>,
     resolver: &Resolver<'_>,
     deadline: Instant,
+    alpn: Alpn,
     timed_out: impl Fn(&'static str) -> ConnectError,
 ) -> Result<TlsStream<TcpStream>, ConnectError> {
     let server = resolver.server();
@@ -33,7 +44,7 @@ pub(super) async fn connect(
         .await
         .map_err(|_| timed_out("in the TLS handshake with"))?
         .map_err(|e| handshake_error(server, &e))?;
-    if stream.get_ref().1.alpn_protocol() != Some(ALPN_TP_V1) {
+    if alpn == Alpn::Tp && stream.get_ref().1.alpn_protocol() != Some(ALPN_TP_V1) {
         return Err(ConnectError::NoAlpn {
             server: server.clone(),
         });

@@ -41,6 +41,16 @@ pub fn check(config_path: &Path, out: &mut dyn Write) -> anyhow::Result<()> {
         }
     }
     writeln!(out, "  client CAs        {}", config.tls.client_ca.len())?;
+    if config.stealth.enabled() {
+        writeln!(
+            out,
+            "  stealth           {}",
+            config.stealth.names.join(", ")
+        )?;
+        if config.quic.enabled {
+            writeln!(out, "  warning: {}", crate::stealth::QUIC_WARNING)?;
+        }
+    }
     writeln!(out, "  revoked entries   {}", config.tls.revoked.len())?;
     writeln!(
         out,

@@ -19,7 +19,8 @@ use toml::Spanned;
 
 pub use error::{ConfigError, Location};
 use raw::{
-    RawConfig, RawLimits, RawPassthrough, RawQuic, RawReverse, RawSignal, RawTerminate, RawWebsite,
+    RawConfig, RawLimits, RawPassthrough, RawQuic, RawReverse, RawSignal, RawStealth, RawTerminate,
+    RawWebsite,
 };
 use tp_net::quic::QuicLimits;
 
@@ -104,6 +105,8 @@ pub struct Config {
     pub signal: crate::website::signal::SignalSettings,
     /// TLS terminated here in front of plain TCP services, by SNI.
     pub terminate: Vec<crate::terminate::Route>,
+    /// The server names on which tunnels hide behind the website.
+    pub stealth: crate::stealth::StealthSettings,
 }
 
 /// The website on the tunnel port: everyone whose TLS ClientHello does not offer
@@ -374,6 +377,27 @@ impl Source<'_> {
                 })
             })
             .collect()
+    }
+
+    fn stealth(&self, raw: &RawStealth) -> Result<crate::stealth::StealthSettings, ConfigError> {
+        let Some(names) = &raw.names else {
+            return Ok(crate::stealth::StealthSettings::default());
+        };
+        // `*` alone: every connection, with a server name or without.
+        let everywhere = names.get_ref().iter().any(|n| n == "*");
+        if everywhere && names.get_ref().len() > 1 {
+            return Err(self.invalid(
+                names,
+                "names",
+                "\"*\" covers every name already: list it alone",
+            ));
+        }
+        let names = if everywhere {
+            vec!["*".to_owned()]
+        } else {
+            self.server_names(names)?
+        };
+        Ok(crate::stealth::StealthSettings { names })
     }
 
     fn passthrough(
@@ -680,6 +704,7 @@ impl Config {
         }
         let signal = src.signal(&raw.signal)?;
         let terminate = src.terminate(&raw.terminate)?;
+        let stealth = src.stealth(&raw.stealth)?;
         let config = Config {
             listen,
             tls: TlsMaterial {
@@ -697,6 +722,7 @@ impl Config {
             passthrough,
             signal,
             terminate,
+            stealth,
         };
         // Building the TLS config checks that the key fits the certificate and the CAs are usable.
         crate::tls::server_config(&config.tls).map_err(|e| ConfigError::Tls(e.to_string()))?;

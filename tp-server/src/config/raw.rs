@@ -24,6 +24,8 @@ pub(super) struct RawConfig {
     pub(super) signal: RawSignal,
     #[serde(default)]
     pub(super) terminate: Vec<RawTerminate>,
+    #[serde(default)]
+    pub(super) stealth: RawStealth,
 }
 
 #[derive(Debug, Deserialize)]
@@ -134,4 +136,10 @@ pub(super) struct RawTerminate {
     pub(super) proxy_protocol: Option<bool>,
     #[serde(default)]
     pub(super) alpn: Vec<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawStealth {
+    pub(super) names: Option<Spanned<Vec<String>>>,
 }

@@ -104,3 +104,20 @@ fn every_fixture_gives_its_documented_result() {
     }
     assert!(seen >= 12, "fixtures missing: saw {seen}");
 }
+
+#[test]
+fn stealth_names_are_lowercase_server_names_or_a_lone_star() {
+    let tmp = tempfile::tempdir().unwrap();
+    write_support_files(tmp.path());
+    let base = "listen = \"127.0.0.1:8443\"\npolicy = \"policy.toml\"\n[tls]\ncert = \"server.pem\"\nkey = \"server.key\"\nclient_ca = \"ca.pem\"\n";
+    let path = tmp.path().join("server.toml");
+    let load = |stealth: &str| {
+        std::fs::write(&path, format!("{base}{stealth}")).unwrap();
+        Config::load(&path).unwrap().stealth
+    };
+    assert!(!load("").enabled());
+    let some = load("[stealth]\nnames = [\"WWW.Example.org\", \"*.example.net\"]\n");
+    assert_eq!(some.names, ["www.example.org", "*.example.net"]);
+    assert!(!some.everywhere());
+    assert!(load("[stealth]\nnames = [\"*\"]\n").everywhere());
+}
