@@ -40,19 +40,35 @@ pub(super) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     let first_line = head.split(|&b| b == b'\n').next().unwrap_or_default();
     let is_http = first_line.windows(7).any(|w| w == b" HTTP/1")
         && first_line.first().is_some_and(u8::is_ascii_uppercase);
+    let date = http_date(time::OffsetDateTime::now_utc());
     let response = if is_http {
         let head_only = head.starts_with(b"HEAD ");
         format!(
-            "HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
+            "HTTP/1.1 200 OK\r\nDate: {date}\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
             page.len(),
             if head_only { "" } else { page }
         )
     } else {
-        "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nContent-Length: 12\r\nConnection: close\r\n\r\nBad Request\n"
-            .to_owned()
+        format!(
+            "HTTP/1.1 400 Bad Request\r\nDate: {date}\r\nContent-Type: text/plain\r\nContent-Length: 12\r\nConnection: close\r\n\r\nBad Request\n"
+        )
     };
     let _ = client.write_all(response.as_bytes()).await;
     let _ = client.shutdown().await;
+}
+
+/// `now` as an HTTP date (RFC 9110 IMF-fixdate, `Sun, 06 Nov 1994 08:49:37
+/// GMT`): every origin server with a clock sends one, so a page without it
+/// would stand out.
+fn http_date(now: time::OffsetDateTime) -> String {
+    const FORMAT: &[time::format_description::BorrowedFormatItem<'static>] = time::macros::format_description!(
+        "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
+    );
+    now.to_offset(time::UtcOffset::UTC)
+        .format(FORMAT)
+        // Formatting a valid date with a fixed description does not fail;
+        // a year beyond 9999 is the only way, and then no date is better.
+        .unwrap_or_default()
 }
 
 /// Whether `head` cannot start an HTTP/1.x request: a web server answers
@@ -93,7 +109,7 @@ mod tests {
     #[tokio::test]
     async fn any_request_gets_the_page_and_head_only_the_head() {
         let answer = ask(b"GET / HTTP/1.1\r\nHost: example.org\r\n\r\n").await;
-        assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+        assert!(answer.starts_with("HTTP/1.1 200 OK\r\nDate: "), "{answer}");
         assert!(answer.contains(&format!("Content-Length: {}\r\n", BUILT_IN.len())));
         assert!(answer.ends_with(BUILT_IN), "{answer}");
         let answer = ask(b"HEAD /x HTTP/1.1\r\n\r\n").await;
@@ -127,6 +143,14 @@ mod tests {
                 "{answer}"
             );
         }
+    }
+
+    #[test]
+    fn dates_are_imf_fixdate() {
+        let date = time::macros::datetime!(1994-11-06 08:49:37 UTC);
+        assert_eq!(http_date(date), "Sun, 06 Nov 1994 08:49:37 GMT");
+        let date = time::macros::datetime!(2026-01-02 03:04:05 +02:00);
+        assert_eq!(http_date(date), "Fri, 02 Jan 2026 01:04:05 GMT");
     }
 
     #[tokio::test]
