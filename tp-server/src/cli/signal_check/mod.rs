@@ -164,18 +164,14 @@ pub async fn check(args: &SignalCheckArgs, out: &mut dyn Write) -> anyhow::Resul
         at: &at,
         timeout: args.timeout,
     };
-    let width = hosts.iter().map(|h| h.to_str().len()).max().unwrap_or(0);
+    let host_names: Vec<String> = hosts.iter().map(|h| h.to_str().into_owned()).collect();
+    let width = host_names.iter().map(String::len).max().unwrap_or(0);
     let mut results = Vec::with_capacity(hosts.len());
-    for (host, check) in hosts.iter().zip(checks) {
+    for (host, check) in host_names.iter().zip(checks) {
         let result = check.await.context("a host's check failed")?;
-        writeln!(
-            out,
-            "{}",
-            report::host_line(&host.to_str(), width, &result, &names)
-        )?;
+        writeln!(out, "{}", report::host_line(host, width, &result, &names))?;
         results.push(result);
     }
-    let host_names: Vec<String> = hosts.iter().map(|h| h.to_str().into_owned()).collect();
     write!(
         out,
         "{}",
