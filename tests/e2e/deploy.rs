@@ -10,7 +10,7 @@ use tp_tests::client::browse;
 use tp_tests::dns::{dig_tls, dnsmasq};
 use tp_tests::nginx::{BODY, Nginx};
 use tp_tests::server::LOOPBACK_POLICY;
-use tp_tests::signal::{StandIn, tls_in_tls};
+use tp_tests::signal::{StandIn, signal_check_through, tls_in_tls};
 use tp_tests::target::EchoTarget;
 use tp_tests::{TestServer, Transport, pki};
 
@@ -84,6 +84,16 @@ async fn signal_only() {
     assert_eq!(back, b"relayed");
     assert!(browse(server.addr()).await.contains("<h1>Welcome</h1>"));
     assert_eq!(stand_in.accepted.load(Ordering::SeqCst), 1);
+    // "Check it works".
+    let check = signal_check_through(&server, &["--host", "chat.signal.org"]).await;
+    assert_eq!(check.code(), 0, "{check:?}");
+    assert!(
+        check
+            .stdout_text()
+            .contains("\nSignal relay on localhost: works for chat.signal.org.\n"),
+        "{check:?}"
+    );
+    assert_eq!(stand_in.accepted.load(Ordering::SeqCst), 2);
 }
 
 #[tokio::test]

@@ -16,6 +16,7 @@ mod quickstart;
 mod reload;
 mod reverse;
 mod signal;
+mod signal_check;
 mod ssh;
 mod ssrf;
 mod stealth;

@@ -1,5 +1,6 @@
-//! Signal relay peers: a TLS echo server standing in for a Signal host, and a
-//! TLS-in-TLS client like Signal's apps behind a proxy.
+//! Signal relay peers: a TLS echo server standing in for a Signal host, a
+//! TLS-in-TLS client like Signal's apps behind a proxy, and `tp-server
+//! signal-check` run against a test server.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -12,11 +13,12 @@ use tokio::net::TcpListener;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 use tp_server::pki::{LeafSpec, Validity};
 
+use crate::bins::{Finished, run, tp_server_bin};
 use crate::client::{ClientOptions, connect};
-use crate::{pki, within};
+use crate::{TestServer, pki, within};
 
 /// A TLS echo server standing in for a Signal host, with a certificate for
-/// `name` from the test root; counts the TCP connections it accepted.
+/// its name (or names) from the test root; counts the TCP connections it accepted.
 #[derive(Debug)]
 pub struct StandIn {
     /// Its port on 127.0.0.1.
@@ -28,10 +30,17 @@ pub struct StandIn {
 impl StandIn {
     /// Starts it.
     pub async fn start(name: &str) -> StandIn {
+        StandIn::start_for(&[name]).await
+    }
+
+    /// Starts one with a certificate for every one of `names` (the first is its CN),
+    /// standing in for several Signal hosts at once.
+    pub async fn start_for(names: &[&str]) -> StandIn {
         let validity = Validity::for_ttl(SystemTime::now(), Duration::from_secs(3_600));
+        let names = names.iter().map(|&n| n.to_owned()).collect();
         let leaf = pki()
             .root
-            .issue(&LeafSpec::server(vec![name.to_owned()], vec![], validity))
+            .issue(&LeafSpec::server(names, vec![], validity))
             .expect("stand-in certificate");
         let config = rustls::ServerConfig::builder_with_provider(Arc::new(
             rustls::crypto::aws_lc_rs::default_provider(),
@@ -108,4 +117,22 @@ pub async fn tls_in_tls(
     )
     .await?;
     Ok(back)
+}
+
+/// Runs `tp-server signal-check ARGS...`.
+pub async fn signal_check(args: &[&str]) -> Finished {
+    let mut cmd = tokio::process::Command::new(tp_server_bin());
+    cmd.arg("signal-check").args(args);
+    run(cmd, b"").await
+}
+
+/// Runs `tp-server signal-check localhost --connect ADDR --outer-ca ROOT ARGS...`
+/// against `server` (whose directory holds the test root as `root.pem`).
+pub async fn signal_check_through(server: &TestServer, args: &[&str]) -> Finished {
+    let addr = server.addr().to_string();
+    let root = server.dir().join("root.pem");
+    let root = root.to_str().expect("utf-8 path");
+    let mut all = vec!["localhost", "--connect", &addr, "--outer-ca", root];
+    all.extend_from_slice(args);
+    signal_check(&all).await
 }

@@ -3,15 +3,19 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use tp_server::cli::{Cli, Command, PolicyCommand, logging, policy_check};
+use tp_server::cli::{Cli, Command, PolicyCommand, logging, policy_check, signal_check};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Run { config } => with_runtime(cli.log_format, tp_server::cli::run::run(&config)),
-        Command::Quickstart(args) => {
-            with_runtime(cli.log_format, tp_server::cli::quickstart::quickstart(args))
+        Command::Run { config } => {
+            with_runtime(cli.log_format, "info", tp_server::cli::run::run(&config))
         }
+        Command::Quickstart(args) => with_runtime(
+            cli.log_format,
+            "info",
+            tp_server::cli::quickstart::quickstart(args),
+        ),
         Command::Check { config } => tp_server::cli::check::check(&config, &mut std::io::stdout()),
         Command::Policy {
             command: PolicyCommand::Check(args),
@@ -24,6 +28,14 @@ fn main() -> ExitCode {
         Command::SignalLink { domain } => {
             tp_server::cli::signal_link::link(&domain).map(|link| println!("{link}"))
         }
+        Command::SignalCheck(args) => {
+            let mut stdout = std::io::stdout();
+            let check = signal_check::check(&args, &mut stdout);
+            match with_runtime(cli.log_format, "warn", check) {
+                Ok(verdict) => return ExitCode::from(verdict.exit_code()),
+                Err(e) => Err(e),
+            }
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -34,11 +46,12 @@ fn main() -> ExitCode {
     }
 }
 
-fn with_runtime(
+fn with_runtime<T>(
     format: logging::LogFormat,
-    fut: impl Future<Output = anyhow::Result<()>>,
-) -> anyhow::Result<()> {
-    logging::init(format, "info");
+    default_level: &str,
+    fut: impl Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<T> {
+    logging::init(format, default_level);
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?

@@ -6,6 +6,7 @@ pub mod logging;
 pub mod policy_check;
 pub mod quickstart;
 pub mod run;
+pub mod signal_check;
 pub mod signal_link;
 
 use std::path::PathBuf;
@@ -83,6 +84,13 @@ pub enum Command {
         /// The DNS name this server answers on port 443.
         domain: String,
     },
+    /// Check that a running server's Signal relay works, as Signal's apps use it.
+    ///
+    /// For each Signal host (all of the built-in allowlist, or each `--host`): TLS
+    /// to DOMAIN:443 with the server's certificate verified, then a second TLS
+    /// handshake with the Signal host inside it, through the relay. Prints one line
+    /// per host (who answered and how fast, or why nothing did), then a summary.
+    SignalCheck(signal_check::SignalCheckArgs),
 }
 
 /// `tp-server policy ...`.
