@@ -61,6 +61,42 @@ async fn check_accepts_a_good_config() {
     assert!(stdout.contains("client CAs        1"), "{stdout}");
 }
 
+#[tokio::test]
+async fn check_lists_stealth_names_and_warns_about_what_gives_tp_away() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = TestServer::builder()
+        .raw(
+            "[stealth]\nnames = [\"www.example.org\"]\n\n\
+             [[passthrough]]\nnames = [\"*.example.org\"]\nbackend = \"127.0.0.1:9443\"\n\n\
+             [[terminate]]\nalpn = [\"dot\"]\nbackend = \"127.0.0.1:53\"\n",
+        )
+        .write_files(dir.path());
+    let out = tp_server(["check", "-c", path.to_str().expect("utf-8 path")]).await;
+    assert_eq!(out.code(), 0, "{out:?}");
+    let stdout = out.stdout_text();
+    assert!(
+        stdout.contains("  stealth           www.example.org\n"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("warning: stealth mode: QUIC answers ALPN tp/1"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(
+            "warning: the passthrough route to 127.0.0.1:9443 shares names with [stealth]"
+        ),
+        "{stdout}"
+    );
+    // A DoT route takes no browser ALPN: no warning for it.
+    assert!(!stdout.contains("terminate route"), "{stdout}");
+
+    // Without stealth names, none of it.
+    let (_dir, plain) = config_dir();
+    let out = tp_server(["check", "-c", plain.to_str().expect("utf-8 path")]).await;
+    assert!(!out.stdout_text().contains("stealth"), "{out:?}");
+}
+
 /// `tp-server check` on fixture `name` exits 1 and names `FILE:LINE:COL` of `needle`
 /// and says `what`.
 async fn check_fails_at(name: &str, needle: &str, what: &str) {

@@ -214,7 +214,11 @@ async fn browsers_get_nginx_over_http1_and_h2_while_a_stealth_tunnel_runs_beside
     assert_eq!(target.accepted(), 1);
     // The website offers h2, so the stealth client got h2 like curl did.
     server
-        .expect_log(&["stealth: TLS established", "id=alice@test"])
+        .expect_log(&[
+            "stealth: TLS established",
+            "alpn=Some(\"h2\")",
+            "id=alice@test",
+        ])
         .await;
 }
 
@@ -311,9 +315,16 @@ async fn probers_get_the_website_whatever_they_send() {
         let answer = exchange(&server, &refused, &hello).await;
         assert!(answer.starts_with("HTTP/1.1 400 Bad Request"), "{answer:?}");
     }
-    server
-        .expect_log(&["stealth: client certificate refused", "served the website"])
+    // A certificate from the server's CA that no longer passes is news; one
+    // anybody can make (another CA) is not, so strangers cannot flood the log.
+    let expired = server
+        .expect_log(&["stealth: client certificate refused", "xpired"])
         .await;
+    assert!(expired.contains(" INFO "), "{expired}");
+    let stranger = server
+        .expect_log(&["stealth: client certificate refused", "UnknownIssuer"])
+        .await;
+    assert!(stranger.contains(" DEBUG "), "{stranger}");
     assert_eq!(target.accepted(), 0, "nothing reached the target");
 
     // The same hello with a valid certificate is a tunnel: the checks above
@@ -393,4 +404,97 @@ async fn a_lone_star_covers_connections_without_a_server_name() {
     let out = run(cmd, b"").await;
     let all = format!("{}\n{}", out.stdout_text(), out.stderr);
     assert!(all.contains("no application protocol"), "{all}");
+}
+
+#[tokio::test]
+async fn tls_1_2_visitors_get_the_plain_website_and_no_certificate_request() {
+    let server = stealth().start().await;
+    let ca = server.dir().join("s_client-ca.pem");
+    std::fs::write(&ca, pki().root.cert_pem()).expect("writing the CA file for openssl");
+    let run_s_client = |version: &'static str| {
+        let mut cmd = Command::new(system_bin("openssl"));
+        cmd.arg("s_client")
+            .arg("-connect")
+            .arg(server.addr().to_string())
+            .args([
+                "-servername",
+                "localhost",
+                "-alpn",
+                "http/1.1",
+                "-msg",
+                version,
+            ])
+            .arg("-CAfile")
+            .arg(&ca);
+        run(cmd, b"")
+    };
+    let out = run_s_client("-tls1_2").await;
+    let tls12 = format!("{}\n{}", out.stdout_text(), out.stderr);
+    assert!(tls12.contains("ServerHelloDone"), "{tls12}");
+    assert!(
+        !tls12.contains("CertificateRequest"),
+        "in the clear: {tls12}"
+    );
+    // Over TLS 1.3 the request is there (encrypted): the check can tell.
+    let out = run_s_client("-tls1_3").await;
+    let tls13 = format!("{}\n{}", out.stdout_text(), out.stderr);
+    assert!(tls13.contains("CertificateRequest"), "{tls13}");
+}
+
+#[tokio::test]
+async fn a_stealth_tunnel_gives_back_its_place_among_website_connections() {
+    let server = stealth()
+        .section("website", "max_connections_per_source", "1")
+        .start()
+        .await;
+    let target = EchoTarget::start().await;
+    let with_cert = ClientOptions {
+        cert: Some(&pki().alice),
+        alpn: vec![b"http/1.1".to_vec()],
+    };
+    let mut tunnel = client::connect(server.addr(), &with_cert)
+        .await
+        .expect("the stealth name's handshake");
+    let hello = connect_hello("127.0.0.1", target.port());
+    assert_eq!(client::send_hello(&mut tunnel, &hello).await.code(), "ok");
+    // The one website place is free again for a visitor.
+    let page = client::browse(server.addr()).await;
+    assert!(page.starts_with("HTTP/1.1 200 OK"), "{page}");
+    assert_eq!(
+        client::round_trip(&mut tunnel, b"still open").await,
+        b"still open"
+    );
+}
+
+#[tokio::test]
+async fn a_resumed_session_is_verified_again_and_keeps_its_identity() {
+    let server = stealth().start().await;
+    let target = EchoTarget::start().await;
+    let options = ClientOptions {
+        cert: Some(&pki().alice),
+        alpn: vec![b"http/1.1".to_vec()],
+    };
+    let mut config = client::tls_config(&options);
+    config.resumption = rustls::client::Resumption::in_memory_sessions(8);
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let name = rustls_pki_types::ServerName::try_from("localhost").expect("name");
+    for round in 0..2 {
+        let tcp = TcpStream::connect(server.addr()).await.expect("connect");
+        let mut tls = connector
+            .connect(name.clone(), tcp)
+            .await
+            .expect("handshake");
+        let kind = tls.get_ref().1.handshake_kind();
+        let expected = if round == 0 {
+            rustls::HandshakeKind::Full
+        } else {
+            rustls::HandshakeKind::Resumed
+        };
+        assert_eq!(kind, Some(expected), "round {round}");
+        let hello = connect_hello("127.0.0.1", target.port());
+        assert_eq!(client::send_hello(&mut tls, &hello).await.code(), "ok");
+        assert_eq!(client::round_trip(&mut tls, b"again").await, b"again");
+    }
+    let allowed = server.log_lines_with(&["tp::audit", "decision=\"allow\"", "id=alice@test"]);
+    assert_eq!(allowed.len(), 2, "{allowed:#?}");
 }

@@ -339,12 +339,16 @@ impl Connector {
         let exchanged = exchange(&mut tunnel, hello, self.answer_timeout(), errors).await;
         let early = exchanged.map_err(|e| match e {
             // In stealth mode, a server that does not take us for a tp client
-            // hands the hello to its website, which answers HTTP or hangs up.
-            ConnectError::NoAnswer { .. } | ConnectError::Closed { .. } if self.stealth => {
-                ConnectError::Website {
-                    server: server.clone(),
-                }
-            }
+            // hands the hello to its website, which answers something that is
+            // not an answer line (HTTP/1's 400, HTTP/2 frames) or hangs up. A
+            // failed read or a timeout stays what it is.
+            ConnectError::Closed { .. }
+            | ConnectError::NoAnswer {
+                source: ReadMessageError::Decode(_) | ReadMessageError::Eof(_),
+                ..
+            } if self.stealth => ConnectError::Website {
+                server: server.clone(),
+            },
             e => e,
         })?;
         tunnel.set_early(early);

@@ -59,6 +59,12 @@ pub(crate) async fn serve(
                 .map(Kind::Terminate)
         };
         let kind = match &shared.stealth_tls {
+            // A client that cannot speak TLS 1.3 can never open a tunnel, and
+            // over TLS 1.2 the certificate request would show in the clear:
+            // the plain website.
+            Some(_) if shared.stealth.covers(name.as_deref()) && !offers_tls13(&hello) => {
+                route().unwrap_or(Kind::Website)
+            }
             Some(config) if shared.stealth.covers(name.as_deref()) => {
                 route().unwrap_or_else(|| Kind::Stealth(config.clone()))
             }
@@ -150,6 +156,14 @@ fn other_slot(ctx: &RunContext, peer: SocketAddr) -> Option<HandshakeSlot> {
         );
     }
     slot
+}
+
+/// Whether a ClientHello offers a TLS 1.3 cipher suite (0x13XX).
+fn offers_tls13(hello: &rustls::server::ClientHello<'_>) -> bool {
+    hello
+        .cipher_suites()
+        .iter()
+        .any(|suite| u16::from(*suite) >> 8 == 0x13)
 }
 
 /// What a ClientHello asked for.

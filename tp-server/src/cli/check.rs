@@ -50,6 +50,26 @@ pub fn check(config_path: &Path, out: &mut dyn Write) -> anyhow::Result<()> {
         if config.quic.enabled {
             writeln!(out, "  warning: {}", crate::stealth::QUIC_WARNING)?;
         }
+        for route in &config.passthrough {
+            if config.stealth.overlaps(&route.names) {
+                writeln!(
+                    out,
+                    "  warning: the passthrough route to {} shares names with [stealth]: it is tried first, so stealth clients there are passed through",
+                    route.backend
+                )?;
+            }
+        }
+        for route in &config.terminate {
+            let browser_alpn =
+                route.alpn.is_empty() || route.alpn.iter().any(|a| a == "h2" || a == "http/1.1");
+            if browser_alpn && config.stealth.overlaps(&route.names) {
+                writeln!(
+                    out,
+                    "  warning: the terminate route to {} shares names with [stealth]: it takes precedence, so stealth clients there reach it, not a tunnel",
+                    route.backend
+                )?;
+            }
+        }
     }
     writeln!(out, "  revoked entries   {}", config.tls.revoked.len())?;
     writeln!(

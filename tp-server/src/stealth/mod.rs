@@ -52,6 +52,19 @@ impl StealthSettings {
     pub fn everywhere(&self) -> bool {
         self.names.iter().any(|n| n == "*")
     }
+
+    /// Whether a route for the server names `names` (patterns; empty: any
+    /// name) can take connections to a stealth name.
+    pub fn overlaps(&self, names: &[String]) -> bool {
+        use crate::website::certs::covers;
+        self.enabled()
+            && (names.is_empty()
+                || self.everywhere()
+                || self
+                    .names
+                    .iter()
+                    .any(|s| names.iter().any(|n| s == n || covers(s, n) || covers(n, s))))
+    }
 }
 
 /// What an operator with stealth names and QUIC on should know.
@@ -65,6 +78,11 @@ const FIRST_READ: usize = 4 * 1024;
 /// Serves a stealth connection (its handshake done) to its end: a tunnel, or
 /// the website. `other` is its place among the connections that are not
 /// tunnels, given back when it turns out to be one.
+///
+/// The certificate is verified before anything is read: a client without a
+/// certificate that verifies goes to the website at once, exactly as on any
+/// other name, whatever it presented, so strangers see no difference. Only
+/// holders of a valid certificate have their first bytes read.
 pub(crate) async fn serve(
     shared: &Shared,
     mut tls: TlsStream<TcpStream>,
@@ -75,16 +93,28 @@ pub(crate) async fn serve(
 ) {
     let (_, conn) = tls.get_ref();
     let alpn = conn.alpn_protocol().map(<[u8]>::to_vec);
+    let alpn_text = alpn
+        .as_deref()
+        .map(String::from_utf8_lossy)
+        .map(String::from);
     let chain: Option<Arc<[CertificateDer<'static>]>> = conn
         .peer_certificates()
         .filter(|chain| !chain.is_empty())
         .map(|chain| chain.iter().map(|c| c.clone().into_owned()).collect());
+    // Over TLS 1.2 the certificate travelled in the clear: never a tunnel.
     let tls13 = conn.protocol_version() == Some(ProtocolVersion::TLSv1_3);
+    let verified = match (chain, tls13) {
+        (Some(chain), true) => match shared.reverify(&chain) {
+            Ok(()) => Some(chain),
+            Err(e) => {
+                refused(&e);
+                None
+            }
+        },
+        _ => None,
+    };
     let mut first = Vec::new();
-    // Without a certificate (or over TLS 1.2, where it travelled in the
-    // clear), this cannot be a tunnel: nothing is read here, so the website
-    // sees the connection exactly as it does on any other name.
-    if let (Some(chain), true) = (chain, tls13) {
+    if let Some(chain) = verified {
         let mut buf = vec![0u8; FIRST_READ];
         match tokio::time::timeout(shared.limits.hello_timeout, tls.read(&mut buf)).await {
             Ok(Ok(0) | Err(_)) => return,
@@ -96,21 +126,29 @@ pub(crate) async fn serve(
             Err(_) => {}
         }
         if first.first() == Some(&b'{') {
-            match shared.reverify(&chain) {
-                Ok(()) => {
-                    drop(other);
-                    return tunnel(shared, Prefixed::new(first, tls), peer, chain, ctx).await;
-                }
-                // A tp client whose certificate is refused: news for the
-                // operator. It gets what anyone without one gets.
-                Err(e) => info!("stealth: client certificate refused ({e}); served the website"),
-            }
-        } else {
-            debug!("stealth: a client certificate, then no tp hello; served the website");
+            drop(other);
+            let stream = Prefixed::new(first, tls);
+            return tunnel(shared, stream, peer, chain, alpn_text, ctx).await;
         }
+        debug!("stealth: a verified client certificate, then no tp hello");
     }
+    debug!(alpn = ?alpn_text, "website connection");
     let alpn = alpn.as_deref();
     crate::website::serve(shared, Prefixed::new(first, tls), alpn, peer, local).await;
+}
+
+/// Logs why a certificate on a stealth name did not verify. One from this
+/// server's CA that no longer passes (expired, revoked, wrong usage) is most
+/// likely a tp client's: news for the operator. Anyone can present one of
+/// unknown issue, or garbage: debug, so strangers cannot flood the log.
+fn refused(e: &rustls::Error) {
+    use rustls::CertificateError::{BadEncoding, BadSignature, UnknownIssuer};
+    match e {
+        rustls::Error::InvalidCertificate(UnknownIssuer | BadEncoding | BadSignature) => {
+            debug!("stealth: client certificate refused ({e}); served the website");
+        }
+        _ => info!("stealth: client certificate refused ({e}); served the website"),
+    }
 }
 
 /// The tunnel of a verified stealth client.
@@ -119,13 +157,14 @@ async fn tunnel(
     stream: Prefixed<TlsStream<TcpStream>>,
     peer: SocketAddr,
     chain: Arc<[CertificateDer<'static>]>,
+    alpn: Option<String>,
     ctx: RunContext,
 ) {
     let Some(who) = session::identity(Some(&chain)) else {
         return;
     };
     Span::current().record("id", tracing::field::display(&who));
-    debug!("stealth: TLS established, tp hello follows");
+    debug!(alpn = ?alpn, "stealth: TLS established, tp hello follows");
     let origin = Origin {
         peer,
         quic: None,
@@ -158,5 +197,18 @@ mod tests {
         let all = names(&["*"]);
         assert!(all.covers(None) && all.covers(Some("anything.test")) && all.everywhere());
         assert!(!StealthSettings::default().enabled());
+    }
+
+    #[test]
+    fn routes_overlap_stealth_names_they_could_take() {
+        let some = names(&["www.example.org", "*.example.net"]);
+        let route = |n: &[&str]| n.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>();
+        assert!(some.overlaps(&route(&[])), "a route for any name");
+        assert!(some.overlaps(&route(&["www.example.org"])));
+        assert!(some.overlaps(&route(&["a.example.net"])));
+        assert!(some.overlaps(&route(&["*.example.org"])));
+        assert!(!some.overlaps(&route(&["git.example.com", "example.org"])));
+        assert!(names(&["*"]).overlaps(&route(&["git.example.com"])));
+        assert!(!StealthSettings::default().overlaps(&route(&[])));
     }
 }
