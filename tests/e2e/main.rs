@@ -14,6 +14,7 @@ mod passthrough;
 mod quic;
 mod quickstart;
 mod reload;
+mod resumption;
 mod reverse;
 mod signal;
 mod ssh;
