@@ -5,6 +5,7 @@
 
 mod certs;
 mod cli;
+mod deadlines;
 mod deploy;
 mod expose;
 mod halfclose;

@@ -24,6 +24,7 @@ pub mod server;
 pub mod signal;
 pub mod sshd;
 pub mod target;
+pub mod trickle;
 pub mod udp;
 
 use std::future::Future;
