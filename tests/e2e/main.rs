@@ -7,6 +7,7 @@ mod certs;
 mod cli;
 mod deadlines;
 mod deploy;
+mod dial;
 mod expose;
 mod halfclose;
 mod hello;
