@@ -14,6 +14,7 @@ mod hello;
 mod limits;
 mod passthrough;
 mod quic;
+mod quic_idle;
 mod quickstart;
 mod reload;
 mod resumption;
