@@ -19,6 +19,7 @@ mod quickstart;
 mod reload;
 mod resumption;
 mod reverse;
+mod roaming;
 mod signal;
 mod ssh;
 mod ssrf;
