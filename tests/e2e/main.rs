@@ -26,5 +26,6 @@ mod ssrf;
 mod terminate;
 mod transfer;
 mod transport;
+mod tunnel_log;
 mod udp;
 mod website;
