@@ -1,7 +1,8 @@
 //! The certificate matrix: every bad client certificate is refused at the handshake,
 //! over both transports, with a server log line saying why, and the `tp` client
 //! reports the failure (exit 1). A chain through an intermediate CA is accepted. A
-//! client that does not negotiate ALPN `tp/1` is closed.
+//! client that does not offer ALPN `tp/1` never gets a tunnel: over TLS/TCP it gets
+//! the website, over QUIC its handshake fails.
 
 use std::net::SocketAddr;
 
@@ -205,12 +206,10 @@ async fn tp_presents_a_chain_through_an_intermediate() {
         .await;
 }
 
-/// Without ALPN the two transports close at different points: TLS over TCP lets
-/// the handshake finish and the server closes the connection after it, while QUIC
-/// makes ALPN mandatory (RFC 9001, section 8.1) and the handshake itself fails.
 /// Over TLS/TCP, a client that does not offer `tp/1` is not a tp client: it gets
 /// the website (here the built-in page), never a tunnel, even with a valid
-/// certificate. Over QUIC, which carries only tp, the handshake fails.
+/// certificate. Over QUIC, which carries only tp and makes ALPN mandatory (RFC
+/// 9001, section 8.1), the handshake fails.
 async fn expect_website_or_refusal(transport: Transport, alpn: Vec<Vec<u8>>) {
     let pki = pki();
     let server = TestServer::start().await;

@@ -1,7 +1,7 @@
 //! The command lines: `tp-server check` (ok, and `file:line:column` errors from the
 //! fixtures under `tests/fixtures/server-config/`), `tp-server policy check` (allow
-//! with the rule, deny, exit statuses), and `tp`'s own config errors and exit
-//! statuses.
+//! with the rule, deny, exit statuses), `tp`'s own config errors and exit
+//! statuses, and `tp` started under the name `tp-up`.
 
 use std::path::{Path, PathBuf};
 
@@ -317,4 +317,34 @@ async fn global_flags_before_the_up_subcommand() {
     let out = run_tp(&config, ["connect", "127.0.0.1", port.as_str()], b"ping").await;
     assert_eq!(out.code(), 0, "tp --config FILE connect HOST PORT: {out:?}");
     assert_eq!(out.stdout, b"ping");
+}
+
+/// `tp-up ARGS` is `tp up ARGS`: the binary, linked under that name, forwards a
+/// local port (docs/client.md: a symlink is enough).
+#[tokio::test]
+async fn tp_started_as_tp_up_forwards_a_local_port() {
+    let server = TestServer::start().await;
+    let config = server.client_config_for(&pki().alice);
+    let target = EchoTarget::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let link = dir.path().join("tp-up");
+    std::os::unix::fs::symlink(tp_bin(), &link).expect("symlink tp-up");
+    let mut cmd = Command::new(&link);
+    cmd.env("XDG_CACHE_HOME", tp_tests::bins::cache_dir(&config))
+        .arg("--config")
+        .arg(&config)
+        .arg(target.addr().to_string())
+        .arg("0");
+    let up = TpUp::spawn(cmd).await;
+
+    let mut local = tokio::net::TcpStream::connect(("127.0.0.1", up.port()))
+        .await
+        .expect("connect the forwarded port");
+    let back = tp_tests::client::round_trip(&mut local, b"through tp-up").await;
+    assert_eq!(back, b"through tp-up");
+    assert_eq!(target.accepted(), 1);
+    server
+        .expect_log(&["tunnel closed", "id=alice@test", "bytes.up=13"])
+        .await;
+    assert_eq!(up.terminate().await.code(), Some(0));
 }

@@ -5,16 +5,21 @@
 
 mod certs;
 mod cli;
+mod deadlines;
 mod deploy;
+mod dial;
 mod expose;
 mod halfclose;
 mod hello;
 mod limits;
 mod passthrough;
 mod quic;
+mod quic_idle;
 mod quickstart;
 mod reload;
+mod resumption;
 mod reverse;
+mod roaming;
 mod signal;
 mod signal_check;
 mod ssh;
@@ -23,5 +28,6 @@ mod stealth;
 mod terminate;
 mod transfer;
 mod transport;
+mod tunnel_log;
 mod udp;
 mod website;

@@ -3,7 +3,8 @@
 //! ([`bins`]), a real OpenSSH sshd ([`Sshd`]), a test PKI minted once per process
 //! ([`pki()`]), a raw client over TLS/TCP or QUIC for protocol tests ([`client`],
 //! [`quic`]), a raw exposing client for reverse tunnels ([`reverse`]), local TCP
-//! targets ([`target`]) and per-server log capture ([`logs`]).
+//! targets ([`target`]), a relay that trickles a client's bytes ([`trickle`]) and
+//! per-server log capture ([`logs`]).
 //!
 //! It does not build the binaries: run `cargo build --workspace --bins` first (the
 //! harness says so when one is missing). It does not install OpenSSH:
@@ -24,6 +25,7 @@ pub mod server;
 pub mod signal;
 pub mod sshd;
 pub mod target;
+pub mod trickle;
 pub mod udp;
 
 use std::future::Future;

@@ -47,12 +47,21 @@ pub fn endpoint_granting(options: &ClientOptions<'_>, streams: u32) -> quinn::En
 
 fn endpoint_with(
     options: &ClientOptions<'_>,
+    transport: quinn::TransportConfig,
+) -> quinn::Endpoint {
+    endpoint_with_tls(tls_config(options), transport)
+}
+
+/// A client endpoint on a fresh 127.0.0.1 UDP port with a TLS configuration of the
+/// test's own (e.g. [`tls_config`] with resumption and early data turned on), and
+/// `transport` with the raw client's 5 s keep-alive.
+pub fn endpoint_with_tls(
+    tls: rustls::ClientConfig,
     mut transport: quinn::TransportConfig,
 ) -> quinn::Endpoint {
     let mut endpoint =
         quinn::Endpoint::client("127.0.0.1:0".parse().expect("address")).expect("UDP bind");
-    let crypto = QuicClientConfig::try_from(Arc::new(tls_config(options)))
-        .expect("TLS 1.3 config usable for QUIC");
+    let crypto = QuicClientConfig::try_from(Arc::new(tls)).expect("TLS 1.3 config usable for QUIC");
     let mut config = quinn::ClientConfig::new(Arc::new(crypto));
     transport.keep_alive_interval(Some(Duration::from_secs(5)));
     config.transport_config(Arc::new(transport));

@@ -1,6 +1,6 @@
 //! Local TCP targets for tunnels, on `127.0.0.1:0`: an echo server that counts the
-//! connections it accepts, and an exchange server that checksums what it receives
-//! while sending a stream of its own.
+//! connections it accepts, an exchange server that checksums what it receives
+//! while sending a stream of its own, and a port that never answers a dial.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -184,5 +184,56 @@ async fn exchange(tcp: TcpStream, reports: mpsc::UnboundedSender<Exchange>) {
             asked: (seed, len),
             received,
         });
+    }
+}
+
+/// A TCP port on 127.0.0.1 that never completes a connection: a listener whose
+/// accept queue is full and never accepted from, so the kernel drops every further
+/// SYN, as a firewall that drops packets does. A dial to it waits until its own
+/// deadline.
+#[derive(Debug)]
+pub struct SilentTarget {
+    addr: SocketAddr,
+    _listener: TcpListener,
+    _queued: Vec<TcpStream>,
+}
+
+impl SilentTarget {
+    /// Listens with the smallest backlog and fills it.
+    pub async fn start() -> SilentTarget {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket
+            .bind("127.0.0.1:0".parse().expect("address"))
+            .expect("bind");
+        let listener = socket.listen(0).expect("listen");
+        let addr = listener.local_addr().expect("local_addr");
+        let mut queued = Vec::new();
+        // Linux queues backlog + 1 connections; the first dial that does not
+        // complete shows the queue is full.
+        for _ in 0..16 {
+            let dial = TcpStream::connect(addr);
+            match tokio::time::timeout(std::time::Duration::from_millis(300), dial).await {
+                Ok(Ok(tcp)) => queued.push(tcp),
+                Ok(Err(e)) => panic!("filling the silent target's queue: {e}"),
+                Err(_) => {
+                    return SilentTarget {
+                        addr,
+                        _listener: listener,
+                        _queued: queued,
+                    };
+                }
+            }
+        }
+        panic!("the accept queue of a listener with backlog 0 never filled");
+    }
+
+    /// Its address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Its port.
+    pub fn port(&self) -> u16 {
+        self.addr.port()
     }
 }

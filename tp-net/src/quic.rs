@@ -135,6 +135,40 @@ mod tests {
         .transport_config();
     }
 
+    /// Every limit, set to a value no default has, shows in quinn's transport
+    /// configuration (its `Debug` is the only view quinn gives of it).
+    #[test]
+    fn every_limit_reaches_the_transport_config() {
+        let limits = QuicLimits {
+            max_streams: 77,
+            stream_window: 123_456,
+            connection_window: 2_345_678,
+            datagram_buffer: 34_567,
+            idle_timeout: Duration::from_millis(4_321),
+            keep_alive: Some(Duration::from_millis(1_234)),
+        };
+        let config = format!("{:?}", limits.transport_config());
+        for field in [
+            "max_concurrent_bidi_streams: 77,",
+            "max_concurrent_uni_streams: 0,",
+            "stream_receive_window: 123456,",
+            "receive_window: 2345678,",
+            "send_window: 2345678,",
+            "datagram_receive_buffer_size: Some(34567),",
+            "datagram_send_buffer_size: 34567,",
+            "keep_alive_interval: Some(1.234s),",
+            "max_idle_timeout: Some(4321),",
+        ] {
+            assert!(config.contains(field), "{field:?} not in {config}");
+        }
+        let quiet = QuicLimits {
+            keep_alive: None,
+            ..limits
+        };
+        let config = format!("{:?}", quiet.transport_config());
+        assert!(config.contains("keep_alive_interval: None,"), "{config}");
+    }
+
     #[test]
     fn the_client_lets_the_server_open_no_stream() {
         let limits = QuicLimits::default();

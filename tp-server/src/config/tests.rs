@@ -1,10 +1,12 @@
 //! One broken config per rule, under `tp-server/tests/fixtures/config/`. Each fixture's
 //! first line is `# expect: TEXT`: the error must contain `server.toml:TEXT`-style
 //! location text (or just TEXT when it names another file), or the file must load
-//! when TEXT is `ok`.
+//! when TEXT is `ok`. And the `[quic]` keys, followed into quinn's configuration.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
+
+use tp_net::quic::QuicLimits;
 
 use super::Config;
 use crate::pki::{Ca, LeafSpec, Validity};
@@ -120,4 +122,57 @@ fn stealth_names_are_lowercase_server_names_or_a_lone_star() {
     assert_eq!(some.names, ["www.example.org", "*.example.net"]);
     assert!(!some.everywhere());
     assert!(load("[stealth]\nnames = [\"*\"]\n").everywhere());
+}
+
+/// Every `[quic]` key lands in [`QuicLimits`], and from there in the transport
+/// configuration of the server's quinn endpoint (what `run` builds).
+#[test]
+fn quic_settings_reach_the_quinn_server_config() {
+    let tmp = tempfile::tempdir().unwrap();
+    write_support_files(tmp.path());
+    let path = tmp.path().join("server.toml");
+    let base = "listen = \"127.0.0.1:8443\"\npolicy = \"policy.toml\"\n[tls]\ncert = \"server.pem\"\nkey = \"server.key\"\nclient_ca = \"ca.pem\"\n";
+    std::fs::write(
+        &path,
+        format!(
+            "{base}[quic]\nmax_streams_per_connection = 77\nstream_window = 123456\nconnection_window = 2345678\ndatagram_buffer = 34567\nidle_timeout = \"4321ms\"\nkeep_alive = \"1234ms\"\n"
+        ),
+    )
+    .unwrap();
+    let config = Config::load(&path).unwrap();
+    assert_eq!(
+        config.quic.limits,
+        QuicLimits {
+            max_streams: 77,
+            stream_window: 123_456,
+            connection_window: 2_345_678,
+            datagram_buffer: 34_567,
+            idle_timeout: Duration::from_millis(4_321),
+            keep_alive: Some(Duration::from_millis(1_234)),
+        }
+    );
+    let tls = crate::tls::server_config(&config.tls).unwrap();
+    let quic = crate::tls::quic_server_config(tls, &config.quic.limits).unwrap();
+    let transport = format!("{:?}", quic.transport);
+    for field in [
+        "max_concurrent_bidi_streams: 77,",
+        "stream_receive_window: 123456,",
+        "receive_window: 2345678,",
+        "datagram_receive_buffer_size: Some(34567),",
+        "keep_alive_interval: Some(1.234s),",
+        "max_idle_timeout: Some(4321),",
+    ] {
+        assert!(transport.contains(field), "{field:?} not in {transport}");
+    }
+
+    // "off" turns keep-alives off; absent keys keep the defaults.
+    std::fs::write(&path, format!("{base}[quic]\nkeep_alive = \"off\"\n")).unwrap();
+    let config = Config::load(&path).unwrap();
+    assert_eq!(
+        config.quic.limits,
+        QuicLimits {
+            keep_alive: None,
+            ..QuicLimits::default()
+        }
+    );
 }
