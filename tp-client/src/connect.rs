@@ -62,6 +62,11 @@ use hello::{Errors, exchange};
 use quic::{Acquired, QuicDialer};
 use resolve::Resolver;
 
+/// How long a dial waits for one of the server's addresses before trying the
+/// next one too, over either transport (RFC 8305's recommended Connection
+/// Attempt Delay).
+pub(crate) const ATTEMPT_DELAY: Duration = Duration::from_millis(250);
+
 /// Extra time the server gets to answer, beyond the connect timeout, so that a
 /// server whose own dial to the target times out after a similar delay still gets
 /// its `timeout` answer through.

@@ -15,8 +15,8 @@ use tokio::time::{Instant, sleep_until, timeout, timeout_at};
 use tp_proto::ALPN_TP_V1;
 use tracing::debug;
 
-use super::ConnectError;
 use super::resolve::Resolver;
+use super::{ATTEMPT_DELAY, ConnectError};
 use crate::addr::ServerAddr;
 use crate::quic_error;
 
@@ -166,6 +166,12 @@ impl QuicDialer {
         }
     }
 
+    /// Dials the server's addresses: the first at once, then, every
+    /// [`ATTEMPT_DELAY`] without a connection, the next one too, racing
+    /// (Happy Eyeballs, RFC 8305); an address that fails hands over to the
+    /// next at once. The first handshake to finish wins and the others are
+    /// dropped. A refusal the server itself answered (TLS, ALPN) ends the dial:
+    /// another address of the same server would answer the same.
     async fn dial_once(
         &self,
         endpoints: &mut Vec<Endpoint>,
@@ -175,19 +181,70 @@ impl QuicDialer {
         let addrs = timeout_at(deadline, resolver.addrs())
             .await
             .map_err(|_| self.timed_out("connecting to"))??;
-        // QUIC tries the first address only; TLS/TCP (and `auto`) try them all.
-        let Some(&addr) = addrs.first() else {
-            return Err(self.quic_error("the name resolved to no address".into()));
-        };
+        let mut pending = addrs.iter().copied();
+        let mut attempts = tokio::task::JoinSet::new();
+        let mut last_error = None;
+        let mut next_at = Instant::now();
+        loop {
+            if Instant::now() >= next_at
+                && let Some(addr) = pending.next()
+            {
+                match self.start(endpoints, addr) {
+                    Ok(connecting) => {
+                        attempts.spawn(async move { (addr, connecting.await) });
+                        next_at = Instant::now() + ATTEMPT_DELAY;
+                    }
+                    Err(e) => {
+                        last_error = Some(e);
+                        continue;
+                    }
+                }
+            }
+            if attempts.is_empty() {
+                return Err(last_error
+                    .unwrap_or_else(|| self.quic_error("the name resolved to no address".into())));
+            }
+            let more = pending.len() > 0;
+            let finished = tokio::select! {
+                finished = attempts.join_next() => finished,
+                () = sleep_until(next_at), if more => continue,
+                () = sleep_until(deadline) => {
+                    return Err(self.timed_out("in the QUIC handshake with"));
+                }
+            };
+            let Some(Ok((addr, result))) = finished else {
+                continue;
+            };
+            match result {
+                Ok(conn) => return self.check_alpn(conn, addr),
+                Err(e) => {
+                    let e = quic_error::connect_error(&self.server, &e);
+                    debug!(%addr, "QUIC dial failed: {e}");
+                    if e.server_answered() {
+                        return Err(e);
+                    }
+                    last_error = Some(e);
+                    // This one is done: the next address need not wait.
+                    next_at = Instant::now();
+                }
+            }
+        }
+    }
+
+    /// Starts a handshake with `addr`, on the endpoint of its address family.
+    fn start(
+        &self,
+        endpoints: &mut Vec<Endpoint>,
+        addr: SocketAddr,
+    ) -> Result<quinn::Connecting, ConnectError> {
         let endpoint = endpoint_for(endpoints, addr)
             .map_err(|e| self.quic_error(format!("cannot open a UDP socket: {e}")))?;
-        let connecting = endpoint
+        endpoint
             .connect_with(self.config.clone(), addr, &self.server_name)
-            .map_err(|e| self.quic_error(format!("cannot start: {e}")))?;
-        let conn = timeout_at(deadline, connecting)
-            .await
-            .map_err(|_| self.timed_out("in the QUIC handshake with"))?
-            .map_err(|e| quic_error::connect_error(&self.server, &e))?;
+            .map_err(|e| self.quic_error(format!("cannot start: {e}")))
+    }
+
+    fn check_alpn(&self, conn: Connection, addr: SocketAddr) -> Result<Connection, ConnectError> {
         if alpn(&conn).as_deref() != Some(ALPN_TP_V1) {
             conn.close(VarInt::from_u32(0), b"no ALPN tp/1");
             return Err(ConnectError::NoAlpn {

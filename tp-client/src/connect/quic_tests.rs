@@ -211,3 +211,43 @@ async fn a_kept_connection_to_a_restarted_server_is_replaced_quickly() {
     assert_eq!(second.connections(), 1);
     assert!(took < Duration::from_secs(8), "took {took:?}");
 }
+
+#[tokio::test]
+async fn a_silent_first_address_hands_over_to_the_next_after_the_attempt_delay() {
+    let pki = Pki::new("test CA");
+    let server = start_dual(ServerSetup::trusting(&pki), Behaviour::Echo).await;
+    let connector = connector_via(&pki, &pki, server.addr.port(), Transport::Quic);
+    // Bound, so nothing else takes the port, and never answers.
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addrs = vec![silent.local_addr().unwrap(), server.addr];
+    let resolver = Resolver::fixed(connector.server(), addrs);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let started = Instant::now();
+    let mut slot = connector.quic.lock(deadline).await.unwrap();
+    let conn = slot.dial(&resolver, deadline).await.unwrap();
+    assert_eq!(conn.remote_address(), server.addr);
+    let took = started.elapsed();
+    assert!(
+        took >= ATTEMPT_DELAY && took < Duration::from_secs(3),
+        "{took:?}"
+    );
+}
+
+#[tokio::test]
+async fn silence_at_every_address_is_the_handshake_timeout() {
+    let pki = Pki::new("test CA");
+    let silent: Vec<_> = (0..2)
+        .map(|_| std::net::UdpSocket::bind("127.0.0.1:0").unwrap())
+        .collect();
+    let connector = connector_via(&pki, &pki, 9, Transport::Quic);
+    let addrs = silent.iter().map(|s| s.local_addr().unwrap()).collect();
+    let resolver = Resolver::fixed(connector.server(), addrs);
+    let deadline = Instant::now() + Duration::from_millis(600);
+    let mut slot = connector.quic.lock(deadline).await.unwrap();
+    let err = slot.dial(&resolver, deadline).await.unwrap_err();
+    assert!(err.to_string().starts_with("timed out after"), "{err}");
+    assert!(
+        err.to_string().contains("in the QUIC handshake with"),
+        "{err}"
+    );
+}

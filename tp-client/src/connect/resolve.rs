@@ -28,6 +28,15 @@ impl<'a> Resolver<'a> {
         }
     }
 
+    /// A resolver that answers `addrs` for `server`, without a lookup.
+    #[cfg(test)]
+    pub(super) fn fixed(server: &'a ServerAddr, addrs: Vec<SocketAddr>) -> Self {
+        Resolver {
+            server,
+            addrs: OnceCell::new_with(Some(Ok(addrs))),
+        }
+    }
+
     /// The server being looked up.
     pub(super) fn server(&self) -> &ServerAddr {
         self.server

@@ -252,3 +252,30 @@ fn server_messages_print_as_one_line() {
     assert_eq!(err.to_string(), "quota: line one\\nline two\\u{1b}[31m");
     assert_eq!(err.exit_status(), crate::exit::OTHER_CODE);
 }
+
+#[tokio::test]
+async fn tls_dials_the_next_address_when_one_refuses_or_stays_silent() {
+    let pki = Pki::new("test CA");
+    let (addr, _hellos) = start_server(ServerSetup::trusting(&pki), Behaviour::Echo).await;
+    let connector = connector(&pki, &pki, addr.port());
+    // A closed port refuses at once: the next address need not wait.
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap()
+    };
+    let resolver = Resolver::fixed(connector.server(), vec![closed, addr]);
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(5);
+    let stream = connector.tls_connect(&resolver, deadline).await.unwrap();
+    assert_eq!(stream.get_ref().0.peer_addr().unwrap(), addr);
+    assert!(started.elapsed() < ATTEMPT_DELAY, "{:?}", started.elapsed());
+
+    // Only closed ports: the last refusal is the error.
+    let resolver = Resolver::fixed(connector.server(), vec![closed, closed]);
+    let err = connector
+        .tls_connect(&resolver, deadline)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ConnectError::Connect { .. }), "{err:?}");
+    assert!(err.to_string().contains("refused"), "{err}");
+}

@@ -1,4 +1,4 @@
-//! TLS over TCP: dial the server's addresses in turn, TLS 1.3 with the client
+//! TLS over TCP: dial the server's addresses (racing them 250 ms apart), TLS 1.3 with the client
 //! certificate, check ALPN `tp/1` (in stealth mode, whatever the website
 //! chose). One connection carries one tunnel.
 
@@ -6,15 +6,15 @@ use std::io;
 
 use rustls_pki_types::ServerName;
 use tokio::net::TcpStream;
-use tokio::time::{Instant, timeout_at};
+use tokio::time::{Instant, sleep_until, timeout_at};
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 use tp_net::message::ReadMessageError;
 use tp_proto::ALPN_TP_V1;
 use tracing::debug;
 
-use super::ConnectError;
 use super::resolve::Resolver;
+use super::{ATTEMPT_DELAY, ConnectError};
 use crate::addr::ServerAddr;
 use crate::tls_error::{describe, is_tls_error};
 
@@ -53,12 +53,38 @@ pub(super) async fn connect(
     Ok(stream)
 }
 
-/// Resolves the server and connects to its addresses in turn.
+/// Resolves the server and connects to its addresses: the first at once, then,
+/// every [`ATTEMPT_DELAY`] without a connection, the next one too (Happy
+/// Eyeballs, RFC 8305); a failed address hands over to the next at once. The
+/// first connection wins; the others are dropped.
 async fn dial(resolver: &Resolver<'_>) -> Result<TcpStream, ConnectError> {
     let addrs = resolver.addrs().await?;
+    let mut pending = addrs.iter().copied();
+    let mut attempts = tokio::task::JoinSet::new();
     let mut last = io::Error::new(io::ErrorKind::NotFound, "name resolved to no address");
-    for &addr in addrs {
-        match TcpStream::connect(addr).await {
+    let mut next_at = Instant::now();
+    loop {
+        if Instant::now() >= next_at
+            && let Some(addr) = pending.next()
+        {
+            attempts.spawn(async move { (addr, TcpStream::connect(addr).await) });
+            next_at = Instant::now() + ATTEMPT_DELAY;
+        }
+        if attempts.is_empty() {
+            return Err(ConnectError::Connect {
+                server: resolver.server().clone(),
+                source: last,
+            });
+        }
+        let more = pending.len() > 0;
+        let finished = tokio::select! {
+            finished = attempts.join_next() => finished,
+            () = sleep_until(next_at), if more => continue,
+        };
+        let Some(Ok((addr, result))) = finished else {
+            continue;
+        };
+        match result {
             Ok(tcp) => {
                 debug!(server = %resolver.server(), %addr, "TCP connected");
                 // Hellos, answers and interactive keystrokes are small writes.
@@ -70,13 +96,10 @@ async fn dial(resolver: &Resolver<'_>) -> Result<TcpStream, ConnectError> {
             Err(e) => {
                 debug!(%addr, "TCP connect failed: {e}");
                 last = e;
+                next_at = Instant::now();
             }
         }
     }
-    Err(ConnectError::Connect {
-        server: resolver.server().clone(),
-        source: last,
-    })
 }
 
 fn handshake_error(server: &ServerAddr, e: &io::Error) -> ConnectError {
