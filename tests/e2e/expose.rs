@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 
 use tokio::process::{Child, Command};
 use tp_server::pki::{LeafSpec, Validity};
-use tp_tests::bins::{Finished, Lines, run, run_tp, system_bin, tp, tp_bin};
+use tp_tests::bins::{Finished, Lines, run, run_tp, system_bin, tp};
 use tp_tests::nginx::Nginx;
 use tp_tests::process::{ServerProcess, free_port_both};
 use tp_tests::reverse::free_port;
@@ -88,18 +88,7 @@ impl Drop for Exposed {
 
 /// `ssh -o ProxyCommand="tp --config CONFIG %h %p" -p PORT USER@NAME COMMAND`.
 async fn ssh_by_name(sshd: &Sshd, config: &Path, name: &str, command: &str) -> Finished {
-    let mut ssh = sshd.ssh();
-    ssh.arg("-o")
-        .arg(format!(
-            "ProxyCommand={} --config {} %h %p",
-            tp_bin().display(),
-            config.display()
-        ))
-        .arg("-p")
-        .arg(sshd.port().to_string())
-        .arg(format!("{}@{name}", sshd.user()))
-        .arg(command);
-    run(ssh, b"").await
+    sshd.ssh_through_tp(config, name, command).await
 }
 
 async fn ssh_reaches_an_exposed_sshd_by_name(transport: Transport) {

@@ -5,28 +5,13 @@
 use std::path::Path;
 
 use tokio::process::Command;
-use tp_tests::bins::{Finished, TpUp, run, run_tp, tp_bin};
+use tp_tests::bins::{Finished, TpUp, run, run_tp};
 use tp_tests::data::{random_bytes, sha256_hex};
 use tp_tests::{Sshd, TestServer, Transport, pki};
 
-fn proxy_command(config: &Path) -> String {
-    format!(
-        "ProxyCommand={} --config {} %h %p",
-        tp_bin().display(),
-        config.display()
-    )
-}
-
 /// Runs `ssh -o ProxyCommand="tp ... %h %p" DEST COMMAND` against `sshd`.
 async fn ssh_through_tp(sshd: &Sshd, config: &Path, command: &str) -> Finished {
-    let mut ssh = sshd.ssh();
-    ssh.arg("-o")
-        .arg(proxy_command(config))
-        .arg("-p")
-        .arg(sshd.port().to_string())
-        .arg(sshd.destination())
-        .arg(command);
-    run(ssh, b"").await
+    sshd.ssh_through_tp(config, "127.0.0.1", command).await
 }
 
 async fn ssh_with_tp_as_proxy_command(transport: Transport) {

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::process::Command;
-use tp_tests::bins::{Finished, run, run_tp, system_bin, tp_bin};
+use tp_tests::bins::{Finished, run, run_tp, system_bin};
 use tp_tests::client::{self, ClientOptions, connect_hello};
 use tp_tests::nginx::{self, Nginx};
 use tp_tests::signal::{StandIn, tls_in_tls};
@@ -42,18 +42,9 @@ async fn ssh_runs_through_a_stealth_tunnel() {
     let sshd = Sshd::start().await;
     let server = stealth().start().await;
     let config = server.stealth_client_config(&pki().alice);
-    let mut ssh = sshd.ssh();
-    ssh.arg("-o")
-        .arg(format!(
-            "ProxyCommand={} --config {} %h %p",
-            tp_bin().display(),
-            config.display()
-        ))
-        .arg("-p")
-        .arg(sshd.port().to_string())
-        .arg(sshd.destination())
-        .arg("echo hello-in-stealth");
-    let out = run(ssh, b"").await;
+    let out = sshd
+        .ssh_through_tp(&config, "127.0.0.1", "echo hello-in-stealth")
+        .await;
     assert_eq!(out.code(), 0, "ssh failed: {}", out.stderr);
     assert_eq!(out.stdout_text(), "hello-in-stealth\n");
     server
@@ -224,17 +215,9 @@ async fn browsers_get_nginx_over_http1_and_h2_while_a_stealth_tunnel_runs_beside
 
 /// `openssl s_client` to the server with ALPN `alpn`, `-msg`, no certificate.
 async fn s_client(server: &TestServer, alpn: &str) -> String {
-    let ca = server.dir().join("s_client-ca.pem");
-    std::fs::write(&ca, pki().root.cert_pem()).expect("writing the CA file for openssl");
-    let mut cmd = Command::new(system_bin("openssl"));
-    cmd.arg("s_client")
-        .arg("-connect")
-        .arg(server.addr().to_string())
-        .args(["-servername", "localhost", "-alpn", alpn, "-msg"])
-        .arg("-CAfile")
-        .arg(&ca);
-    let out = run(cmd, b"").await;
-    format!("{}\n{}", out.stdout_text(), out.stderr)
+    server
+        .s_client(&["-servername", "localhost", "-alpn", alpn])
+        .await
 }
 
 #[tokio::test]
@@ -396,48 +379,22 @@ async fn a_lone_star_covers_connections_without_a_server_name() {
     assert_eq!(out.stdout, b"no sni");
 
     // Without SNI, tp/1 is refused as on any stealth name.
-    let mut cmd = Command::new(system_bin("openssl"));
-    cmd.arg("s_client")
-        .arg("-connect")
-        .arg(server.addr().to_string())
-        .args(["-noservername", "-alpn", "tp/1"]);
-    let out = run(cmd, b"").await;
-    let all = format!("{}\n{}", out.stdout_text(), out.stderr);
+    let all = server.s_client(&["-noservername", "-alpn", "tp/1"]).await;
     assert!(all.contains("no application protocol"), "{all}");
 }
 
 #[tokio::test]
 async fn tls_1_2_visitors_get_the_plain_website_and_no_certificate_request() {
     let server = stealth().start().await;
-    let ca = server.dir().join("s_client-ca.pem");
-    std::fs::write(&ca, pki().root.cert_pem()).expect("writing the CA file for openssl");
-    let run_s_client = |version: &'static str| {
-        let mut cmd = Command::new(system_bin("openssl"));
-        cmd.arg("s_client")
-            .arg("-connect")
-            .arg(server.addr().to_string())
-            .args([
-                "-servername",
-                "localhost",
-                "-alpn",
-                "http/1.1",
-                "-msg",
-                version,
-            ])
-            .arg("-CAfile")
-            .arg(&ca);
-        run(cmd, b"")
-    };
-    let out = run_s_client("-tls1_2").await;
-    let tls12 = format!("{}\n{}", out.stdout_text(), out.stderr);
+    let args = |version| ["-servername", "localhost", "-alpn", "http/1.1", version];
+    let tls12 = server.s_client(&args("-tls1_2")).await;
     assert!(tls12.contains("ServerHelloDone"), "{tls12}");
     assert!(
         !tls12.contains("CertificateRequest"),
         "in the clear: {tls12}"
     );
     // Over TLS 1.3 the request is there (encrypted): the check can tell.
-    let out = run_s_client("-tls1_3").await;
-    let tls13 = format!("{}\n{}", out.stdout_text(), out.stderr);
+    let tls13 = server.s_client(&args("-tls1_3")).await;
     assert!(tls13.contains("CertificateRequest"), "{tls13}");
 }
 

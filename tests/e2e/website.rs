@@ -162,17 +162,9 @@ async fn curl_reaches_nginx_over_http1_and_h2_with_its_own_address_beside_a_tp_c
 /// The handshake messages `openssl s_client -msg` saw, connecting to `server`
 /// with ALPN `alpn` and no client certificate (stdin closed at once).
 async fn s_client_messages(server: &TestServer, alpn: &str) -> String {
-    let ca = server.dir().join("s_client-ca.pem");
-    std::fs::write(&ca, pki().root.cert_pem()).expect("writing the CA file for openssl");
-    let mut cmd = Command::new(system_bin("openssl"));
-    cmd.arg("s_client")
-        .arg("-connect")
-        .arg(server.addr().to_string())
-        .args(["-servername", "localhost", "-alpn", alpn, "-msg"])
-        .arg("-CAfile")
-        .arg(&ca);
-    let out = run(cmd, b"").await;
-    format!("{}\n{}", out.stdout_text(), out.stderr)
+    server
+        .s_client(&["-servername", "localhost", "-alpn", alpn])
+        .await
 }
 
 #[tokio::test]

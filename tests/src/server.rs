@@ -143,6 +143,24 @@ impl TestServer {
         path
     }
 
+    /// What `openssl s_client -msg ARGS` printed (stdout, then stderr) for a
+    /// handshake with this server: the test root as CA, no client certificate,
+    /// stdin closed at once. `args` e.g. `-servername localhost -alpn h2`.
+    pub async fn s_client(&self, args: &[&str]) -> String {
+        let ca = self.dir().join("s_client-ca.pem");
+        std::fs::write(&ca, pki().root.cert_pem()).expect("writing the CA file for openssl");
+        let mut cmd = tokio::process::Command::new(crate::bins::system_bin("openssl"));
+        cmd.arg("s_client")
+            .arg("-connect")
+            .arg(self.addr.to_string())
+            .arg("-msg")
+            .args(args)
+            .arg("-CAfile")
+            .arg(&ca);
+        let out = crate::bins::run(cmd, b"").await;
+        format!("{}\n{}", out.stdout_text(), out.stderr)
+    }
+
     /// Tells the server to shut down (it stops listening and drains), keeping its
     /// directory and client configs.
     pub fn cancel(&self) {

@@ -11,7 +11,7 @@ use std::time::Duration;
 use tempfile::TempDir;
 use tokio::process::{Child, Command};
 
-use crate::bins::{Lines, system_bin};
+use crate::bins::{Finished, Lines, run, system_bin, tp_bin};
 
 /// A running sshd. See the module docs.
 #[derive(Debug)]
@@ -206,6 +206,24 @@ impl Sshd {
         .to_vec();
         opts.push(self.client_key().display().to_string());
         opts
+    }
+
+    /// Runs `ssh -o ProxyCommand="tp --config CONFIG %h %p" -p PORT USER@HOST
+    /// COMMAND` against this sshd: `host` is what tp is asked to reach
+    /// (`127.0.0.1`, or a service name).
+    pub async fn ssh_through_tp(&self, config: &Path, host: &str, command: &str) -> Finished {
+        let mut ssh = self.ssh();
+        ssh.arg("-o")
+            .arg(format!(
+                "ProxyCommand={} --config {} %h %p",
+                tp_bin().display(),
+                config.display()
+            ))
+            .arg("-p")
+            .arg(self.port().to_string())
+            .arg(format!("{}@{host}", self.user))
+            .arg(command);
+        run(ssh, b"").await
     }
 
     /// An `ssh` command with [`client_options`](Self::client_options).

@@ -8,6 +8,7 @@
 //! - [`proxy`]: PROXY protocol v2 headers for backends.
 //! - [`tls`]: the tp client's rustls configuration (TLS 1.3, ALPN `tp/1`, aws-lc-rs).
 //! - [`quic`]: the QUIC transport limits and a bidirectional stream as one duplex value.
+//! - [`text`]: a peer's text made safe to print.
 //!
 //! This crate holds no policy and no protocol rules of its own: those are in
 //! `tp-proto` and `policy`.
@@ -18,6 +19,7 @@ pub mod pem;
 pub mod proxy;
 pub mod quic;
 pub mod relay;
+pub mod text;
 pub mod tls;
 
 pub use relay::{RelayEnd, RelayOptions, RelayStats, Side, relay};

@@ -136,14 +136,7 @@ pub(crate) async fn serve(
         .peer_certificates()
         .map(|c| c.iter().map(|c| c.clone().into_owned()).collect())
         .unwrap_or_default();
-    let origin = Origin {
-        peer,
-        quic: None,
-        streams: None,
-        chain,
-        ctx,
-    };
-    session::serve(&shared, tls, &who, origin).await;
+    session::serve(&shared, tls, &who, Origin::tls(peer, chain, ctx)).await;
 }
 
 /// A place among the connections that are not tunnels from `peer`'s source;

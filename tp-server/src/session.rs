@@ -93,6 +93,23 @@ pub(crate) struct Origin {
     pub(crate) ctx: RunContext,
 }
 
+impl Origin {
+    /// A TLS/TCP connection's: one tunnel, no QUIC.
+    pub(crate) fn tls(
+        peer: SocketAddr,
+        chain: std::sync::Arc<[CertificateDer<'static>]>,
+        ctx: RunContext,
+    ) -> Origin {
+        Origin {
+            peer,
+            quic: None,
+            streams: None,
+            chain,
+            ctx,
+        }
+    }
+}
+
 /// Serves one tunnel request from `who` on `stream` to its end. A hello that arrives
 /// once the drain has started gets `busy`.
 pub(crate) async fn serve<S: TunnelStream + 'static>(

@@ -223,16 +223,4 @@ impl ConnectError {
     }
 }
 
-/// `s` with control characters escaped, so a server's message prints as one line
-/// and cannot drive the terminal.
-pub fn one_line(s: &str) -> String {
-    s.chars()
-        .map(|c| {
-            if c.is_control() {
-                c.escape_default().to_string()
-            } else {
-                c.to_string()
-            }
-        })
-        .collect()
-}
+pub use tp_net::text::one_line;

@@ -165,14 +165,7 @@ async fn tunnel(
     };
     Span::current().record("id", tracing::field::display(&who));
     debug!(alpn = ?alpn, "stealth: TLS established, tp hello follows");
-    let origin = Origin {
-        peer,
-        quic: None,
-        streams: None,
-        chain,
-        ctx,
-    };
-    session::serve(shared, stream, &who, origin).await;
+    session::serve(shared, stream, &who, Origin::tls(peer, chain, ctx)).await;
 }
 
 #[cfg(test)]

@@ -64,7 +64,7 @@ fn short_name(name: &X509Name<'_>) -> String {
     } else {
         parts.join(", ")
     };
-    super::report::printable(&text)
+    tp_net::text::one_line(&text)
 }
 
 /// What the verifier saw of the certificate it was shown.
