@@ -94,6 +94,16 @@ async fn a_passthrough_name_reaches_the_backend_and_its_certificate() {
     let out = s_client(server.addr(), "www.example.org").await;
     assert!(!out.stderr.contains("git.example.org"), "{}", out.stderr);
 
+    // A ClientHello cut into 32-byte records, each its own TCP segment: the
+    // name is still read, and the backend gets the records as they came.
+    let split = tp_tests::fragment::Fragmenter::start(server.addr(), 32).await;
+    let out = s_client(split.addr, "git.example.org").await;
+    assert!(
+        out.stderr.contains("CN = git.example.org") || out.stderr.contains("CN=git.example.org"),
+        "{}",
+        out.stderr
+    );
+
     // curl through the passthrough gets s_server's -www page over TLS it verified.
     let dir = tempfile::tempdir().expect("tempdir");
     let ca = dir.path().join("root.pem");

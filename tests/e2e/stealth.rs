@@ -7,7 +7,7 @@
 //! A tp client that is not in stealth mode, or a stealth client against a name
 //! that is not, fails with a message saying so.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -106,27 +106,13 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
 
-/// A `tp` config like `config`, dialing `port` on 127.0.0.1 instead.
-fn via(config: &Path, port: u16, name: &str) -> PathBuf {
-    let text = std::fs::read_to_string(config).expect("config");
-    let server_line = text
-        .lines()
-        .find(|l| l.starts_with("server = "))
-        .expect("a server line")
-        .to_owned();
-    let text = text.replace(&server_line, &format!("server = \"127.0.0.1:{port}\""));
-    let path = config.with_file_name(name);
-    std::fs::write(&path, text).expect("writing the config");
-    path
-}
-
 #[tokio::test]
 async fn a_passive_observer_sees_a_browsers_alpn_and_no_tp() {
     let server = stealth().start().await;
     let target = EchoTarget::start().await;
 
     let observer = Observer::start(server.addr()).await;
-    let config = via(
+    let config = tp_tests::bins::config_via(
         &server.stealth_client_config(&pki().alice),
         observer.port,
         "observed.toml",
@@ -142,7 +128,7 @@ async fn a_passive_observer_sees_a_browsers_alpn_and_no_tp() {
     // The same observer catches an ordinary tp client: the check can fail.
     let plain_server = TestServer::start().await;
     let observer = Observer::start(plain_server.addr()).await;
-    let config = via(
+    let config = tp_tests::bins::config_via(
         &plain_server.client_config_over(&pki().alice, Transport::Tcp),
         observer.port,
         "plain.toml",

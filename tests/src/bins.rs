@@ -125,6 +125,21 @@ pub fn tp(config: &Path) -> Command {
     cmd
 }
 
+/// A copy of the `tp` config `config`, named `name` beside it, that dials
+/// `127.0.0.1:port` instead (through a relay in front of the server, say).
+pub fn config_via(config: &Path, port: u16, name: &str) -> PathBuf {
+    let text = std::fs::read_to_string(config).expect("reading the client config");
+    let server_line = text
+        .lines()
+        .find(|l| l.starts_with("server = "))
+        .expect("a server line")
+        .to_owned();
+    let text = text.replace(&server_line, &format!("server = \"127.0.0.1:{port}\""));
+    let path = config.with_file_name(name);
+    std::fs::write(&path, text).expect("writing the client config");
+    path
+}
+
 /// The transport cache folder of the `tp` runs that use `config`.
 pub fn cache_dir(config: &Path) -> PathBuf {
     config

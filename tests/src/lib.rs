@@ -3,8 +3,9 @@
 //! ([`bins`]), a real OpenSSH sshd ([`Sshd`]), a test PKI minted once per process
 //! ([`pki()`]), a raw client over TLS/TCP or QUIC for protocol tests ([`client`],
 //! [`quic`]), a raw exposing client for reverse tunnels ([`reverse`]), local TCP
-//! targets ([`target`]), a relay that trickles a client's bytes ([`trickle`]) and
-//! per-server log capture ([`logs`]).
+//! targets ([`target`]), a relay that trickles a client's bytes ([`trickle`]), one
+//! that splits a ClientHello into many records ([`fragment`]) and per-server log
+//! capture ([`logs`]).
 //!
 //! It does not build the binaries: run `cargo build --workspace --bins` first (the
 //! harness says so when one is missing). It does not install OpenSSH:
@@ -15,6 +16,7 @@ pub mod bins;
 pub mod client;
 pub mod data;
 pub mod dns;
+pub mod fragment;
 pub mod logs;
 pub mod nginx;
 pub mod pki;
