@@ -61,6 +61,22 @@ async fn check_accepts_a_good_config() {
     assert!(stdout.contains("client CAs        1"), "{stdout}");
 }
 
+#[tokio::test]
+async fn check_warns_that_no_tunnel_opens_without_a_client_ca() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = TestServer::builder().no_client_ca().write_files(dir.path());
+    let out = tp_server(["check", "-c", path.to_str().expect("utf-8 path")]).await;
+    assert_eq!(out.code(), 0, "{out:?}");
+    let stdout = out.stdout_text();
+    assert!(stdout.contains("client CAs        0"), "{stdout}");
+    assert!(
+        stdout.contains(
+            "warning: no [tls] client_ca: no tunnels can be opened (tp clients are refused, and QUIC is off)"
+        ),
+        "{stdout}"
+    );
+}
+
 /// `tp-server check` on fixture `name` exits 1 and names `FILE:LINE:COL` of `needle`
 /// and says `what`.
 async fn check_fails_at(name: &str, needle: &str, what: &str) {

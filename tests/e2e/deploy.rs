@@ -84,6 +84,13 @@ async fn signal_only() {
     assert_eq!(back, b"relayed");
     assert!(browse(server.addr()).await.contains("<h1>Welcome</h1>"));
     assert_eq!(stand_in.accepted.load(Ordering::SeqCst), 1);
+    // No client CA: a tp client gets no tunnel.
+    let target = EchoTarget::start().await;
+    let config = server.client_config_over(&pki().alice, Transport::Tcp);
+    let port = target.port().to_string();
+    let out = run_tp(&config, ["127.0.0.1", port.as_str()], b"ping").await;
+    assert_ne!(out.code(), 0, "{out:?}");
+    assert_eq!(target.accepted(), 0);
 }
 
 #[tokio::test]

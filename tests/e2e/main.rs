@@ -10,6 +10,7 @@ mod expose;
 mod halfclose;
 mod hello;
 mod limits;
+mod no_client_ca;
 mod passthrough;
 mod quic;
 mod quickstart;

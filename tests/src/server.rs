@@ -34,6 +34,7 @@ pub struct TestServerBuilder {
     sections: Vec<(String, String, String)>,
     revoked: Vec<String>,
     raw: String,
+    client_ca: bool,
 }
 
 /// A running server. See the module docs.
@@ -57,6 +58,7 @@ impl TestServer {
             sections: Vec::new(),
             revoked: Vec::new(),
             raw: String::new(),
+            client_ca: true,
         }
     }
 
@@ -198,6 +200,13 @@ impl TestServerBuilder {
         self
     }
 
+    /// Leaves `[tls] client_ca` out: no client certificate is trusted, no tunnel
+    /// opens.
+    pub fn no_client_ca(mut self) -> Self {
+        self.client_ca = false;
+        self
+    }
+
     /// Puts `leaf`'s serial on the revocation list.
     pub fn revoked(mut self, leaf: &Issued) -> Self {
         self.revoked.push(leaf.serial_hex.clone());
@@ -213,8 +222,11 @@ impl TestServerBuilder {
         std::fs::write(dir.join("root.pem"), pki.root.cert_pem()).expect("writing root.pem");
         std::fs::write(dir.join("policy.toml"), &self.policy).expect("writing policy.toml");
         let mut config = String::from(
-            "listen = \"127.0.0.1:0\"\npolicy = \"policy.toml\"\n\n[tls]\ncert = \"server.pem\"\nkey = \"server.key\"\nclient_ca = \"root.pem\"\n",
+            "listen = \"127.0.0.1:0\"\npolicy = \"policy.toml\"\n\n[tls]\ncert = \"server.pem\"\nkey = \"server.key\"\n",
         );
+        if self.client_ca {
+            config.push_str("client_ca = \"root.pem\"\n");
+        }
         if !self.revoked.is_empty() {
             let mut list = String::from("# revoked by the test\n");
             for serial in &self.revoked {

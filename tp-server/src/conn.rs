@@ -52,7 +52,11 @@ pub(crate) async fn serve(
             (LazyConfigAcceptor::new(Acceptor::default(), tcp).await).map_err(|e| (None, e))?;
         let hello = start.client_hello();
         let offered: Vec<&[u8]> = hello.alpn().map(Iterator::collect).unwrap_or_default();
-        let kind = if offered.contains(&ALPN_TP_V1) {
+        let tunnel = offered.contains(&ALPN_TP_V1);
+        if tunnel && !shared.opens_tunnels {
+            debug!("tunnel refused: no [tls] client_ca is configured, so no tunnels open here");
+        }
+        let kind = if tunnel && shared.opens_tunnels {
             Kind::Tunnel
         } else {
             let name = hello.server_name().map(str::to_ascii_lowercase);

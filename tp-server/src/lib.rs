@@ -16,8 +16,10 @@
 //! one naming a [`terminate`] route is decrypted and relayed to a plain TCP
 //! service.
 //!
-//! What it does not do (yet): the Signal relay, reload on file change (SIGHUP
-//! reloads).
+//! Without `[tls] client_ca` no client certificate is trusted ([`no_client_ca`]):
+//! the server is then a website, Signal relay or set of routes only.
+//!
+//! What it does not do (yet): reload on file change (SIGHUP reloads).
 
 pub mod cli;
 pub mod config;
@@ -32,6 +34,7 @@ mod audit;
 mod conn;
 mod hello;
 mod listeners;
+mod no_client_ca;
 mod quic;
 mod reverse;
 mod server;

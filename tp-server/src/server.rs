@@ -61,6 +61,9 @@ pub(crate) struct Shared {
     pub(crate) terminate_tls: Vec<Arc<rustls::ServerConfig>>,
     /// Exposed services and public ports; the same registry across reloads.
     pub(crate) registry: Arc<Registry>,
+    /// `[tls] client_ca` is set: tunnels can open. Without it a ClientHello
+    /// offering `tp/1` gets the website's handshake.
+    pub(crate) opens_tunnels: bool,
 }
 
 impl std::fmt::Debug for Shared {
@@ -116,6 +119,7 @@ impl Shared {
         let website_tls = crate::tls::website_config(&config.tls, &config.website)?;
         let terminate_tls =
             crate::terminate::configs(&config.tls, &config.website, &config.terminate)?;
+        let opens_tunnels = config.tls.has_client_ca();
         Ok(Shared {
             tls,
             quic: config.quic,
@@ -132,6 +136,7 @@ impl Shared {
             terminate: config.terminate,
             terminate_tls,
             registry,
+            opens_tunnels,
         })
     }
 
@@ -180,7 +185,12 @@ pub async fn run_with_reload(
     let Listeners { tcp: listener, udp } = listeners;
     let listen = listener.local_addr().map_err(RunError::Listener)?;
     let configured_listen = config.listen;
-    let quic_wanted = config.quic.enabled;
+    // QUIC carries tunnels only.
+    let quic_configured = config.quic.enabled;
+    let quic_wanted = quic_configured && config.tls.has_client_ca();
+    if config.quic.enabled && !quic_wanted {
+        info!(listen = %listen, "QUIC off: no [tls] client_ca is configured, so no tunnels open here");
+    }
     let endpoint_config = crate::tls::quic_endpoint_config(&config.tls.key);
     let tunnels = TunnelSlots::new(config.limits.max_tunnels_per_identity);
     let first = Arc::new(Shared::new(config, listen, tunnels, Arc::default())?);
@@ -219,8 +229,14 @@ pub async fn run_with_reload(
     info!(
         listen = %listen,
         quic = endpoint.is_some(),
+        tunnels = first.opens_tunnels,
         rules = first.policy.rule_count(),
-        "tp-server listening (TLS 1.3, ALPN tp/1, client certificate required)"
+        "tp-server listening ({})",
+        if first.opens_tunnels {
+            "TLS 1.3, ALPN tp/1, client certificate required"
+        } else {
+            "no tunnels: no [tls] client_ca"
+        }
     );
     drop(first);
 
@@ -238,6 +254,9 @@ pub async fn run_with_reload(
             reload = reloads.recv(), if reloads_open => {
                 match reload {
                     Some(config) => {
+                        if quic_configured && endpoint.is_none() && config.tls.has_client_ca() {
+                            warn!(listen = %listen, "QUIC was off at start (no [tls] client_ca) and starts only on restart");
+                        }
                         let current = ctx.current();
                         let next = reload_into(&current, configured_listen, config);
                         if let Some(endpoint) = &endpoint

@@ -41,6 +41,17 @@ pub fn check(config_path: &Path, out: &mut dyn Write) -> anyhow::Result<()> {
         }
     }
     writeln!(out, "  client CAs        {}", config.tls.client_ca.len())?;
+    if !config.tls.has_client_ca() {
+        writeln!(
+            out,
+            "  warning: no [tls] client_ca: no tunnels can be opened (tp clients are refused{})",
+            if config.quic.enabled {
+                ", and QUIC is off"
+            } else {
+                ""
+            }
+        )?;
+    }
     writeln!(out, "  revoked entries   {}", config.tls.revoked.len())?;
     writeln!(
         out,

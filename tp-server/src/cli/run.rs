@@ -14,7 +14,9 @@ use crate::{Config, Listeners};
 /// SIGTERM/SIGINT.
 pub async fn run(config_path: &Path) -> anyhow::Result<()> {
     let config = Config::load(config_path)?;
-    let listeners = Listeners::bind(config.listen, config.quic.enabled)
+    // QUIC carries tunnels only, and without client CAs none open.
+    let quic = config.quic.enabled && config.tls.has_client_ca();
+    let listeners = Listeners::bind(config.listen, quic)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     serve_until_signal(config, config_path, listeners).await

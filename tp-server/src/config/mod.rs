@@ -73,10 +73,19 @@ pub struct TlsMaterial {
     pub cert_chain: Vec<CertificateDer<'static>>,
     /// The server's private key.
     pub key: PrivateKeyDer<'static>,
-    /// Trust anchors (and intermediates) for client certificates.
+    /// Trust anchors (and intermediates) for client certificates. Empty when the
+    /// config names none: then no client certificate is trusted, so no tunnel opens.
     pub client_ca: Vec<CertificateDer<'static>>,
     /// Refused client certificates.
     pub revoked: RevocationList,
+}
+
+impl TlsMaterial {
+    /// Whether client certificates can be verified at all (`[tls] client_ca` is
+    /// set): without it the server opens no tunnels.
+    pub fn has_client_ca(&self) -> bool {
+        !self.client_ca.is_empty()
+    }
 }
 
 /// A loaded, typed server configuration.
@@ -563,6 +572,32 @@ impl Source<'_> {
             .ok_or_else(|| self.invalid(n, field, "must be between 1 and 1000000"))
     }
 
+    /// The certificates of every file `client_ca` names (at `at`), at least one file.
+    fn client_ca(
+        &self,
+        files: Vec<String>,
+        at: Location,
+    ) -> Result<Vec<CertificateDer<'static>>, ConfigError> {
+        if files.is_empty() {
+            return Err(ConfigError::Invalid {
+                at,
+                field: "client_ca",
+                message: "name at least one CA file, or leave client_ca out (then no tunnels)"
+                    .into(),
+            });
+        }
+        let mut certs = Vec::new();
+        for file in files {
+            certs.extend(tp_net::pem::load_certs(&self.path(&file)).map_err(|error| {
+                ConfigError::Pem {
+                    at: at.clone(),
+                    error,
+                }
+            })?);
+        }
+        Ok(certs)
+    }
+
     fn certs(&self, raw: &Spanned<String>) -> Result<Vec<CertificateDer<'static>>, ConfigError> {
         tp_net::pem::load_certs(&self.path(raw.get_ref())).map_err(|error| ConfigError::Pem {
             at: self.at(raw),
@@ -603,24 +638,17 @@ impl Config {
             at: src.at(&raw.tls.key),
             error,
         })?;
-        let ca_at = src.at(&raw.tls.client_ca);
-        let mut client_ca = Vec::new();
-        let ca_files = raw.tls.client_ca.into_inner().into_vec();
-        if ca_files.is_empty() {
-            return Err(ConfigError::Invalid {
-                at: ca_at,
-                field: "client_ca",
-                message: "name at least one CA file".into(),
-            });
-        }
-        for file in ca_files {
-            let certs =
-                tp_net::pem::load_certs(&src.path(&file)).map_err(|error| ConfigError::Pem {
-                    at: ca_at.clone(),
-                    error,
-                })?;
-            client_ca.extend(certs);
-        }
+        let (ca_at, client_ca) = match raw.tls.client_ca {
+            // Nothing needs it: no tunnels, and no route asks for a client certificate.
+            None => (None, Vec::new()),
+            Some(files) => {
+                let at = src.at(&files);
+                (
+                    Some(at.clone()),
+                    src.client_ca(files.into_inner().into_vec(), at)?,
+                )
+            }
+        };
         let revoked = match &raw.tls.revoked {
             None => RevocationList::default(),
             Some(file) => RevocationList::load(&src.path(file.get_ref())).map_err(|error| {
@@ -632,7 +660,8 @@ impl Config {
         };
         // The verifier checks the presented chain, which need not include the root:
         // a revoked trust anchor must be removed from client_ca, not listed.
-        if let Some(ca) = client_ca.iter().find(|ca| revoked.is_revoked(ca)) {
+        if let (Some(ca), Some(ca_at)) = (client_ca.iter().find(|ca| revoked.is_revoked(ca)), ca_at)
+        {
             let serial = crate::pki::serial_hex(ca).unwrap_or_else(|_| "?".into());
             return Err(ConfigError::Invalid {
                 at: ca_at,

@@ -31,7 +31,8 @@ pub(super) struct RawConfig {
 pub(super) struct RawTls {
     pub(super) cert: Spanned<String>,
     pub(super) key: Spanned<String>,
-    pub(super) client_ca: Spanned<OneOrMany>,
+    #[serde(default)]
+    pub(super) client_ca: Option<Spanned<OneOrMany>>,
     #[serde(default)]
     pub(super) revoked: Option<Spanned<String>>,
 }

@@ -104,3 +104,16 @@ fn every_fixture_gives_its_documented_result() {
     }
     assert!(seen >= 12, "fixtures missing: saw {seen}");
 }
+
+#[test]
+fn client_ca_may_be_left_out() {
+    let tmp = tempfile::tempdir().unwrap();
+    write_support_files(tmp.path());
+    let path = tmp.path().join("server.toml");
+    let text = "listen = \"127.0.0.1:8443\"\npolicy = \"policy.toml\"\n[tls]\ncert = \"server.pem\"\nkey = \"server.key\"\n\n[signal]\nenabled = true\n";
+    std::fs::write(&path, text).unwrap();
+    let config = Config::load(&path).unwrap();
+    assert!(!config.tls.has_client_ca());
+    // The tunnel configuration still builds: it trusts no client certificate.
+    crate::tls::server_config(&config.tls).unwrap();
+}
