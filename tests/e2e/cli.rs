@@ -64,7 +64,10 @@ async fn check_accepts_a_good_config() {
 #[tokio::test]
 async fn check_warns_that_no_tunnel_opens_without_a_client_ca() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let path = TestServer::builder().no_client_ca().write_files(dir.path());
+    let path = TestServer::builder()
+        .no_client_ca()
+        .raw("[[terminate]]\nlisten = [\"127.0.0.1:8853\"]\nbackend = \"127.0.0.1:53\"\n")
+        .write_files(dir.path());
     let out = tp_server(["check", "-c", path.to_str().expect("utf-8 path")]).await;
     assert_eq!(out.code(), 0, "{out:?}");
     let stdout = out.stdout_text();
@@ -73,6 +76,10 @@ async fn check_warns_that_no_tunnel_opens_without_a_client_ca() {
         stdout.contains(
             "warning: no [tls] client_ca: no tunnels can be opened (tp clients are refused, and QUIC is off)"
         ),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("terminate         listen 127.0.0.1:8853 -> 127.0.0.1:53"),
         "{stdout}"
     );
 }

@@ -128,11 +128,17 @@ async fn dns_over_tls() {
     let server = start(
         "dns-over-tls",
         "",
-        &[("127.0.0.1:53", format!("127.0.0.1:{dns_port}"))],
+        &[
+            ("127.0.0.1:53", format!("127.0.0.1:{dns_port}")),
+            ("0.0.0.0:853", "127.0.0.1:0".to_owned()),
+        ],
     )
     .await;
-    let out = dig_tls(server.addr().port()).await;
-    assert_eq!(out.stdout_text().trim(), "192.0.2.53", "{}", out.stderr);
+    // On the route's own port (853 in the recipe), and by ALPN on the main one.
+    for port in [server.route_addrs()[0].port(), server.addr().port()] {
+        let out = dig_tls(port).await;
+        assert_eq!(out.stdout_text().trim(), "192.0.2.53", "{}", out.stderr);
+    }
     assert!(browse(server.addr()).await.contains("<h1>Welcome</h1>"));
 }
 

@@ -41,6 +41,7 @@ pub struct TestServerBuilder {
 #[derive(Debug)]
 pub struct TestServer {
     addr: SocketAddr,
+    route_addrs: Vec<SocketAddr>,
     dir: TempDir,
     shutdown: CancellationToken,
     task: Option<JoinHandle<Result<(), tp_server::RunError>>>,
@@ -70,6 +71,12 @@ impl TestServer {
     /// The address it listens on.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The bound addresses of the `[[terminate]] listen` entries, in config order
+    /// (each `127.0.0.1:0` in a test config gets a free port of its own).
+    pub fn route_addrs(&self) -> &[SocketAddr] {
+        &self.route_addrs
     }
 
     /// Its working directory (config, policy, certificates, client configs).
@@ -272,19 +279,30 @@ impl TestServerBuilder {
 
 impl TestServer {
     /// Loads the config at `path` (in `dir`, which the server keeps) and runs
-    /// it on 127.0.0.1:0, whatever its `listen` says.
+    /// it on 127.0.0.1:0, whatever its `listen` says; route listeners bind as
+    /// configured.
     pub async fn start_config(dir: TempDir, path: &Path) -> TestServer {
         let config = tp_server::Config::load(path)
             .unwrap_or_else(|e| panic!("the test server config does not load: {e}"));
         // TLS/TCP and QUIC on one port, as in production.
         let listeners = tp_server::Listeners::bind(([127, 0, 0, 1], 0).into(), true)
             .await
-            .expect("binding 127.0.0.1:0 (TCP and UDP)");
+            .expect("binding 127.0.0.1:0 (TCP and UDP)")
+            .bind_routes(&config.terminate)
+            .await
+            .expect("binding the [[terminate]] listen addresses");
         let addr = listeners.local_addr().expect("local_addr");
+        let route_addrs = (listeners
+            .route_addrs()
+            .expect("route addresses")
+            .into_iter())
+        .map(|(_, bound)| bound)
+        .collect();
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(tp_server::run(config, listeners, shutdown.clone()));
         TestServer {
             addr,
+            route_addrs,
             dir,
             shutdown,
             task: Some(task),

@@ -142,7 +142,7 @@ pub(crate) async fn serve(
 
 /// A place among the connections that are not tunnels from `peer`'s source;
 /// `None` (logged) at `[website] max_connections_per_source`.
-fn other_slot(ctx: &RunContext, peer: SocketAddr) -> Option<HandshakeSlot> {
+pub(crate) fn other_slot(ctx: &RunContext, peer: SocketAddr) -> Option<HandshakeSlot> {
     let slot = ctx.others_per_source.try_take(Source::of(peer.ip()));
     if slot.is_none() {
         debug!(
@@ -165,6 +165,6 @@ enum Kind {
 
 /// The rustls error inside a failed handshake, if the failure was a TLS verdict
 /// rather than the connection dropping.
-fn tls_error(e: &std::io::Error) -> Option<&rustls::Error> {
+pub(crate) fn tls_error(e: &std::io::Error) -> Option<&rustls::Error> {
     e.get_ref()?.downcast_ref::<rustls::Error>()
 }

@@ -14,7 +14,7 @@
 //!
 //! A ClientHello whose SNI names a [`passthrough`] route is relayed untouched;
 //! one naming a [`terminate`] route is decrypted and relayed to a plain TCP
-//! service.
+//! service, as is every connection to such a route's own listeners.
 //!
 //! Without `[tls] client_ca` no client certificate is trusted ([`no_client_ca`]):
 //! the server is then a website, Signal relay or set of routes only.

@@ -22,7 +22,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::config::{Config, Limits, QuicSettings, ReverseSettings, WebsiteSettings};
-use crate::listeners::Listeners;
+use crate::listeners::{Listeners, TcpListeners};
 use crate::reverse::registry::Registry;
 use crate::slots::{HandshakeSlots, KeyedSlots, Source, TunnelSlots};
 use crate::{conn, quic};
@@ -182,8 +182,9 @@ pub async fn run_with_reload(
     shutdown: CancellationToken,
     mut reloads: mpsc::Receiver<Config>,
 ) -> Result<(), RunError> {
-    let Listeners { tcp: listener, udp } = listeners;
-    let listen = listener.local_addr().map_err(RunError::Listener)?;
+    let Listeners { tcp, udp, routes } = listeners;
+    let listen = tcp.local_addr().map_err(RunError::Listener)?;
+    let listener = TcpListeners::new(tcp, routes);
     let configured_listen = config.listen;
     // QUIC carries tunnels only.
     let quic_configured = config.quic.enabled;
@@ -238,6 +239,11 @@ pub async fn run_with_reload(
             "no tunnels: no [tls] client_ca"
         }
     );
+    for route in &listener.routes {
+        let route_addr = route.tcp.local_addr().map_err(RunError::Listener)?;
+        let name = (first.terminate.get(route.port.index)).map_or_else(String::new, |r| r.label());
+        info!(listen = %listen, route_port = %route_addr, route = %name, "listening for [[terminate]] route {name}");
+    }
     drop(first);
 
     let mut reloads_open = true;
@@ -248,7 +254,7 @@ pub async fn run_with_reload(
             let permit = ctx.permits.clone().acquire_owned().await;
             (permit, listener.accept().await)
         };
-        let (permit, accepted) = tokio::select! {
+        let (permit, (port, accepted)) = tokio::select! {
             biased;
             () = shutdown.cancelled() => break,
             reload = reloads.recv(), if reloads_open => {
@@ -300,15 +306,28 @@ pub async fn run_with_reload(
             listen = %listen,
             peer = %peer,
             transport = "tcp",
+            route_port = tracing::field::Empty,
             id = tracing::field::Empty,
         );
+        if let (Some(_), Ok(on)) = (port, tcp.local_addr()) {
+            span.record("route_port", tracing::field::display(on));
+        }
         let shared = ctx.current();
         let force = ctx.force.clone();
         let conn_ctx = ctx.clone();
         ctx.tracker.spawn(
             async move {
+                let serve = async {
+                    match port {
+                        None => conn::serve(shared, tcp, peer, slot, conn_ctx).await,
+                        Some(port) => {
+                            crate::terminate::port::serve(shared, tcp, peer, slot, conn_ctx, port)
+                                .await
+                        }
+                    }
+                };
                 tokio::select! {
-                    () = conn::serve(shared, tcp, peer, slot, conn_ctx) => {}
+                    () = serve => {}
                     () = force.cancelled() => debug!("closed by shutdown deadline"),
                 }
                 drop(permit);
@@ -367,6 +386,10 @@ fn reload_into(
             config.quic.max_connections_per_identity != current.quic.max_connections_per_identity,
         ),
         ("listen", config.listen != configured_listen),
+        (
+            "[[terminate]] listen",
+            route_ports(&config.terminate) != route_ports(&current.terminate),
+        ),
     ];
     for (field, changed) in fixed {
         if changed {
@@ -397,6 +420,13 @@ fn reload_into(
             current.clone()
         }
     }
+}
+
+/// Every route's own listen addresses, sorted.
+fn route_ports(routes: &[crate::terminate::Route]) -> Vec<SocketAddr> {
+    let mut ports: Vec<SocketAddr> = routes.iter().flat_map(|r| r.listen.clone()).collect();
+    ports.sort();
+    ports
 }
 
 fn is_resource_exhaustion(e: &std::io::Error) -> bool {

@@ -59,6 +59,9 @@ pub fn check(config_path: &Path, out: &mut dyn Write) -> anyhow::Result<()> {
         config.policy_path.display(),
         config.policy.rule_count()
     )?;
+    for route in &config.terminate {
+        writeln!(out, "  terminate         {}", describe(route))?;
+    }
     let l = &config.limits;
     writeln!(
         out,
@@ -74,4 +77,19 @@ pub fn check(config_path: &Path, out: &mut dyn Write) -> anyhow::Result<()> {
         l.max_handshakes_per_source,
     )?;
     Ok(())
+}
+
+/// One line for a `[[terminate]]` route: where it is reached, where it goes.
+fn describe(route: &crate::terminate::Route) -> String {
+    let mut on = Vec::new();
+    if !route.names.is_empty() {
+        on.push(format!("names {}", route.names.join(", ")));
+    }
+    if !route.alpn.is_empty() {
+        on.push(format!("alpn {}", route.alpn.join(", ")));
+    }
+    for addr in &route.listen {
+        on.push(format!("listen {addr}"));
+    }
+    format!("{} -> {}", on.join("; "), route.backend)
 }

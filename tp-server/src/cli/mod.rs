@@ -37,7 +37,8 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the server with a config file: TLS over TCP and QUIC over UDP on the
-    /// `listen` port (without [tls] client_ca no tunnels open, and QUIC is off).
+    /// `listen` port (without [tls] client_ca no tunnels open, and QUIC is off),
+    /// and TLS over TCP on the `listen` ports of [[terminate]] routes.
     /// SIGHUP reloads the config for new connections; SIGTERM/SIGINT
     /// drain (stop accepting, let tunnels finish up to limits.drain_timeout); a
     /// second signal exits at once.

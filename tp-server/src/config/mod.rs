@@ -7,6 +7,7 @@
 
 mod error;
 mod raw;
+mod terminate;
 
 use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroUsize;
@@ -18,9 +19,7 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use toml::Spanned;
 
 pub use error::{ConfigError, Location};
-use raw::{
-    RawConfig, RawLimits, RawPassthrough, RawQuic, RawReverse, RawSignal, RawTerminate, RawWebsite,
-};
+use raw::{RawConfig, RawLimits, RawPassthrough, RawQuic, RawReverse, RawSignal, RawWebsite};
 use tp_net::quic::QuicLimits;
 
 use crate::pki::RevocationList;
@@ -111,7 +110,8 @@ pub struct Config {
     pub passthrough: Vec<crate::passthrough::Route>,
     /// The Signal TLS proxy.
     pub signal: crate::website::signal::SignalSettings,
-    /// TLS terminated here in front of plain TCP services, by SNI.
+    /// TLS terminated here in front of plain TCP services, by SNI and ALPN on the
+    /// main port, or on their own ports.
     pub terminate: Vec<crate::terminate::Route>,
 }
 
@@ -358,31 +358,6 @@ impl Source<'_> {
             return Err(self.invalid(raw, "names", why));
         }
         Ok(names)
-    }
-
-    fn terminate(&self, raw: &[RawTerminate]) -> Result<Vec<crate::terminate::Route>, ConfigError> {
-        raw.iter()
-            .map(|route| {
-                let names = match &route.names {
-                    Some(names) => self.server_names(names)?,
-                    None if route.alpn.is_empty() => {
-                        return Err(self.invalid(
-                            &route.backend,
-                            "names",
-                            "a terminate route needs names, alpn, or both",
-                        ));
-                    }
-                    None => Vec::new(),
-                };
-                Ok(crate::terminate::Route {
-                    names,
-                    backend: crate::website::Backend::parse(route.backend.get_ref())
-                        .map_err(|e| self.invalid(&route.backend, "backend", e))?,
-                    proxy_protocol: route.proxy_protocol.unwrap_or(false),
-                    alpn: route.alpn.clone(),
-                })
-            })
-            .collect()
     }
 
     fn passthrough(
@@ -708,7 +683,7 @@ impl Config {
             }
         }
         let signal = src.signal(&raw.signal)?;
-        let terminate = src.terminate(&raw.terminate)?;
+        let terminate = src.terminate(&raw.terminate, listen)?;
         let config = Config {
             listen,
             tls: TlsMaterial {

@@ -135,4 +135,5 @@ pub(super) struct RawTerminate {
     pub(super) proxy_protocol: Option<bool>,
     #[serde(default)]
     pub(super) alpn: Vec<String>,
+    pub(super) listen: Option<Spanned<Vec<Spanned<String>>>>,
 }

@@ -1,10 +1,14 @@
 //! TLS in front of any TCP service: a ClientHello that a `[[terminate]]` route
-//! matches (its SNI is one of the route's names, and it offers one of the
-//! route's ALPN ids, where the route lists any) gets the website's certificates
-//! (by SNI) and the route's ALPN, and the decrypted bytes go to the route's
-//! plain TCP backend (DNS over TLS in front of a local resolver, an old
+//! matches on the main port (its SNI is one of the route's names, and it offers
+//! one of the route's ALPN ids, where the route lists any), or any connection to
+//! one of the route's own `listen` addresses ([`port`]), gets the website's
+//! certificates (by SNI) and the route's ALPN, and the decrypted bytes go to the
+//! route's plain TCP backend (DNS over TLS in front of a local resolver, an old
 //! Redis...), optionally after a PROXY protocol v2 header. DNS-over-TLS clients
-//! often send no SNI: a route with `alpn = ["dot"]` and no names takes them.
+//! often send no SNI: a route with `alpn = ["dot"]` and no names takes them on
+//! the main port, and a route listening on 853 takes them without either.
+
+pub(crate) mod port;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -25,15 +29,22 @@ pub struct Route {
     pub backend: Backend,
     /// Send a PROXY protocol v2 header first (default false).
     pub proxy_protocol: bool,
-    /// ALPN ids (e.g. `["dot"]`): a client must offer one, and the server
-    /// selects it. Empty: ALPN plays no part.
+    /// ALPN ids (e.g. `["dot"]`): on the main port a client must offer one, and
+    /// the server selects it. Empty: ALPN plays no part.
     pub alpn: Vec<String>,
+    /// Addresses of the route's own TCP listeners (e.g. `0.0.0.0:853`): every
+    /// connection to them gets this route, whatever its SNI and ALPN.
+    pub listen: Vec<SocketAddr>,
 }
 
 impl Route {
-    /// Whether this route takes a ClientHello with server name `name` offering
-    /// the ALPN ids `offered`.
+    /// Whether this route takes a ClientHello on the main port with server name
+    /// `name` offering the ALPN ids `offered`. A route with neither `names` nor
+    /// `alpn` lives on its own listeners only.
     pub(crate) fn matches(&self, name: Option<&str>, offered: &[&[u8]]) -> bool {
+        if self.names.is_empty() && self.alpn.is_empty() {
+            return false;
+        }
         let named = self.names.is_empty()
             || name.is_some_and(|name| {
                 self.names
@@ -43,6 +54,11 @@ impl Route {
         let alpn =
             self.alpn.is_empty() || self.alpn.iter().any(|id| offered.contains(&id.as_bytes()));
         named && alpn
+    }
+
+    /// The name for logs: the backend.
+    pub(crate) fn label(&self) -> String {
+        self.backend.to_string()
     }
 }
 
@@ -87,6 +103,7 @@ mod tests {
             backend: Backend::parse("127.0.0.1:53").unwrap(),
             proxy_protocol: false,
             alpn: alpn.iter().map(|n| n.to_string()).collect(),
+            listen: Vec::new(),
         }
     }
 
@@ -106,5 +123,15 @@ mod tests {
         assert!(both.matches(Some("dns.example.org"), &[b"dot"]));
         assert!(!both.matches(Some("dns.example.org"), &[b"h2"]));
         assert!(!both.matches(None, &[b"dot"]));
+    }
+
+    #[test]
+    fn a_route_with_only_its_own_listeners_is_not_on_the_main_port() {
+        let own = Route {
+            listen: vec!["127.0.0.1:853".parse().unwrap()],
+            ..route(&[], &[])
+        };
+        assert!(!own.matches(None, &[]));
+        assert!(!own.matches(Some("dns.example.org"), &[b"dot"]));
     }
 }
