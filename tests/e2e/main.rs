@@ -20,6 +20,7 @@ mod signal;
 mod ssh;
 mod ssrf;
 mod terminate;
+mod terminate_cert;
 mod terminate_port;
 mod transfer;
 mod transport;

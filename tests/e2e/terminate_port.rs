@@ -18,7 +18,7 @@ async fn dig_reaches_the_resolver_on_the_routes_own_port() {
     let (_dnsmasq, dns_port) = dnsmasq().await;
     let server = TestServer::builder()
         .raw(&format!(
-            "[[terminate]]\nlisten = [\"127.0.0.1:0\"]\nbackend = \"127.0.0.1:{dns_port}\"\n"
+            "[[terminate]]\nname = \"dot\"\nlisten = [\"127.0.0.1:0\"]\nbackend = \"127.0.0.1:{dns_port}\"\n"
         ))
         .start()
         .await;

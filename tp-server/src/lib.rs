@@ -14,7 +14,8 @@
 //!
 //! A ClientHello whose SNI names a [`passthrough`] route is relayed untouched;
 //! one naming a [`terminate`] route is decrypted and relayed to a plain TCP
-//! service, as is every connection to such a route's own listeners.
+//! service, as is every connection to such a route's own listeners; a route may
+//! require a client certificate whose identity the policy grants it.
 //!
 //! Without `[tls] client_ca` no client certificate is trusted ([`no_client_ca`]):
 //! the server is then a website, Signal relay or set of routes only.

@@ -192,11 +192,13 @@ mod tests {
     #[tokio::test]
     async fn every_listener_is_accepted_from() {
         let route = |listen: &[&str]| Route {
+            name: None,
             names: Vec::new(),
             backend: crate::website::Backend::parse("127.0.0.1:53").expect("backend"),
             proxy_protocol: false,
             alpn: Vec::new(),
             listen: listen.iter().map(|a| a.parse().expect("addr")).collect(),
+            client_cert: false,
         };
         let routes = [route(&[]), route(&["127.0.0.1:0", "127.0.0.1:0"])];
         let listeners = Listeners::bind("127.0.0.1:0".parse().expect("addr"), false)

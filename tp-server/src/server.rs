@@ -118,7 +118,7 @@ impl Shared {
         let tls = crate::tls::server_config_with(&config.tls, verifier.clone())?;
         let website_tls = crate::tls::website_config(&config.tls, &config.website)?;
         let terminate_tls =
-            crate::terminate::configs(&config.tls, &config.website, &config.terminate)?;
+            crate::terminate::configs(&config.tls, &config.website, &config.terminate, &verifier)?;
         let opens_tunnels = config.tls.has_client_ca();
         Ok(Shared {
             tls,

@@ -79,7 +79,8 @@ pub fn check(config_path: &Path, out: &mut dyn Write) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// One line for a `[[terminate]]` route: where it is reached, where it goes.
+/// One line for a `[[terminate]]` route: where it is reached, where it goes, who
+/// may use it.
 fn describe(route: &crate::terminate::Route) -> String {
     let mut on = Vec::new();
     if !route.names.is_empty() {
@@ -91,5 +92,14 @@ fn describe(route: &crate::terminate::Route) -> String {
     for addr in &route.listen {
         on.push(format!("listen {addr}"));
     }
-    format!("{} -> {}", on.join("; "), route.backend)
+    let who = match (&route.name, route.client_cert) {
+        (Some(name), true) => format!(", client certificate required, policy `routes` {name:?}"),
+        _ => String::new(),
+    };
+    let name = route
+        .name
+        .as_deref()
+        .map(|n| format!("{n}: "))
+        .unwrap_or_default();
+    format!("{name}{} -> {}{who}", on.join("; "), route.backend)
 }

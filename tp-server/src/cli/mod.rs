@@ -90,7 +90,8 @@ pub enum Command {
 /// `tp-server policy ...`.
 #[derive(Debug, Subcommand)]
 pub enum PolicyCommand {
-    /// Explain the decision for a certificate's identity and a target.
-    /// Exit status: 0 allowed, 3 denied, 1 error.
+    /// Explain the decision for a certificate's identity and a target (or a
+    /// service, a public port, a [[terminate]] route). Exit status: 0 allowed,
+    /// 3 denied, 1 error.
     Check(policy_check::PolicyCheckArgs),
 }

@@ -683,7 +683,7 @@ impl Config {
             }
         }
         let signal = src.signal(&raw.signal)?;
-        let terminate = src.terminate(&raw.terminate, listen)?;
+        let terminate = src.terminate(&raw.terminate, listen, !client_ca.is_empty())?;
         let config = Config {
             listen,
             tls: TlsMaterial {

@@ -130,10 +130,12 @@ pub(super) struct RawSignal {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawTerminate {
+    pub(super) name: Option<Spanned<String>>,
     pub(super) names: Option<Spanned<Vec<String>>>,
     pub(super) backend: Spanned<String>,
     pub(super) proxy_protocol: Option<bool>,
     #[serde(default)]
     pub(super) alpn: Vec<String>,
     pub(super) listen: Option<Spanned<Vec<Spanned<String>>>>,
+    pub(super) client_cert: Option<Spanned<String>>,
 }

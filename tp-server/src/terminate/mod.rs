@@ -7,14 +7,22 @@
 //! Redis...), optionally after a PROXY protocol v2 header. DNS-over-TLS clients
 //! often send no SNI: a route with `alpn = ["dot"]` and no names takes them on
 //! the main port, and a route listening on 853 takes them without either.
+//!
+//! A route with `client_cert = "required"` asks for a client certificate in a
+//! TLS 1.3 handshake without resumption ([`tls`]), verified exactly as a
+//! tunnel's, and forwards only identities the policy grants the route
+//! ([`gate`]); everyone else is closed before the backend is dialed.
 
+pub(crate) mod gate;
 pub(crate) mod port;
+mod tls;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+use tokio_rustls::server::TlsStream;
 
+pub(crate) use self::tls::configs;
 use crate::server::Shared;
 use crate::website::Backend;
 use crate::website::backend::forward_route;
@@ -22,6 +30,9 @@ use crate::website::backend::forward_route;
 /// One terminating route.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Route {
+    /// Its name (`[a-z0-9_-]`, unique), which policy rules grant in `routes`;
+    /// required with `client_cert`.
+    pub name: Option<String>,
     /// Server names, lowercase; `*.example.org` covers one label. Empty: any
     /// name, or none (then `alpn` decides).
     pub names: Vec<String>,
@@ -35,6 +46,9 @@ pub struct Route {
     /// Addresses of the route's own TCP listeners (e.g. `0.0.0.0:853`): every
     /// connection to them gets this route, whatever its SNI and ALPN.
     pub listen: Vec<SocketAddr>,
+    /// A verified client certificate is required, and the policy must grant its
+    /// identity this route (`routes = [NAME]`).
+    pub client_cert: bool,
 }
 
 impl Route {
@@ -56,38 +70,28 @@ impl Route {
         named && alpn
     }
 
-    /// The name for logs: the backend.
+    /// The name for logs: `name`, else the backend.
     pub(crate) fn label(&self) -> String {
-        self.backend.to_string()
+        match &self.name {
+            Some(name) => name.clone(),
+            None => self.backend.to_string(),
+        }
     }
 }
 
-/// The TLS configuration of each route, in order: the website's certificates,
-/// the route's ALPN.
-pub(crate) fn configs(
-    tls: &crate::config::TlsMaterial,
-    website: &crate::config::WebsiteSettings,
-    routes: &[Route],
-) -> Result<Vec<Arc<rustls::ServerConfig>>, crate::tls::TlsSetupError> {
-    routes
-        .iter()
-        .map(|route| {
-            let alpn = route.alpn.iter().map(|id| id.as_bytes().to_vec()).collect();
-            crate::tls::site_config(tls, website, alpn)
-        })
-        .collect()
-}
-
-/// Relays the decrypted connection to the route's backend.
-pub(crate) async fn serve<S>(
+/// Relays the decrypted connection to the route's backend, once [`gate`] lets
+/// the client through; closes it (nothing dialed, nothing forwarded) otherwise.
+pub(crate) async fn serve(
     shared: &Shared,
     route: &Route,
-    mut client: S,
+    mut client: TlsStream<TcpStream>,
     peer: SocketAddr,
     local: SocketAddr,
-) where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
+) {
+    if !gate::admits(shared, route, client.get_ref().1) {
+        gate::close(client).await;
+        return;
+    }
     let proxied = route.proxy_protocol.then_some((peer, local));
     let (what, closed) = ("terminate", "terminated connection closed");
     forward_route(shared, &route.backend, what, closed, proxied, &mut client).await;
@@ -99,11 +103,13 @@ mod tests {
 
     fn route(names: &[&str], alpn: &[&str]) -> Route {
         Route {
+            name: None,
             names: names.iter().map(|n| n.to_string()).collect(),
             backend: Backend::parse("127.0.0.1:53").unwrap(),
             proxy_protocol: false,
             alpn: alpn.iter().map(|n| n.to_string()).collect(),
             listen: Vec::new(),
+            client_cert: false,
         }
     }
 
