@@ -5,14 +5,12 @@
 use std::path::Path;
 use std::sync::atomic::Ordering;
 
-use tp_tests::bins::run_tp;
 use tp_tests::client::browse;
 use tp_tests::dns::{dig_tls, dnsmasq};
 use tp_tests::nginx::{BODY, Nginx};
 use tp_tests::server::LOOPBACK_POLICY;
 use tp_tests::signal::{StandIn, tls_in_tls};
-use tp_tests::target::EchoTarget;
-use tp_tests::{TestServer, Transport, pki};
+use tp_tests::{TestServer, pki};
 
 /// The TOML block after `<!-- recipe: NAME -->` in docs/deploy.md.
 fn recipe(name: &str) -> String {
@@ -61,10 +59,7 @@ fn signal_upstream(stand_in: &StandIn) -> String {
 
 /// A tunnel through `tp` to an echo target.
 async fn tunnel_works(server: &TestServer) {
-    let target = EchoTarget::start().await;
-    let config = server.client_config_over(&pki().alice, Transport::Tcp);
-    let port = target.port().to_string();
-    let out = run_tp(&config, ["127.0.0.1", port.as_str()], b"ping").await;
+    let (out, _) = server.tp_echo().await;
     assert_eq!(out.code(), 0, "{out:?}");
     assert_eq!(out.stdout, b"ping");
 }
@@ -85,12 +80,9 @@ async fn signal_only() {
     assert!(browse(server.addr()).await.contains("<h1>Welcome</h1>"));
     assert_eq!(stand_in.accepted.load(Ordering::SeqCst), 1);
     // No client CA: a tp client gets no tunnel.
-    let target = EchoTarget::start().await;
-    let config = server.client_config_over(&pki().alice, Transport::Tcp);
-    let port = target.port().to_string();
-    let out = run_tp(&config, ["127.0.0.1", port.as_str()], b"ping").await;
+    let (out, reached) = server.tp_echo().await;
     assert_ne!(out.code(), 0, "{out:?}");
-    assert_eq!(target.accepted(), 0);
+    assert_eq!(reached, 0);
 }
 
 #[tokio::test]

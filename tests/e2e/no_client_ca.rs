@@ -3,10 +3,8 @@
 //! the website's handshake (which has no `tp/1`) and a debug line says why; QUIC,
 //! which carries only tunnels, is not served. The website still answers.
 
-use tp_tests::bins::run_tp;
 use tp_tests::client::{ClientOptions, browse, connect};
-use tp_tests::target::EchoTarget;
-use tp_tests::{TestServer, Transport, pki};
+use tp_tests::{TestServer, pki};
 
 #[tokio::test]
 async fn tunnels_are_refused_at_the_handshake_and_the_website_answers() {
@@ -16,12 +14,10 @@ async fn tunnels_are_refused_at_the_handshake_and_the_website_answers() {
         .await;
     assert!(browse(server.addr()).await.contains("<h1>Welcome</h1>"));
 
-    let target = EchoTarget::start().await;
-    let port = target.port().to_string();
-    let config = server.client_config_over(&pki().alice, Transport::Tcp);
-    let out = run_tp(&config, ["127.0.0.1", port.as_str()], b"ping").await;
+    let (out, reached) = server.tp_echo().await;
     assert_ne!(out.code(), 0, "{out:?}");
     assert!(out.stdout.is_empty(), "{out:?}");
+    assert_eq!(reached, 0);
     server
         .expect_log(&["tunnel refused: no [tls] client_ca is configured"])
         .await;
@@ -31,5 +27,4 @@ async fn tunnels_are_refused_at_the_handshake_and_the_website_answers() {
     // no `tp/1` to agree on, so it fails at once.
     let refused = connect(server.addr(), &ClientOptions::with(&pki().alice)).await;
     assert!(refused.is_err(), "a tp/1 handshake completed");
-    assert_eq!(target.accepted(), 0);
 }

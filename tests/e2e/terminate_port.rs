@@ -7,11 +7,10 @@ use std::time::Duration;
 
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
-use tp_tests::bins::run_tp;
 use tp_tests::client::browse;
 use tp_tests::dns::{dig_tls, dnsmasq};
 use tp_tests::target::EchoTarget;
-use tp_tests::{TestServer, Transport, pki, within};
+use tp_tests::{TestServer, within};
 
 #[tokio::test]
 async fn dig_reaches_the_resolver_on_the_routes_own_port() {
@@ -52,10 +51,7 @@ async fn dig_reaches_the_resolver_on_the_routes_own_port() {
 
     // The main port still serves the website and tunnels.
     assert!(browse(server.addr()).await.contains("<h1>Welcome</h1>"));
-    let target = EchoTarget::start().await;
-    let config = server.client_config_over(&pki().alice, Transport::Tcp);
-    let port = target.port().to_string();
-    let out = run_tp(&config, ["127.0.0.1", port.as_str()], b"ping").await;
+    let (out, _) = server.tp_echo().await;
     assert_eq!(out.code(), 0, "{out:?}");
     assert_eq!(out.stdout, b"ping");
 }

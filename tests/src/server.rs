@@ -141,6 +141,16 @@ impl TestServer {
         path
     }
 
+    /// Runs `tp` as alice over TLS/TCP, sending `ping`, to a fresh echo target:
+    /// what `tp` did, and how many connections the target accepted.
+    pub async fn tp_echo(&self) -> (crate::bins::Finished, usize) {
+        let target = crate::target::EchoTarget::start().await;
+        let config = self.client_config_over(&pki().alice, crate::Transport::Tcp);
+        let port = target.port().to_string();
+        let out = crate::bins::run_tp(&config, ["127.0.0.1", port.as_str()], b"ping").await;
+        (out, target.accepted())
+    }
+
     /// Tells the server to shut down (it stops listening and drains), keeping its
     /// directory and client configs.
     pub fn cancel(&self) {
