@@ -50,6 +50,8 @@ struct RawRule {
     public_ports: Option<RawPorts>,
     #[serde(default)]
     services: Option<RawList>,
+    #[serde(default)]
+    routes: Option<RawList>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]
@@ -166,6 +168,7 @@ fn rule(raw: Spanned<RawRule>, groups: &HashMap<&str, usize>) -> Result<Rule, Re
         ("listen", empty_at(&raw.listen)),
         ("public_ports", empty_at(&raw.public_ports)),
         ("services", empty_at(&raw.services)),
+        ("routes", empty_at(&raw.routes)),
     ];
     if let Some((field, span)) = empties.into_iter().find_map(|(f, s)| Some((f, s?))) {
         return refuse(span, empty(field));
@@ -195,7 +198,7 @@ fn rule(raw: Spanned<RawRule>, groups: &HashMap<&str, usize>) -> Result<Rule, Re
         // `grants` refused every other combination that has either key.
         _ => (Vec::new(), Vec::new(), Vec::new()),
     };
-    let listen = services(raw.listen, &name, |rule, pattern, reason| {
+    let listen = name_patterns(raw.listen, &name, "service", |rule, pattern, reason| {
         PolicyProblem::BadListenPattern {
             rule,
             pattern,
@@ -206,8 +209,15 @@ fn rule(raw: Spanned<RawRule>, groups: &HashMap<&str, usize>) -> Result<Rule, Re
         Some(list) => port_list(list, &name, true)?,
         None => Vec::new(),
     };
-    let services = services(raw.services, &name, |rule, pattern, reason| {
+    let services = name_patterns(raw.services, &name, "service", |rule, pattern, reason| {
         PolicyProblem::BadServicePattern {
+            rule,
+            pattern,
+            reason,
+        }
+    })?;
+    let routes = name_patterns(raw.routes, &name, "route", |rule, pattern, reason| {
+        PolicyProblem::BadRoutePattern {
             rule,
             pattern,
             reason,
@@ -223,6 +233,7 @@ fn rule(raw: Spanned<RawRule>, groups: &HashMap<&str, usize>) -> Result<Rule, Re
         listen,
         public_ports,
         services,
+        routes,
     })
 }
 
@@ -234,8 +245,8 @@ fn empty_at<T>(list: &Option<Spanned<Vec<T>>>) -> Option<Range<usize>> {
 }
 
 /// Refuses a rule whose keys do not make a grant: `connect` and `ports` come together,
-/// `proto` only with them, and at least one of `connect`, `listen`, `public_ports` and
-/// `services` is given.
+/// `proto` only with them, and at least one of `connect`, `listen`, `public_ports`,
+/// `services` and `routes` is given.
 fn grants(raw: &RawRule) -> Result<(), Refusal> {
     let rule = raw.name.get_ref().clone();
     match (&raw.connect, &raw.ports) {
@@ -254,6 +265,7 @@ fn grants(raw: &RawRule) -> Result<(), Refusal> {
         && raw.listen.is_none()
         && raw.public_ports.is_none()
         && raw.services.is_none()
+        && raw.routes.is_none()
     {
         return refuse(raw.name.span(), PolicyProblem::NoGrant { rule });
     }
@@ -314,16 +326,17 @@ fn targets(raw: RawList, name: &str) -> Result<Vec<Target>, Refusal> {
     Ok(targets)
 }
 
-/// The entries of `listen` or `services`, refused with `bad(rule, pattern, reason)`;
-/// none if the key is absent.
-fn services(
+/// The entries of `listen`, `services` or `routes` (names of `kind`), refused with
+/// `bad(rule, pattern, reason)`; none if the key is absent.
+fn name_patterns(
     raw: Option<RawList>,
     name: &str,
+    kind: &str,
     bad: fn(String, String, String) -> PolicyProblem,
 ) -> Result<Vec<ServicePattern>, Refusal> {
     let mut patterns = Vec::new();
     for entry in raw.map(Spanned::into_inner).unwrap_or_default() {
-        match ServicePattern::parse(entry.get_ref()) {
+        match ServicePattern::parse_named(entry.get_ref(), kind) {
             Ok(p) => patterns.push(p),
             Err(reason) => {
                 let span = entry.span();

@@ -112,6 +112,13 @@ pub enum DenyReason {
         /// The requested service name.
         name: String,
     },
+    /// No rule's `routes` lets this identity use this TLS route of the server.
+    NoRouteRule {
+        /// The requesting identity's value.
+        who: String,
+        /// The route's name.
+        name: String,
+    },
 }
 
 impl fmt::Display for DenyReason {
@@ -162,6 +169,11 @@ impl fmt::Display for DenyReason {
             DenyReason::NoServiceRule { who, name } => write!(
                 f,
                 "no rule allows {who} to connect to service {}",
+                name.escape_debug()
+            ),
+            DenyReason::NoRouteRule { who, name } => write!(
+                f,
+                "no rule allows {who} to use route {}",
                 name.escape_debug()
             ),
         }

@@ -169,6 +169,17 @@ pub enum PolicyProblem {
         /// What is wrong with it.
         reason: String,
     },
+    /// A `routes` entry is not a route name or a glob over route names (1 to 63
+    /// characters of `[a-z0-9_-]`, plus `*` in a glob).
+    #[error("rule {rule:?}: routes pattern {pattern:?} is invalid: {reason}")]
+    BadRoutePattern {
+        /// The rule.
+        rule: String,
+        /// The refused entry.
+        pattern: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// A rule has `connect` but no `ports`.
     #[error(
         "rule {rule:?}: missing field `ports`: `connect` needs the ports it allows, e.g. ports = [22]"
@@ -192,10 +203,10 @@ pub enum PolicyProblem {
         /// The rule.
         rule: String,
     },
-    /// A rule grants nothing: it has none of `connect`, `listen`, `public_ports` and
-    /// `services`.
+    /// A rule grants nothing: it has none of `connect`, `listen`, `public_ports`,
+    /// `services` and `routes`.
     #[error(
-        "rule {rule:?}: grants nothing; add `connect` (with `ports`), `listen`, `public_ports` or `services`"
+        "rule {rule:?}: grants nothing; add `connect` (with `ports`), `listen`, `public_ports`, `services` or `routes`"
     )]
     NoGrant {
         /// The rule.

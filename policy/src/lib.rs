@@ -1,9 +1,10 @@
 //! Identity and access policy for tp.
 //!
 //! This crate reads a peer's [`Identity`] from its verified leaf certificate, parses the
-//! policy file into a [`Policy`], and answers four questions about an identity: may it
+//! policy file into a [`Policy`], and answers five questions about an identity: may it
 //! connect to this destination, register this service name, have the server open this
-//! public port, connect to this registered service? Every answer is a [`Decision`] that
+//! public port, connect to this registered service, use this TLS route of the server
+//! ([`Policy::decide_route`])? Every answer is a [`Decision`] that
 //! names the allowing rule or explains the denial, so audit logs and `tp-server policy
 //! check` explain themselves.
 //!
@@ -71,5 +72,5 @@ pub use cidr::{Cidr, CidrError};
 pub use decision::{Decision, DenyReason, MatchedBy};
 pub use error::{Location, PolicyError, PolicyProblem};
 pub use identity::{Identity, IdentityError, IdentityKind};
-pub use pattern::glob_matches;
+pub use pattern::{check_route_name, glob_matches};
 pub use rules::{ConnectRequest, Policy};

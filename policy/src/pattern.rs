@@ -139,7 +139,20 @@ pub(crate) fn valid_service_name(name: &str) -> bool {
     (1..=MAX_SERVICE_LEN).contains(&name.len()) && name.bytes().all(service_char)
 }
 
-/// A pattern over service names (`listen`, `services`): an exact name or a glob.
+/// Checks a route name as the server config gives it (`[[terminate]] name`): the
+/// syntax of a service name, 1 to 63 characters of `[a-z0-9_-]`, and no `*`. The
+/// error says what is wrong.
+pub fn check_route_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("a route name cannot be empty".to_owned());
+    }
+    if name.contains('*') {
+        return Err("a route name cannot contain '*'".to_owned());
+    }
+    ServicePattern::parse_named(name, "route").map(|_| ())
+}
+
+/// A pattern over service names (`listen`, `services`, `routes`): an exact name or a glob.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum ServicePattern {
     /// Matches exactly this name, e.g. `alice-laptop`.
@@ -152,30 +165,37 @@ impl ServicePattern {
     /// Parses a service name pattern: a service name (1 to 63 characters of
     /// `[a-z0-9_-]`), or such characters and at least one `*`. Nothing is canonicalized:
     /// a pattern that could never match a name the codec accepts is refused.
+    #[cfg(test)]
     pub(crate) fn parse(s: &str) -> Result<ServicePattern, String> {
+        ServicePattern::parse_named(s, "service")
+    }
+
+    /// Like [`ServicePattern::parse`], for names of another `kind` with the same
+    /// syntax (`route`): the reasons name that kind.
+    pub(crate) fn parse_named(s: &str, kind: &str) -> Result<ServicePattern, String> {
         const CHARS: &str = "1 to 63 characters of a-z, 0-9, '-' and '_'";
         if s.is_empty() {
-            return Err("a service name pattern cannot be empty".to_owned());
+            return Err(format!("a {kind} name pattern cannot be empty"));
         }
         if s.contains('.') {
-            return Err(format!("service names have no dots; they are {CHARS}"));
+            return Err(format!("{kind} names have no dots; they are {CHARS}"));
         }
         let allowed = |c: char| c == '*' || u8::try_from(c).is_ok_and(service_char);
         if let Some(c) = s.chars().find(|&c| !allowed(c) && !c.is_ascii_uppercase()) {
             return Err(format!(
-                "{c:?} cannot appear in a service name; names are {CHARS}"
+                "{c:?} cannot appear in a {kind} name; names are {CHARS}"
             ));
         }
         let literal = s.bytes().filter(|&b| b != b'*').count();
         if literal > MAX_SERVICE_LEN {
             return Err(format!(
-                "service names are at most {MAX_SERVICE_LEN} characters"
+                "{kind} names are at most {MAX_SERVICE_LEN} characters"
             ));
         }
         if s.chars().any(|c| c.is_ascii_uppercase()) {
             let lower = s.to_ascii_lowercase();
             return Err(format!(
-                "service names are lowercase; did you mean {lower:?}?"
+                "{kind} names are lowercase; did you mean {lower:?}?"
             ));
         }
         Ok(if s.contains('*') {
@@ -397,6 +417,22 @@ mod tests {
             (&format!("*{}", "a".repeat(64)), "at most 63"),
         ] {
             let err = ServicePattern::parse(bad).unwrap_err();
+            assert!(err.contains(reason), "{bad:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn route_names() {
+        assert_eq!(check_route_name("dot"), Ok(()));
+        assert_eq!(check_route_name("redis_2-a"), Ok(()));
+        for (bad, reason) in [
+            ("", "a route name cannot be empty"),
+            ("dns.example", "route names have no dots"),
+            ("DoT", r#"route names are lowercase; did you mean "dot"?"#),
+            ("do*", "cannot contain '*'"),
+            ("d t", "' ' cannot appear in a route name"),
+        ] {
+            let err = check_route_name(bad).unwrap_err();
             assert!(err.contains(reason), "{bad:?}: {err}");
         }
     }

@@ -31,7 +31,8 @@ pub(crate) struct Group {
 }
 
 /// One `[[rule]]`: who may connect where, on which ports and protocols; which service
-/// names and public ports they may listen on; which services they may reach. A grant
+/// names and public ports they may listen on; which services and TLS routes they may
+/// reach. A grant
 /// the rule does not give is an empty list, which matches nothing.
 #[derive(Debug, Clone)]
 pub(crate) struct Rule {
@@ -47,6 +48,9 @@ pub(crate) struct Rule {
     pub(crate) public_ports: Vec<(u16, u16)>,
     /// Service names the rule lets `who` connect to.
     pub(crate) services: Vec<ServicePattern>,
+    /// Names of the server's TLS routes (`[[terminate]]` with a client certificate)
+    /// the rule lets `who` use.
+    pub(crate) routes: Vec<ServicePattern>,
 }
 
 /// One entry of a rule's `who`.
@@ -237,6 +241,7 @@ fn no_rule(who: &Identity, proto: Proto, host: &Host, port: u16, addr: Option<Ip
 }
 
 mod reverse;
+mod route;
 
 #[cfg(test)]
 mod tests;

@@ -195,3 +195,33 @@ fn the_reverse_tunnel_table_is_true() {
         assert_eq!(got.to_string(), *want, "row {}", i + 1);
     }
 }
+
+#[test]
+fn the_tls_route_table_is_true() {
+    let p = doc_policy_after("\n## TLS routes\n");
+    assert_eq!(p.rule_count(), 2);
+    let carol = Identity::new(IdentityKind::Email, "carol@ops.example");
+    let alice = Identity::new(IdentityKind::Email, "alice@corp.example");
+    let web = Identity::new(IdentityKind::Uri, "spiffe://corp/app/web");
+    let cases = [
+        (
+            p.decide_route(&carol, "dot"),
+            r#"allow (rule "private-dns")"#,
+        ),
+        (
+            p.decide_route(&web, "redis-sessions"),
+            r#"allow (rule "caches")"#,
+        ),
+        (
+            p.decide_route(&web, "dot"),
+            "deny: no rule allows spiffe://corp/app/web to use route dot",
+        ),
+        (
+            p.decide_route(&alice, "redis-sessions"),
+            "deny: no rule allows alice@corp.example to use route redis-sessions",
+        ),
+    ];
+    for (i, (got, want)) in cases.iter().enumerate() {
+        assert_eq!(got.to_string(), *want, "row {}", i + 1);
+    }
+}

@@ -97,6 +97,43 @@ async fn check_lists_stealth_names_and_warns_about_what_gives_tp_away() {
     assert!(!out.stdout_text().contains("stealth"), "{out:?}");
 }
 
+#[tokio::test]
+async fn check_warns_that_no_tunnel_opens_without_a_client_ca() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = TestServer::builder()
+        .no_client_ca()
+        .raw("[[terminate]]\nname = \"dot\"\nlisten = [\"127.0.0.1:8853\"]\nbackend = \"127.0.0.1:53\"\n")
+        .write_files(dir.path());
+    let out = tp_server(["check", "-c", path.to_str().expect("utf-8 path")]).await;
+    assert_eq!(out.code(), 0, "{out:?}");
+    let stdout = out.stdout_text();
+    assert!(stdout.contains("client CAs        0"), "{stdout}");
+    assert!(
+        stdout.contains(
+            "warning: no [tls] client_ca: no tunnels can be opened (tp clients are refused, and QUIC is off)"
+        ),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("terminate         dot: listen 127.0.0.1:8853 -> 127.0.0.1:53"),
+        "{stdout}"
+    );
+
+    // A route that asks for client certificates has nothing to verify them with.
+    std::fs::write(
+        &path,
+        std::fs::read_to_string(&path).expect("config") + "client_cert = \"required\"\n",
+    )
+    .expect("config");
+    let out = tp_server(["check", "-c", path.to_str().expect("utf-8 path")]).await;
+    assert_eq!(out.code(), 1, "{out:?}");
+    assert!(
+        out.stderr.contains("client_cert: needs [tls] client_ca"),
+        "{}",
+        out.stderr
+    );
+}
+
 /// `tp-server check` on fixture `name` exits 1 and names `FILE:LINE:COL` of `needle`
 /// and says `what`.
 async fn check_fails_at(name: &str, needle: &str, what: &str) {
@@ -220,6 +257,66 @@ async fn policy_check_explains_allow_and_deny() {
     // A bad target is an error (exit 1), not a decision.
     let out = policy_check(&paths.cert, "127.0.0.1:0", &policy).await;
     assert_eq!(out.code(), 1, "{out:?}");
+}
+
+#[tokio::test]
+async fn policy_check_explains_a_route_of_the_config() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = TestServer::builder()
+        .policy("[[rule]]\nname = \"dns-users\"\nwho = [\"alice@test\"]\nroutes = [\"dot\"]\n")
+        .raw(concat!(
+            "[[terminate]]\nname = \"dot\"\nalpn = [\"dot\"]\nbackend = \"127.0.0.1:53\"\nclient_cert = \"required\"\n",
+            "[[terminate]]\nname = \"open\"\nnames = [\"open.test\"]\nbackend = \"127.0.0.1:54\"\n",
+        ))
+        .write_files(dir.path());
+    let alice = pki().alice.save(dir.path(), "alice").expect("save").cert;
+    let bob = pki().bob.save(dir.path(), "bob").expect("save").cert;
+    let check = |cert: &Path, route: &str| {
+        let args = [
+            "policy".as_ref(),
+            "check".as_ref(),
+            "--cert".as_ref(),
+            cert.as_os_str(),
+            "--route".as_ref(),
+            route.as_ref(),
+            "-c".as_ref(),
+            config.as_os_str(),
+        ]
+        .map(std::ffi::OsStr::to_owned);
+        tp_server(args)
+    };
+
+    let out = check(&alice, "dot").await;
+    assert_eq!(out.code(), 0, "{out:?}");
+    assert!(
+        out.stdout_text()
+            .contains("request   use route dot\nresult    allow (rule \"dns-users\")"),
+        "{out:?}"
+    );
+
+    let out = check(&bob, "dot").await;
+    assert_eq!(out.code(), 3, "{out:?}");
+    assert!(
+        out.stdout_text()
+            .contains("result    deny: no rule allows bob@test to use route dot"),
+        "{out:?}"
+    );
+
+    // A route without client_cert is open to anyone; the policy is not asked.
+    let out = check(&bob, "open").await;
+    assert_eq!(out.code(), 0, "{out:?}");
+    assert!(
+        out.stdout_text().contains("asks for no client certificate"),
+        "{out:?}"
+    );
+
+    let out = check(&alice, "nope").await;
+    assert_eq!(out.code(), 1, "{out:?}");
+    assert!(
+        out.stderr
+            .contains("no [[terminate]] route is named \"nope\""),
+        "{out:?}"
+    );
 }
 
 #[tokio::test]

@@ -5,14 +5,12 @@
 use std::path::Path;
 use std::sync::atomic::Ordering;
 
-use tp_tests::bins::run_tp;
 use tp_tests::client::browse;
 use tp_tests::dns::{dig_tls, dnsmasq};
 use tp_tests::nginx::{BODY, Nginx};
 use tp_tests::server::LOOPBACK_POLICY;
 use tp_tests::signal::{StandIn, signal_check_through, tls_in_tls};
-use tp_tests::target::EchoTarget;
-use tp_tests::{TestServer, Transport, pki};
+use tp_tests::{TestServer, pki};
 
 /// The TOML block after `<!-- recipe: NAME -->` in docs/deploy.md.
 fn recipe(name: &str) -> String {
@@ -61,10 +59,7 @@ fn signal_upstream(stand_in: &StandIn) -> String {
 
 /// A tunnel through `tp` to an echo target.
 async fn tunnel_works(server: &TestServer) {
-    let target = EchoTarget::start().await;
-    let config = server.client_config_over(&pki().alice, Transport::Tcp);
-    let port = target.port().to_string();
-    let out = run_tp(&config, ["127.0.0.1", port.as_str()], b"ping").await;
+    let (out, _) = server.tp_echo().await;
     assert_eq!(out.code(), 0, "{out:?}");
     assert_eq!(out.stdout, b"ping");
 }
@@ -94,6 +89,11 @@ async fn signal_only() {
         "{check:?}"
     );
     assert_eq!(stand_in.accepted.load(Ordering::SeqCst), 2);
+
+    // No client CA: a tp client gets no tunnel.
+    let (out, reached) = server.tp_echo().await;
+    assert_ne!(out.code(), 0, "{out:?}");
+    assert_eq!(reached, 0);
 }
 
 #[tokio::test]
@@ -131,11 +131,17 @@ async fn dns_over_tls() {
     let server = start(
         "dns-over-tls",
         "",
-        &[("127.0.0.1:53", format!("127.0.0.1:{dns_port}"))],
+        &[
+            ("127.0.0.1:53", format!("127.0.0.1:{dns_port}")),
+            ("0.0.0.0:853", "127.0.0.1:0".to_owned()),
+        ],
     )
     .await;
-    let out = dig_tls(server.addr().port()).await;
-    assert_eq!(out.stdout_text().trim(), "192.0.2.53", "{}", out.stderr);
+    // On the route's own port (853 in the recipe), and by ALPN on the main one.
+    for port in [server.route_addrs()[0].port(), server.addr().port()] {
+        let out = dig_tls(port).await;
+        assert_eq!(out.stdout_text().trim(), "192.0.2.53", "{}", out.stderr);
+    }
     assert!(browse(server.addr()).await.contains("<h1>Welcome</h1>"));
 }
 

@@ -2,10 +2,8 @@
 //! certificate) through a `[[terminate]]` route to a real local resolver
 //! (dnsmasq) that speaks plain DNS over TCP; the same port still serves tp.
 
-use tp_tests::bins::run_tp;
+use tp_tests::TestServer;
 use tp_tests::dns::{dig_tls, dnsmasq};
-use tp_tests::target::EchoTarget;
-use tp_tests::{TestServer, Transport, pki};
 
 #[tokio::test]
 async fn dns_over_tls_reaches_a_local_resolver_through_a_terminate_route() {
@@ -34,10 +32,7 @@ async fn dns_over_tls_reaches_a_local_resolver_through_a_terminate_route() {
         .await;
 
     // tp clients still get tunnels on the same port.
-    let target = EchoTarget::start().await;
-    let config = server.client_config_over(&pki().alice, Transport::Tcp);
-    let port = target.port().to_string();
-    let out = run_tp(&config, ["127.0.0.1", port.as_str()], b"ping").await;
+    let (out, _) = server.tp_echo().await;
     assert_eq!(out.code(), 0, "{out:?}");
     assert_eq!(out.stdout, b"ping");
 }

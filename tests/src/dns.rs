@@ -4,6 +4,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use tokio::process::{Child, Command};
+use tp_server::pki::Issued;
 
 use crate::bins::{Finished, run, system_bin};
 use crate::reverse::free_port;
@@ -51,6 +52,12 @@ pub async fn dnsmasq() -> (Child, u16) {
 /// `dig +tls +short dot.test A` to 127.0.0.1:`port`, verifying the server's
 /// certificate for `localhost` against the test root.
 pub async fn dig_tls(port: u16) -> Finished {
+    dig_tls_as(port, None).await
+}
+
+/// Like [`dig_tls`], presenting `leaf` (its chain and key) as the client
+/// certificate when given.
+pub async fn dig_tls_as(port: u16, leaf: Option<&Issued>) -> Finished {
     let dir = tempfile::tempdir().expect("tempdir");
     let ca = dir.path().join("root.pem");
     std::fs::write(&ca, crate::pki().root.cert_pem()).expect("root");
@@ -60,7 +67,14 @@ pub async fn dig_tls(port: u16) -> Finished {
         .arg(port.to_string())
         .arg("+tls")
         .arg(format!("+tls-ca={}", ca.display()))
-        .arg("+tls-hostname=localhost")
-        .args(["+short", "+tries=1", "+time=5", "dot.test", "A"]);
+        .arg("+tls-hostname=localhost");
+    if let Some(leaf) = leaf {
+        let files = leaf
+            .save(dir.path(), "client")
+            .expect("saving the client leaf");
+        dig.arg(format!("+tls-certfile={}", files.cert.display()))
+            .arg(format!("+tls-keyfile={}", files.key.display()));
+    }
+    dig.args(["+short", "+tries=1", "+time=5", "dot.test", "A"]);
     run(dig, b"").await
 }

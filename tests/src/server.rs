@@ -34,12 +34,14 @@ pub struct TestServerBuilder {
     sections: Vec<(String, String, String)>,
     revoked: Vec<String>,
     raw: String,
+    client_ca: bool,
 }
 
 /// A running server. See the module docs.
 #[derive(Debug)]
 pub struct TestServer {
     addr: SocketAddr,
+    route_addrs: Vec<SocketAddr>,
     dir: TempDir,
     shutdown: CancellationToken,
     task: Option<JoinHandle<Result<(), tp_server::RunError>>>,
@@ -57,6 +59,7 @@ impl TestServer {
             sections: Vec::new(),
             revoked: Vec::new(),
             raw: String::new(),
+            client_ca: true,
         }
     }
 
@@ -68,6 +71,12 @@ impl TestServer {
     /// The address it listens on.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The bound addresses of the `[[terminate]] listen` entries, in config order
+    /// (each `127.0.0.1:0` in a test config gets a free port of its own).
+    pub fn route_addrs(&self) -> &[SocketAddr] {
+        &self.route_addrs
     }
 
     /// Its working directory (config, policy, certificates, client configs).
@@ -161,6 +170,16 @@ impl TestServer {
         format!("{}\n{}", out.stdout_text(), out.stderr)
     }
 
+    /// Runs `tp` as alice over TLS/TCP, sending `ping`, to a fresh echo target:
+    /// what `tp` did, and how many connections the target accepted.
+    pub async fn tp_echo(&self) -> (crate::bins::Finished, usize) {
+        let target = crate::target::EchoTarget::start().await;
+        let config = self.client_config_over(&pki().alice, crate::Transport::Tcp);
+        let port = target.port().to_string();
+        let out = crate::bins::run_tp(&config, ["127.0.0.1", port.as_str()], b"ping").await;
+        (out, target.accepted())
+    }
+
     /// Tells the server to shut down (it stops listening and drains), keeping its
     /// directory and client configs.
     pub fn cancel(&self) {
@@ -227,6 +246,13 @@ impl TestServerBuilder {
         self
     }
 
+    /// Leaves `[tls] client_ca` out: no client certificate is trusted, no tunnel
+    /// opens.
+    pub fn no_client_ca(mut self) -> Self {
+        self.client_ca = false;
+        self
+    }
+
     /// Puts `leaf`'s serial on the revocation list.
     pub fn revoked(mut self, leaf: &Issued) -> Self {
         self.revoked.push(leaf.serial_hex.clone());
@@ -242,8 +268,11 @@ impl TestServerBuilder {
         std::fs::write(dir.join("root.pem"), pki.root.cert_pem()).expect("writing root.pem");
         std::fs::write(dir.join("policy.toml"), &self.policy).expect("writing policy.toml");
         let mut config = String::from(
-            "listen = \"127.0.0.1:0\"\npolicy = \"policy.toml\"\n\n[tls]\ncert = \"server.pem\"\nkey = \"server.key\"\nclient_ca = \"root.pem\"\n",
+            "listen = \"127.0.0.1:0\"\npolicy = \"policy.toml\"\n\n[tls]\ncert = \"server.pem\"\nkey = \"server.key\"\n",
         );
+        if self.client_ca {
+            config.push_str("client_ca = \"root.pem\"\n");
+        }
         if !self.revoked.is_empty() {
             let mut list = String::from("# revoked by the test\n");
             for serial in &self.revoked {
@@ -289,19 +318,30 @@ impl TestServerBuilder {
 
 impl TestServer {
     /// Loads the config at `path` (in `dir`, which the server keeps) and runs
-    /// it on 127.0.0.1:0, whatever its `listen` says.
+    /// it on 127.0.0.1:0, whatever its `listen` says; route listeners bind as
+    /// configured.
     pub async fn start_config(dir: TempDir, path: &Path) -> TestServer {
         let config = tp_server::Config::load(path)
             .unwrap_or_else(|e| panic!("the test server config does not load: {e}"));
         // TLS/TCP and QUIC on one port, as in production.
         let listeners = tp_server::Listeners::bind(([127, 0, 0, 1], 0).into(), true)
             .await
-            .expect("binding 127.0.0.1:0 (TCP and UDP)");
+            .expect("binding 127.0.0.1:0 (TCP and UDP)")
+            .bind_routes(&config.terminate)
+            .await
+            .expect("binding the [[terminate]] listen addresses");
         let addr = listeners.local_addr().expect("local_addr");
+        let route_addrs = (listeners
+            .route_addrs()
+            .expect("route addresses")
+            .into_iter())
+        .map(|(_, bound)| bound)
+        .collect();
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(tp_server::run(config, listeners, shutdown.clone()));
         TestServer {
             addr,
+            route_addrs,
             dir,
             shutdown,
             task: Some(task),

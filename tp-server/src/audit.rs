@@ -149,3 +149,30 @@ pub(crate) fn public_incoming(key: &Key, exposer: &str, peer: SocketAddr, sessio
         "incoming connection from {peer} on {key} exposed by {exposer}",
     );
 }
+
+/// Records whether `who` may use the TLS route `route` (`[[terminate]]` with a
+/// client certificate). The connection span carries the peer address.
+pub(crate) fn route_decision(who: &Identity, route: &str, decision: &Decision) {
+    match decision {
+        Decision::Allow { rule } => tracing::info!(
+            target: "tp::audit",
+            event = "decision",
+            op = "route",
+            identity = %who,
+            route,
+            decision = "allow",
+            rule = %rule,
+            "allow route {route} (rule {rule:?})",
+        ),
+        Decision::Deny { reason } => tracing::info!(
+            target: "tp::audit",
+            event = "decision",
+            op = "route",
+            identity = %who,
+            route,
+            decision = "deny",
+            reason = %reason,
+            "deny route {route}: {reason}; connection closed, nothing forwarded",
+        ),
+    }
+}

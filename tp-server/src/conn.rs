@@ -58,6 +58,7 @@ pub(crate) async fn serve(
                 .position(|r| r.matches(name.as_deref(), &offered))
                 .map(Kind::Terminate)
         };
+        let tunnel = offered.contains(&ALPN_TP_V1);
         let kind = match &shared.stealth_tls {
             // A client that cannot speak TLS 1.3 can never open a tunnel, and
             // over TLS 1.2 the certificate request would show in the clear:
@@ -68,8 +69,15 @@ pub(crate) async fn serve(
             Some(config) if shared.stealth.covers(name.as_deref()) => {
                 route().unwrap_or_else(|| Kind::Stealth(config.clone()))
             }
-            _ if offered.contains(&ALPN_TP_V1) => Kind::Tunnel,
-            _ => route().unwrap_or(Kind::Website),
+            _ if tunnel && shared.opens_tunnels => Kind::Tunnel,
+            _ => {
+                if tunnel {
+                    debug!(
+                        "tunnel refused: no [tls] client_ca is configured, so no tunnels open here"
+                    );
+                }
+                route().unwrap_or(Kind::Website)
+            }
         };
         let config = match &kind {
             Kind::Tunnel => shared.tls.clone(),
@@ -141,7 +149,7 @@ pub(crate) async fn serve(
 
 /// A place among the connections that are not tunnels from `peer`'s source;
 /// `None` (logged) at `[website] max_connections_per_source`.
-fn other_slot(ctx: &RunContext, peer: SocketAddr) -> Option<HandshakeSlot> {
+pub(crate) fn other_slot(ctx: &RunContext, peer: SocketAddr) -> Option<HandshakeSlot> {
     let slot = ctx.others_per_source.try_take(Source::of(peer.ip()));
     if slot.is_none() {
         debug!(
@@ -175,6 +183,6 @@ enum Kind {
 
 /// The rustls error inside a failed handshake, if the failure was a TLS verdict
 /// rather than the connection dropping.
-fn tls_error(e: &std::io::Error) -> Option<&rustls::Error> {
+pub(crate) fn tls_error(e: &std::io::Error) -> Option<&rustls::Error> {
     e.get_ref()?.downcast_ref::<rustls::Error>()
 }

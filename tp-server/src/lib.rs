@@ -14,8 +14,14 @@
 //!
 //! A ClientHello whose SNI names a [`passthrough`] route is relayed untouched;
 //! one naming a [`terminate`] route is decrypted and relayed to a plain TCP
-//! service. On [`stealth`] names tunnels hide behind the website: no ALPN
-//! `tp/1`, a verified certificate and a tp hello after the handshake.
+//! service, as is every connection to such a route's own listeners; a route may
+//! require a client certificate whose identity the policy grants it.
+//!
+//! Without `[tls] client_ca` no client certificate is trusted ([`no_client_ca`]):
+//! the server is then a website, Signal relay or set of routes only.
+//!
+//! On [`stealth`] names tunnels hide behind the website: no ALPN `tp/1`, a
+//! verified certificate and a tp hello after the handshake.
 //!
 //! What it does not do (yet): reload on file change (SIGHUP reloads).
 
@@ -33,6 +39,7 @@ mod audit;
 mod conn;
 mod hello;
 mod listeners;
+mod no_client_ca;
 mod quic;
 mod reverse;
 mod server;

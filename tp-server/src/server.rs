@@ -22,7 +22,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::config::{Config, Limits, QuicSettings, ReverseSettings, WebsiteSettings};
-use crate::listeners::Listeners;
+use crate::listeners::{Listeners, TcpListeners};
 use crate::reverse::registry::Registry;
 use crate::slots::{HandshakeSlots, KeyedSlots, Source, TunnelSlots};
 use crate::{conn, quic};
@@ -65,6 +65,9 @@ pub(crate) struct Shared {
     pub(crate) stealth: crate::stealth::StealthSettings,
     /// Their TLS configuration (`None` without stealth names).
     pub(crate) stealth_tls: Option<Arc<rustls::ServerConfig>>,
+    /// `[tls] client_ca` is set: tunnels can open. Without it a ClientHello
+    /// offering `tp/1` gets the website's handshake.
+    pub(crate) opens_tunnels: bool,
 }
 
 impl std::fmt::Debug for Shared {
@@ -119,10 +122,11 @@ impl Shared {
         let tls = crate::tls::server_config_with(&config.tls, verifier.clone())?;
         let website_tls = crate::tls::website_config(&config.tls, &config.website)?;
         let terminate_tls =
-            crate::terminate::configs(&config.tls, &config.website, &config.terminate)?;
+            crate::terminate::configs(&config.tls, &config.website, &config.terminate, &verifier)?;
         let stealth_tls = (config.stealth.enabled())
             .then(|| crate::tls::stealth_config(&config.tls, &config.website, verifier.clone()))
             .transpose()?;
+        let opens_tunnels = config.tls.has_client_ca();
         Ok(Shared {
             tls,
             quic: config.quic,
@@ -141,6 +145,7 @@ impl Shared {
             registry,
             stealth: config.stealth,
             stealth_tls,
+            opens_tunnels,
         })
     }
 
@@ -186,10 +191,16 @@ pub async fn run_with_reload(
     shutdown: CancellationToken,
     mut reloads: mpsc::Receiver<Config>,
 ) -> Result<(), RunError> {
-    let Listeners { tcp: listener, udp } = listeners;
-    let listen = listener.local_addr().map_err(RunError::Listener)?;
+    let Listeners { tcp, udp, routes } = listeners;
+    let listen = tcp.local_addr().map_err(RunError::Listener)?;
+    let listener = TcpListeners::new(tcp, routes);
     let configured_listen = config.listen;
-    let quic_wanted = config.quic.enabled;
+    // QUIC carries tunnels only.
+    let quic_configured = config.quic.enabled;
+    let quic_wanted = quic_configured && config.tls.has_client_ca();
+    if config.quic.enabled && !quic_wanted {
+        info!(listen = %listen, "QUIC off: no [tls] client_ca is configured, so no tunnels open here");
+    }
     let endpoint_config = crate::tls::quic_endpoint_config(&config.tls.key);
     let tunnels = TunnelSlots::new(config.limits.max_tunnels_per_identity);
     let first = Arc::new(Shared::new(config, listen, tunnels, Arc::default())?);
@@ -228,14 +239,25 @@ pub async fn run_with_reload(
     info!(
         listen = %listen,
         quic = endpoint.is_some(),
+        tunnels = first.opens_tunnels,
         rules = first.policy.rule_count(),
-        "tp-server listening (TLS 1.3, ALPN tp/1, client certificate required)"
+        "tp-server listening ({})",
+        if first.opens_tunnels {
+            "TLS 1.3, ALPN tp/1, client certificate required"
+        } else {
+            "no tunnels: no [tls] client_ca"
+        }
     );
     if first.stealth.enabled() {
         info!(names = ?first.stealth.names, "stealth mode: tunnels hide behind the website on these names");
         if endpoint.is_some() {
             warn!("{}", crate::stealth::QUIC_WARNING);
         }
+    }
+    for route in &listener.routes {
+        let route_addr = route.tcp.local_addr().map_err(RunError::Listener)?;
+        let name = (first.terminate.get(route.port.index)).map_or_else(String::new, |r| r.label());
+        info!(listen = %listen, route_port = %route_addr, route = %name, "listening for [[terminate]] route {name}");
     }
     drop(first);
 
@@ -247,12 +269,15 @@ pub async fn run_with_reload(
             let permit = ctx.permits.clone().acquire_owned().await;
             (permit, listener.accept().await)
         };
-        let (permit, accepted) = tokio::select! {
+        let (permit, (port, accepted)) = tokio::select! {
             biased;
             () = shutdown.cancelled() => break,
             reload = reloads.recv(), if reloads_open => {
                 match reload {
                     Some(config) => {
+                        if quic_configured && endpoint.is_none() && config.tls.has_client_ca() {
+                            warn!(listen = %listen, "QUIC was off at start (no [tls] client_ca) and starts only on restart");
+                        }
                         let current = ctx.current();
                         let next = reload_into(&current, configured_listen, config);
                         if let Some(endpoint) = &endpoint
@@ -296,15 +321,28 @@ pub async fn run_with_reload(
             listen = %listen,
             peer = %peer,
             transport = "tcp",
+            route_port = tracing::field::Empty,
             id = tracing::field::Empty,
         );
+        if let (Some(_), Ok(on)) = (port, tcp.local_addr()) {
+            span.record("route_port", tracing::field::display(on));
+        }
         let shared = ctx.current();
         let force = ctx.force.clone();
         let conn_ctx = ctx.clone();
         ctx.tracker.spawn(
             async move {
+                let serve = async {
+                    match port {
+                        None => conn::serve(shared, tcp, peer, slot, conn_ctx).await,
+                        Some(port) => {
+                            crate::terminate::port::serve(shared, tcp, peer, slot, conn_ctx, port)
+                                .await
+                        }
+                    }
+                };
                 tokio::select! {
-                    () = conn::serve(shared, tcp, peer, slot, conn_ctx) => {}
+                    () = serve => {}
                     () = force.cancelled() => debug!("closed by shutdown deadline"),
                 }
                 drop(permit);
@@ -363,6 +401,10 @@ fn reload_into(
             config.quic.max_connections_per_identity != current.quic.max_connections_per_identity,
         ),
         ("listen", config.listen != configured_listen),
+        (
+            "[[terminate]] listen",
+            route_ports(&config.terminate) != route_ports(&current.terminate),
+        ),
     ];
     for (field, changed) in fixed {
         if changed {
@@ -393,6 +435,13 @@ fn reload_into(
             current.clone()
         }
     }
+}
+
+/// Every route's own listen addresses, sorted.
+fn route_ports(routes: &[crate::terminate::Route]) -> Vec<SocketAddr> {
+    let mut ports: Vec<SocketAddr> = routes.iter().flat_map(|r| r.listen.clone()).collect();
+    ports.sort();
+    ports
 }
 
 fn is_resource_exhaustion(e: &std::io::Error) -> bool {

@@ -105,8 +105,11 @@ impl ClientCertVerifier for RevocationCheckingVerifier {
 /// client CA, be valid now, allow client auth, and hold no revoked certificate.
 /// The handshake uses it, and a long-lived QUIC connection re-runs it for every
 /// new tunnel so that an expired, revoked or no longer trusted certificate stops
-/// opening tunnels.
+/// opening tunnels. Without client CAs, it refuses every certificate.
 pub fn client_verifier(tls: &TlsMaterial) -> Result<Arc<dyn ClientCertVerifier>, TlsSetupError> {
+    if !tls.has_client_ca() {
+        return Ok(Arc::new(crate::no_client_ca::NoClientCa));
+    }
     let mut roots = RootCertStore::empty();
     for ca in &tls.client_ca {
         roots.add(ca.clone()).map_err(TlsSetupError::ClientCa)?;

@@ -298,6 +298,7 @@ fn parses_reverse_tunnel_grants() {
         "listen = [\"a\"]",
         "public_ports = [\"*\"]",
         "services = [\"a\"]",
+        "routes = [\"dot\"]",
     ] {
         assert!(
             Policy::from_toml(&reverse_rule(keys), "p").is_ok(),
@@ -308,6 +309,26 @@ fn parses_reverse_tunnel_grants() {
     let p = Policy::from_toml(EXAMPLE, "p").unwrap();
     let ops = &p.rules[0];
     assert!(ops.listen.is_empty() && ops.public_ports.is_empty() && ops.services.is_empty());
+    assert!(ops.routes.is_empty());
+}
+
+#[test]
+fn parses_route_grants() {
+    let p = Policy::from_toml(&reverse_rule("routes = [\"dot\", \"redis-*\"]"), "p").unwrap();
+    assert_eq!(
+        p.rules[0].routes,
+        [
+            ServicePattern::parse("dot").unwrap(),
+            ServicePattern::parse("redis-*").unwrap(),
+        ]
+    );
+    assert!(p.rules[0].services.is_empty());
+    let e = err(&reverse_rule("routes = [\"DoT\"]"));
+    assert_eq!(
+        e.to_string(),
+        "p.toml:4:11: rule \"r1\": routes pattern \"DoT\" is invalid: \
+         route names are lowercase; did you mean \"dot\"?"
+    );
 }
 
 #[test]
@@ -346,14 +367,14 @@ fn a_rule_must_grant_something() {
     assert_eq!(at, "2:8");
     assert_eq!(
         p.to_string(),
-        "rule \"r1\": grants nothing; add `connect` (with `ports`), `listen`, `public_ports` \
-         or `services`"
+        "rule \"r1\": grants nothing; add `connect` (with `ports`), `listen`, `public_ports`, \
+         `services` or `routes`"
     );
 }
 
 #[test]
 fn empty_reverse_lists_are_refused() {
-    for field in ["listen", "public_ports", "services"] {
+    for field in ["listen", "public_ports", "services", "routes"] {
         let (at, p) = problem(&reverse_rule(&format!("{field} = []")));
         match p {
             PolicyProblem::EmptyList { rule, field: f } => {

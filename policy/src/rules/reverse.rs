@@ -65,7 +65,7 @@ impl Policy {
 
     /// Allowed by the first rule, in file order, that `grants` the request and whose
     /// `who` matches; otherwise denied for `reason`.
-    fn first_allowing(
+    pub(super) fn first_allowing(
         &self,
         who: &Identity,
         grants: impl Fn(&Rule) -> bool,
@@ -84,7 +84,7 @@ impl Policy {
     }
 }
 
-fn any_matches(patterns: &[ServicePattern], name: &str) -> bool {
+pub(super) fn any_matches(patterns: &[ServicePattern], name: &str) -> bool {
     patterns.iter().any(|p| p.matches(name))
 }
 

@@ -71,6 +71,17 @@ pub fn check(config_path: &Path, out: &mut dyn Write) -> anyhow::Result<()> {
             }
         }
     }
+    if !config.tls.has_client_ca() {
+        writeln!(
+            out,
+            "  warning: no [tls] client_ca: no tunnels can be opened (tp clients are refused{})",
+            if config.quic.enabled {
+                ", and QUIC is off"
+            } else {
+                ""
+            }
+        )?;
+    }
     writeln!(out, "  revoked entries   {}", config.tls.revoked.len())?;
     writeln!(
         out,
@@ -78,6 +89,9 @@ pub fn check(config_path: &Path, out: &mut dyn Write) -> anyhow::Result<()> {
         config.policy_path.display(),
         config.policy.rule_count()
     )?;
+    for route in &config.terminate {
+        writeln!(out, "  terminate         {}", describe(route))?;
+    }
     let l = &config.limits;
     writeln!(
         out,
@@ -93,4 +107,29 @@ pub fn check(config_path: &Path, out: &mut dyn Write) -> anyhow::Result<()> {
         l.max_handshakes_per_source,
     )?;
     Ok(())
+}
+
+/// One line for a `[[terminate]]` route: where it is reached, where it goes, who
+/// may use it.
+fn describe(route: &crate::terminate::Route) -> String {
+    let mut on = Vec::new();
+    if !route.names.is_empty() {
+        on.push(format!("names {}", route.names.join(", ")));
+    }
+    if !route.alpn.is_empty() {
+        on.push(format!("alpn {}", route.alpn.join(", ")));
+    }
+    for addr in &route.listen {
+        on.push(format!("listen {addr}"));
+    }
+    let who = match (&route.name, route.client_cert) {
+        (Some(name), true) => format!(", client certificate required, policy `routes` {name:?}"),
+        _ => String::new(),
+    };
+    let name = route
+        .name
+        .as_deref()
+        .map(|n| format!("{n}: "))
+        .unwrap_or_default();
+    format!("{name}{} -> {}{who}", on.join("; "), route.backend)
 }

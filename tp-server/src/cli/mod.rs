@@ -38,7 +38,9 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the server with a config file: TLS over TCP and QUIC over UDP on the
-    /// `listen` port. SIGHUP reloads the config for new connections; SIGTERM/SIGINT
+    /// `listen` port (without [tls] client_ca no tunnels open, and QUIC is off),
+    /// and TLS over TCP on the `listen` ports of [[terminate]] routes.
+    /// SIGHUP reloads the config for new connections; SIGTERM/SIGINT
     /// drain (stop accepting, let tunnels finish up to limits.drain_timeout); a
     /// second signal exits at once.
     Run {
@@ -96,7 +98,8 @@ pub enum Command {
 /// `tp-server policy ...`.
 #[derive(Debug, Subcommand)]
 pub enum PolicyCommand {
-    /// Explain the decision for a certificate's identity and a target.
-    /// Exit status: 0 allowed, 3 denied, 1 error.
+    /// Explain the decision for a certificate's identity and a target (or a
+    /// service, a public port, a [[terminate]] route). Exit status: 0 allowed,
+    /// 3 denied, 1 error.
     Check(policy_check::PolicyCheckArgs),
 }

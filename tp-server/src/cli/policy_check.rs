@@ -1,5 +1,5 @@
 //! `tp-server policy check --cert C --connect HOST:PORT` (or `--listen NAME`,
-//! `--public-port PORT`, `--service NAME`): explain a decision.
+//! `--public-port PORT`, `--service NAME`, `--route NAME`): explain a decision.
 
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
@@ -16,7 +16,7 @@ use crate::Config;
 #[command(group(
     clap::ArgGroup::new("request")
         .required(true)
-        .args(["connect", "listen", "public_port", "service"])
+        .args(["connect", "listen", "public_port", "service", "route"])
 ))]
 pub struct PolicyCheckArgs {
     /// The client certificate (PEM) whose identity to check. Its chain is not verified here.
@@ -34,6 +34,10 @@ pub struct PolicyCheckArgs {
     /// Instead: may this identity connect to the exposed service NAME?
     #[arg(long, value_name = "NAME")]
     pub service: Option<String>,
+    /// Instead: may this identity use the `[[terminate]]` route NAME (one with
+    /// `client_cert = "required"`)?
+    #[arg(long, value_name = "NAME")]
+    pub route: Option<String>,
     /// UDP instead of TCP.
     #[arg(long, requires = "connect")]
     pub udp: bool,
@@ -83,13 +87,16 @@ fn split_host_port(s: &str) -> anyhow::Result<(Host, u16)> {
 
 /// Prints the identity, the pre-DNS decision and the decision for each address.
 pub fn check(args: &PolicyCheckArgs, out: &mut dyn Write) -> anyhow::Result<Verdict> {
-    let policy = match &args.policy {
+    let (policy, routes) = match &args.policy {
         Some(path) => {
             let text =
                 std::fs::read_to_string(path).with_context(|| format!("{}", path.display()))?;
-            Policy::from_toml(&text, &path.display().to_string())?
+            (Policy::from_toml(&text, &path.display().to_string())?, None)
         }
-        None => Config::load(&args.config)?.policy,
+        None => {
+            let config = Config::load(&args.config)?;
+            (config.policy, Some(config.terminate))
+        }
     };
     let certs = tp_net::pem::load_certs(&args.cert)?;
     let who =
@@ -105,6 +112,30 @@ pub fn check(args: &PolicyCheckArgs, out: &mut dyn Write) -> anyhow::Result<Verd
             format!(", groups: {}", groups.join(", "))
         }
     )?;
+    if let Some(name) = &args.route {
+        writeln!(out, "request   use route {name}")?;
+        if let Some(routes) = &routes {
+            match routes
+                .iter()
+                .find(|r| r.name.as_deref() == Some(name.as_str()))
+            {
+                None => bail!(
+                    "{}: no [[terminate]] route is named {name:?}",
+                    args.config.display()
+                ),
+                Some(route) if !route.client_cert => {
+                    writeln!(
+                        out,
+                        "result    allow: route {name} asks for no client certificate, \
+                         so anyone may use it (the policy is not asked)"
+                    )?;
+                    return Ok(Verdict::Allowed);
+                }
+                Some(_) => {}
+            }
+        }
+        return Ok(verdict(&policy.decide_route(&who, name), out)?);
+    }
     let reverse = match (&args.listen, args.public_port, &args.service) {
         (Some(name), _, _) => Some((
             format!("listen on service {name}"),
@@ -122,12 +153,7 @@ pub fn check(args: &PolicyCheckArgs, out: &mut dyn Write) -> anyhow::Result<Verd
     };
     if let Some((request, decision)) = reverse {
         writeln!(out, "request   {request}")?;
-        writeln!(out, "result    {decision}")?;
-        return Ok(if decision.is_allow() {
-            Verdict::Allowed
-        } else {
-            Verdict::Denied
-        });
+        return Ok(verdict(&decision, out)?);
     }
     let connect = args.connect.as_deref().unwrap_or_default();
     let (host, port) = split_host_port(connect)?;
@@ -185,6 +211,16 @@ pub fn check(args: &PolicyCheckArgs, out: &mut dyn Write) -> anyhow::Result<Verd
     }
 }
 
+/// Prints `decision` as the result and gives its verdict.
+fn verdict(decision: &Decision, out: &mut dyn Write) -> std::io::Result<Verdict> {
+    writeln!(out, "result    {decision}")?;
+    Ok(if decision.is_allow() {
+        Verdict::Allowed
+    } else {
+        Verdict::Denied
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::{Duration, SystemTime};
@@ -200,7 +236,7 @@ mod tests {
         let policy = dir.join("policy.toml");
         std::fs::write(
             &policy,
-            "[[rule]]\nname = \"laptops\"\nwho = [\"alice@test\"]\nlisten = [\"alice-*\"]\npublic_ports = [\"2200-2299\"]\nservices = [\"db\"]\n",
+            "[[rule]]\nname = \"laptops\"\nwho = [\"alice@test\"]\nlisten = [\"alice-*\"]\npublic_ports = [\"2200-2299\"]\nservices = [\"db\"]\nroutes = [\"dot\"]\n",
         )
         .unwrap();
         PolicyCheckArgs {
@@ -209,6 +245,7 @@ mod tests {
             listen: None,
             public_port: None,
             service: None,
+            route: None,
             udp: false,
             policy: Some(policy),
             config: PathBuf::new(),
@@ -256,6 +293,24 @@ mod tests {
         };
         assert_eq!(run(&service("db")).0, Verdict::Allowed);
         assert_eq!(run(&service("dbx")).0, Verdict::Denied);
+
+        let route = |name: &str| PolicyCheckArgs {
+            route: Some(name.into()),
+            ..args(dir.path())
+        };
+        let (verdict, text) = run(&route("dot"));
+        assert_eq!(verdict, Verdict::Allowed, "{text}");
+        assert!(text.contains("request   use route dot"), "{text}");
+        assert!(
+            text.contains("result    allow (rule \"laptops\")"),
+            "{text}"
+        );
+        let (verdict, text) = run(&route("redis"));
+        assert_eq!(verdict, Verdict::Denied);
+        assert!(
+            text.contains("result    deny: no rule allows alice@test to use route redis"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -10,13 +10,18 @@ use tracing::{info, warn};
 
 use crate::{Config, Listeners};
 
-/// Loads the config, binds its address (TCP, and UDP for QUIC) and serves until
-/// SIGTERM/SIGINT.
+/// Loads the config, binds its address (TCP, and UDP for QUIC) and those of the
+/// routes with their own ports, and serves until SIGTERM/SIGINT.
 pub async fn run(config_path: &Path) -> anyhow::Result<()> {
     let config = Config::load(config_path)?;
-    let listeners = Listeners::bind(config.listen, config.quic.enabled)
+    // QUIC carries tunnels only, and without client CAs none open.
+    let quic = config.quic.enabled && config.tls.has_client_ca();
+    let listeners = Listeners::bind(config.listen, quic)
         .await
-        .with_context(|| format!("cannot listen on {}", config.listen))?;
+        .with_context(|| format!("cannot listen on {}", config.listen))?
+        .bind_routes(&config.terminate)
+        .await
+        .context("cannot listen for a [[terminate]] route")?;
     serve_until_signal(config, config_path, listeners).await
 }
 

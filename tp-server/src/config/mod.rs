@@ -7,6 +7,7 @@
 
 mod error;
 mod raw;
+mod terminate;
 
 use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroUsize;
@@ -19,8 +20,7 @@ use toml::Spanned;
 
 pub use error::{ConfigError, Location};
 use raw::{
-    RawConfig, RawLimits, RawPassthrough, RawQuic, RawReverse, RawSignal, RawStealth, RawTerminate,
-    RawWebsite,
+    RawConfig, RawLimits, RawPassthrough, RawQuic, RawReverse, RawSignal, RawStealth, RawWebsite,
 };
 use tp_net::quic::QuicLimits;
 
@@ -74,10 +74,19 @@ pub struct TlsMaterial {
     pub cert_chain: Vec<CertificateDer<'static>>,
     /// The server's private key.
     pub key: PrivateKeyDer<'static>,
-    /// Trust anchors (and intermediates) for client certificates.
+    /// Trust anchors (and intermediates) for client certificates. Empty when the
+    /// config names none: then no client certificate is trusted, so no tunnel opens.
     pub client_ca: Vec<CertificateDer<'static>>,
     /// Refused client certificates.
     pub revoked: RevocationList,
+}
+
+impl TlsMaterial {
+    /// Whether client certificates can be verified at all (`[tls] client_ca` is
+    /// set): without it the server opens no tunnels.
+    pub fn has_client_ca(&self) -> bool {
+        !self.client_ca.is_empty()
+    }
 }
 
 /// A loaded, typed server configuration.
@@ -103,7 +112,8 @@ pub struct Config {
     pub passthrough: Vec<crate::passthrough::Route>,
     /// The Signal TLS proxy.
     pub signal: crate::website::signal::SignalSettings,
-    /// TLS terminated here in front of plain TCP services, by SNI.
+    /// TLS terminated here in front of plain TCP services, by SNI and ALPN on the
+    /// main port, or on their own ports.
     pub terminate: Vec<crate::terminate::Route>,
     /// The server names on which tunnels hide behind the website.
     pub stealth: crate::stealth::StealthSettings,
@@ -354,35 +364,21 @@ impl Source<'_> {
         Ok(names)
     }
 
-    fn terminate(&self, raw: &[RawTerminate]) -> Result<Vec<crate::terminate::Route>, ConfigError> {
-        raw.iter()
-            .map(|route| {
-                let names = match &route.names {
-                    Some(names) => self.server_names(names)?,
-                    None if route.alpn.is_empty() => {
-                        return Err(self.invalid(
-                            &route.backend,
-                            "names",
-                            "a terminate route needs names, alpn, or both",
-                        ));
-                    }
-                    None => Vec::new(),
-                };
-                Ok(crate::terminate::Route {
-                    names,
-                    backend: crate::website::Backend::parse(route.backend.get_ref())
-                        .map_err(|e| self.invalid(&route.backend, "backend", e))?,
-                    proxy_protocol: route.proxy_protocol.unwrap_or(false),
-                    alpn: route.alpn.clone(),
-                })
-            })
-            .collect()
-    }
-
-    fn stealth(&self, raw: &RawStealth) -> Result<crate::stealth::StealthSettings, ConfigError> {
+    fn stealth(
+        &self,
+        raw: &RawStealth,
+        client_ca: bool,
+    ) -> Result<crate::stealth::StealthSettings, ConfigError> {
         let Some(names) = &raw.names else {
             return Ok(crate::stealth::StealthSettings::default());
         };
+        if !client_ca {
+            return Err(self.invalid(
+                names,
+                "names",
+                "stealth tunnels need [tls] client_ca to verify client certificates",
+            ));
+        }
         // `*` alone: every connection, with a server name or without.
         let everywhere = names.get_ref().iter().any(|n| n == "*");
         if everywhere && names.get_ref().len() > 1 {
@@ -587,6 +583,32 @@ impl Source<'_> {
             .ok_or_else(|| self.invalid(n, field, "must be between 1 and 1000000"))
     }
 
+    /// The certificates of every file `client_ca` names (at `at`), at least one file.
+    fn client_ca(
+        &self,
+        files: Vec<String>,
+        at: Location,
+    ) -> Result<Vec<CertificateDer<'static>>, ConfigError> {
+        if files.is_empty() {
+            return Err(ConfigError::Invalid {
+                at,
+                field: "client_ca",
+                message: "name at least one CA file, or leave client_ca out (then no tunnels)"
+                    .into(),
+            });
+        }
+        let mut certs = Vec::new();
+        for file in files {
+            certs.extend(tp_net::pem::load_certs(&self.path(&file)).map_err(|error| {
+                ConfigError::Pem {
+                    at: at.clone(),
+                    error,
+                }
+            })?);
+        }
+        Ok(certs)
+    }
+
     fn certs(&self, raw: &Spanned<String>) -> Result<Vec<CertificateDer<'static>>, ConfigError> {
         tp_net::pem::load_certs(&self.path(raw.get_ref())).map_err(|error| ConfigError::Pem {
             at: self.at(raw),
@@ -627,24 +649,17 @@ impl Config {
             at: src.at(&raw.tls.key),
             error,
         })?;
-        let ca_at = src.at(&raw.tls.client_ca);
-        let mut client_ca = Vec::new();
-        let ca_files = raw.tls.client_ca.into_inner().into_vec();
-        if ca_files.is_empty() {
-            return Err(ConfigError::Invalid {
-                at: ca_at,
-                field: "client_ca",
-                message: "name at least one CA file".into(),
-            });
-        }
-        for file in ca_files {
-            let certs =
-                tp_net::pem::load_certs(&src.path(&file)).map_err(|error| ConfigError::Pem {
-                    at: ca_at.clone(),
-                    error,
-                })?;
-            client_ca.extend(certs);
-        }
+        let (ca_at, client_ca) = match raw.tls.client_ca {
+            // Nothing needs it: no tunnels, and no route asks for a client certificate.
+            None => (None, Vec::new()),
+            Some(files) => {
+                let at = src.at(&files);
+                (
+                    Some(at.clone()),
+                    src.client_ca(files.into_inner().into_vec(), at)?,
+                )
+            }
+        };
         let revoked = match &raw.tls.revoked {
             None => RevocationList::default(),
             Some(file) => RevocationList::load(&src.path(file.get_ref())).map_err(|error| {
@@ -656,7 +671,8 @@ impl Config {
         };
         // The verifier checks the presented chain, which need not include the root:
         // a revoked trust anchor must be removed from client_ca, not listed.
-        if let Some(ca) = client_ca.iter().find(|ca| revoked.is_revoked(ca)) {
+        if let (Some(ca), Some(ca_at)) = (client_ca.iter().find(|ca| revoked.is_revoked(ca)), ca_at)
+        {
             let serial = crate::pki::serial_hex(ca).unwrap_or_else(|_| "?".into());
             return Err(ConfigError::Invalid {
                 at: ca_at,
@@ -703,8 +719,8 @@ impl Config {
             }
         }
         let signal = src.signal(&raw.signal)?;
-        let terminate = src.terminate(&raw.terminate)?;
-        let stealth = src.stealth(&raw.stealth)?;
+        let terminate = src.terminate(&raw.terminate, listen, !client_ca.is_empty())?;
+        let stealth = src.stealth(&raw.stealth, !client_ca.is_empty())?;
         let config = Config {
             listen,
             tls: TlsMaterial {

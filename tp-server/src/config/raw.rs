@@ -33,7 +33,8 @@ pub(super) struct RawConfig {
 pub(super) struct RawTls {
     pub(super) cert: Spanned<String>,
     pub(super) key: Spanned<String>,
-    pub(super) client_ca: Spanned<OneOrMany>,
+    #[serde(default)]
+    pub(super) client_ca: Option<Spanned<OneOrMany>>,
     #[serde(default)]
     pub(super) revoked: Option<Spanned<String>>,
 }
@@ -131,11 +132,14 @@ pub(super) struct RawSignal {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawTerminate {
+    pub(super) name: Option<Spanned<String>>,
     pub(super) names: Option<Spanned<Vec<String>>>,
     pub(super) backend: Spanned<String>,
     pub(super) proxy_protocol: Option<bool>,
     #[serde(default)]
     pub(super) alpn: Vec<String>,
+    pub(super) listen: Option<Spanned<Vec<Spanned<String>>>>,
+    pub(super) client_cert: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -176,3 +176,20 @@ fn quic_settings_reach_the_quinn_server_config() {
         }
     );
 }
+
+#[test]
+fn client_ca_may_be_left_out() {
+    let tmp = tempfile::tempdir().unwrap();
+    write_support_files(tmp.path());
+    let path = tmp.path().join("server.toml");
+    let text = "listen = \"127.0.0.1:8443\"\npolicy = \"policy.toml\"\n[tls]\ncert = \"server.pem\"\nkey = \"server.key\"\n\n[signal]\nenabled = true\n\n[[terminate]]\nname = \"dot\"\nlisten = [\"127.0.0.1:8853\"]\nbackend = \"127.0.0.1:53\"\n";
+    std::fs::write(&path, text).unwrap();
+    let config = Config::load(&path).unwrap();
+    assert!(!config.tls.has_client_ca());
+    let route = &config.terminate[0];
+    assert_eq!(route.name.as_deref(), Some("dot"));
+    assert_eq!(route.listen, ["127.0.0.1:8853".parse().unwrap()]);
+    assert!(!route.client_cert);
+    // The tunnel configuration still builds: it trusts no client certificate.
+    crate::tls::server_config(&config.tls).unwrap();
+}
