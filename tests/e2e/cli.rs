@@ -68,7 +68,8 @@ async fn check_lists_stealth_names_and_warns_about_what_gives_tp_away() {
         .raw(
             "[stealth]\nnames = [\"www.example.org\"]\n\n\
              [[passthrough]]\nnames = [\"*.example.org\"]\nbackend = \"127.0.0.1:9443\"\n\n\
-             [[terminate]]\nalpn = [\"dot\"]\nbackend = \"127.0.0.1:53\"\n",
+             [[terminate]]\nalpn = [\"dot\"]\nbackend = \"127.0.0.1:53\"\n\n\
+             [[terminate]]\nlisten = [\"127.0.0.1:8853\"]\nbackend = \"127.0.0.1:53\"\n",
         )
         .write_files(dir.path());
     let out = tp_server(["check", "-c", path.to_str().expect("utf-8 path")]).await;
@@ -88,7 +89,8 @@ async fn check_lists_stealth_names_and_warns_about_what_gives_tp_away() {
         ),
         "{stdout}"
     );
-    // A DoT route takes no browser ALPN: no warning for it.
+    // A DoT route takes no browser ALPN, and one on its own port only is not
+    // on 443: no warning for either.
     assert!(!stdout.contains("terminate route"), "{stdout}");
 
     // Without stealth names, none of it.

@@ -60,9 +60,11 @@ pub fn check(config_path: &Path, out: &mut dyn Write) -> anyhow::Result<()> {
             }
         }
         for route in &config.terminate {
+            // A route on its own listeners only is never on the main port.
+            let on_main_port = !(route.names.is_empty() && route.alpn.is_empty());
             let browser_alpn =
                 route.alpn.is_empty() || route.alpn.iter().any(|a| a == "h2" || a == "http/1.1");
-            if browser_alpn && config.stealth.overlaps(&route.names) {
+            if on_main_port && browser_alpn && config.stealth.overlaps(&route.names) {
                 writeln!(
                     out,
                     "  warning: the terminate route to {} shares names with [stealth]: it takes precedence, so stealth clients there reach it, not a tunnel",
