@@ -331,11 +331,12 @@ async fn idle_scenario(
     for _ in 0..3 {
         drop(conn::open(running.entry).await.context("warm-up tunnel")?);
     }
-    let pgid = |c: &Option<Child>| c.as_ref().map(Child::pgid);
+    let pgids = |c: &Option<Child>| c.iter().map(Child::pgid).collect::<Vec<_>>();
+    let entry = running.entry;
     let r = idle::run(
-        running.entry,
-        pgid(&running.server),
-        pgid(&running.client),
+        move || conn::open(entry),
+        &pgids(&running.server),
+        &pgids(&running.client),
         count,
         settings.idle_concurrency,
     )

@@ -6,10 +6,10 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::target::MODE_SINK;
+use crate::target::{MODE_SINK, pattern};
 
 const CHUNK: usize = 256 * 1024;
 const STREAM_TIMEOUT: Duration = Duration::from_secs(600);
@@ -40,9 +40,17 @@ async fn upload(entry: SocketAddr, bytes: u64) -> anyhow::Result<u64> {
         .await
         .with_context(|| format!("connecting to {entry}"))?;
     stream.set_nodelay(true)?;
+    send(&mut stream, bytes).await
+}
+
+/// Sends `bytes` into the sink over `stream`; returns the count the sink confirmed.
+pub(crate) async fn send<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    bytes: u64,
+) -> anyhow::Result<u64> {
     stream.write_u8(MODE_SINK).await?;
     stream.write_u64(bytes).await?;
-    let chunk: Vec<u8> = (0..CHUNK).map(|i| (i * 131 % 251) as u8).collect();
+    let chunk = pattern(CHUNK);
     let mut left = bytes;
     while left > 0 {
         let n = left.min(CHUNK as u64) as usize;
@@ -52,6 +60,7 @@ async fn upload(entry: SocketAddr, bytes: u64) -> anyhow::Result<u64> {
             .context("writing bulk data")?;
         left -= n as u64;
     }
+    stream.flush().await.context("writing bulk data")?;
     let count = stream
         .read_u64()
         .await
@@ -60,4 +69,19 @@ async fn upload(entry: SocketAddr, bytes: u64) -> anyhow::Result<u64> {
         bail!("the sink counted {count} bytes of {bytes}");
     }
     Ok(count)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_sink_counts_in_memory() {
+        for bytes in [0, 1, CHUNK as u64 - 1, 3 * CHUNK as u64 + 17] {
+            let (mut ours, mut theirs) = tokio::io::duplex(64 * 1024);
+            let target = tokio::spawn(async move { crate::target::serve(&mut theirs).await });
+            assert_eq!(send(&mut ours, bytes).await.expect("send"), bytes);
+            target.await.expect("join").expect("sink");
+        }
+    }
 }
