@@ -3,6 +3,7 @@
 
 mod first;
 mod merge;
+mod signal;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -72,6 +73,11 @@ pub(crate) async fn main(args: RunArgs) -> anyhow::Result<()> {
         .arg(target_addr.to_string());
     let mut target = Child::spawn("target", target_cmd, &work_dir.join("target.log"))?;
     target.wait_listening(target_addr)?;
+    let signal_host = if settings.scenarios.contains(&ScenarioId::Signal) {
+        Some(signal::start_host(&self_exe, &certs, &ports, &work_dir)?)
+    } else {
+        None
+    };
     let ctx = Ctx {
         bin_dir: bin_dir.clone(),
         self_exe,
@@ -79,6 +85,7 @@ pub(crate) async fn main(args: RunArgs) -> anyhow::Result<()> {
         certs,
         ports,
         target: target_addr,
+        signal_host: signal_host.as_ref().map(|&(_, addr)| addr),
     };
 
     let mut results = Results::default();
@@ -124,6 +131,7 @@ pub(crate) async fn main(args: RunArgs) -> anyhow::Result<()> {
         _ = tokio::signal::ctrl_c() => bail!("interrupted; every started process was stopped"),
     }
     drop(target);
+    drop(signal_host);
 
     let mut record = RunRecord {
         quick: settings.quick,
@@ -237,6 +245,11 @@ async fn run_system(
         && let Err(e) = first::scenario(ctx, settings, system, run, results).await
     {
         results.note(system, format!("run {run} (f1): {e:#}"));
+    }
+    if has(ScenarioId::Signal)
+        && let Err(e) = signal::scenario(ctx, settings, system, run, results).await
+    {
+        results.note(system, format!("run {run} (g): {e:#}"));
     }
 }
 
