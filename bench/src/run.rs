@@ -95,11 +95,19 @@ pub(crate) async fn main(args: RunArgs) -> anyhow::Result<()> {
         .and_then(|l| l.parse().ok())
         .unwrap_or(usize::MAX);
     let fd_cap = (limit.saturating_sub(1_000) / 2).max(1);
-    if settings.scenarios.contains(&ScenarioId::Idle) && settings.idle > fd_cap {
+    // (g)'s idle connections are two descriptors each in tp-server as well.
+    let holding: Vec<String> = [ScenarioId::Idle, ScenarioId::Signal]
+        .into_iter()
+        .filter(|s| settings.scenarios.contains(s))
+        .map(|s| format!("({})", s.letter()))
+        .collect();
+    if !holding.is_empty() && settings.idle > fd_cap {
         let note = format!(
-            "(e) held {fd_cap} idle tunnels, not {}: the open-file limit is {limit} and could \
-             not be raised (bench/run.sh tries; it needs CAP_SYS_RESOURCE for more than the \
-             hard limit), and each side of a tunnel needs two descriptors per tunnel",
+            "{} held {fd_cap} idle connections, not {}: the open-file limit is {limit} and \
+             could not be raised (bench/run.sh tries; it needs CAP_SYS_RESOURCE for more than \
+             the hard limit), and each side of a tunnel (in (g): the proxy) needs two \
+             descriptors per connection",
+            holding.join(" and "),
             settings.idle
         );
         eprintln!("tp-bench: {note}");
