@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # The benchmark harness: tp side by side with stunnel, haproxy, nginx stream and socat,
-# on loopback, with the same load generator (tp-bench). Writes docs/benchmarks.md.
+# on loopback, with the same load generator (tp-bench); and (g), tp-server's Signal relay
+# against nginx set up as Signal's TLS proxy. Writes docs/benchmarks.md.
 #
 #   bench/run.sh            full run (3 runs per figure; about 15 minutes on 2 cores)
 #   bench/run.sh --quick    smoke test: small sizes, one run (about 3 minutes)
 #
 # Any other option goes to `tp-bench run` (`target/release/tp-bench run --help`), e.g.
 #   bench/run.sh --runs 5 --systems tp,haproxy --scenarios a,c
+#   bench/run.sh --systems tp,nginx --scenarios g     the Signal relay (g) alone
 #   bench/run.sh --rev HEAD     tp as committed at HEAD, not the working tree
 #   bench/run.sh --systems tp,tp-quic --scenarios f1 --merge target/bench/run.json
 #                               one scenario again, merged into a saved full run: the

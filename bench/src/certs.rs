@@ -1,5 +1,6 @@
 //! The certificates every system uses, made at run time with rcgen: one CA, a server
-//! leaf for `localhost` and `127.0.0.1`, a client leaf. ECDSA P-256, SHA-256.
+//! leaf for `localhost` and `127.0.0.1`, a client leaf, and a leaf for the Signal
+//! host the stand-in of scenario (g) plays. ECDSA P-256, SHA-256.
 
 use std::path::{Path, PathBuf};
 
@@ -13,6 +14,9 @@ use rcgen::{
 pub(crate) const CLIENT_IDENTITY: &str = "bench-client";
 /// The name the client side verifies the server certificate against.
 pub(crate) const SERVER_NAME: &str = "localhost";
+/// The Signal host of scenario (g): the inner TLS's server name, which the stand-in
+/// holds a certificate for and both Signal proxies send to the stand-in.
+pub(crate) const SIGNAL_HOST: &str = "chat.signal.org";
 
 /// Paths of the PEM files written by [`generate`].
 #[derive(Debug, Clone)]
@@ -26,6 +30,9 @@ pub(crate) struct Certs {
     pub(crate) client_key: PathBuf,
     /// Certificate followed by key, for haproxy's `crt`.
     pub(crate) client_combined: PathBuf,
+    /// The stand-in Signal host's certificate ([`SIGNAL_HOST`]) and key.
+    pub(crate) signal_cert: PathBuf,
+    pub(crate) signal_key: PathBuf,
 }
 
 fn key() -> anyhow::Result<KeyPair> {
@@ -77,6 +84,15 @@ pub(crate) fn generate(dir: &Path) -> anyhow::Result<Certs> {
         .signed_by(&client_key, &issuer)
         .context("issuing the client certificate")?;
 
+    let mut signal = leaf_params(SIGNAL_HOST, ExtendedKeyUsagePurpose::ServerAuth);
+    signal.subject_alt_names = vec![SanType::DnsName(
+        SIGNAL_HOST.try_into().context("DNS name")?,
+    )];
+    let signal_key = key()?;
+    let signal_cert = signal
+        .signed_by(&signal_key, &issuer)
+        .context("issuing the Signal host's certificate")?;
+
     let certs = Certs {
         ca: dir.join("ca.pem"),
         server_cert: dir.join("server.pem"),
@@ -85,6 +101,8 @@ pub(crate) fn generate(dir: &Path) -> anyhow::Result<Certs> {
         client_cert: dir.join("client.pem"),
         client_key: dir.join("client.key"),
         client_combined: dir.join("client-combined.pem"),
+        signal_cert: dir.join("signal.pem"),
+        signal_key: dir.join("signal.key"),
     };
     write(&certs.ca, &ca_cert.pem())?;
     write(&certs.server_cert, &server_cert.pem())?;
@@ -99,5 +117,7 @@ pub(crate) fn generate(dir: &Path) -> anyhow::Result<Certs> {
         &certs.client_combined,
         &format!("{}{}", client_cert.pem(), client_key.serialize_pem()),
     )?;
+    write(&certs.signal_cert, &signal_cert.pem())?;
+    write(&certs.signal_key, &signal_key.serialize_pem())?;
     Ok(certs)
 }

@@ -3,11 +3,14 @@
 //! It starts tp and each peer (stunnel, haproxy, nginx stream, socat) on loopback
 //! with the same job (plain TCP in, mutual TLS 1.3 across, plain TCP out to our own
 //! target), drives every system with the same load generator, and writes a table of
-//! medians and ratios to `docs/benchmarks.md`. It is a tool, not a test: nothing in
-//! the test suite runs it.
+//! medians and ratios to `docs/benchmarks.md`. Scenario (g) is another job: tp-server's
+//! Signal relay against nginx as Signal's TLS proxy, TLS-in-TLS clients through each
+//! to a stand-in Signal host. It is a tool, not a test: nothing in the test suite runs
+//! it.
 //!
-//! `tp-bench target` and `tp-bench relay` are the helper processes the harness
-//! starts (the echo/sink target and one hop of the plain TCP relay reference).
+//! `tp-bench target`, `tp-bench relay` and `tp-bench signal-host` are the helper
+//! processes the harness starts (the echo/sink target, one hop of the plain TCP
+//! relay reference, and the stand-in Signal host of scenario (g)).
 
 mod certs;
 mod children;
@@ -20,6 +23,7 @@ mod results;
 mod run;
 mod scenarios;
 mod settings;
+mod signal_host;
 mod systems;
 mod target;
 
@@ -67,6 +71,18 @@ enum Command {
         #[arg(long)]
         to: SocketAddr,
     },
+    /// Helper process: the stand-in Signal host (TLS, then the target protocol).
+    SignalHost {
+        /// Address to listen on.
+        #[arg(long)]
+        listen: SocketAddr,
+        /// Its certificate (PEM).
+        #[arg(long)]
+        cert: PathBuf,
+        /// Its key (PEM).
+        #[arg(long)]
+        key: PathBuf,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -83,5 +99,8 @@ fn main() -> anyhow::Result<()> {
         } => run::report_only(&from, &analysis, &out),
         Command::Target { listen } => runtime.block_on(target::serve_target(listen)),
         Command::Relay { listen, to } => runtime.block_on(target::serve_relay(listen, to)),
+        Command::SignalHost { listen, cert, key } => {
+            runtime.block_on(signal_host::serve(listen, &cert, &key))
+        }
     }
 }

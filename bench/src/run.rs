@@ -3,6 +3,7 @@
 
 mod first;
 mod merge;
+mod signal;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -72,6 +73,11 @@ pub(crate) async fn main(args: RunArgs) -> anyhow::Result<()> {
         .arg(target_addr.to_string());
     let mut target = Child::spawn("target", target_cmd, &work_dir.join("target.log"))?;
     target.wait_listening(target_addr)?;
+    let signal_host = if settings.scenarios.contains(&ScenarioId::Signal) {
+        Some(signal::start_host(&self_exe, &certs, &ports, &work_dir)?)
+    } else {
+        None
+    };
     let ctx = Ctx {
         bin_dir: bin_dir.clone(),
         self_exe,
@@ -79,6 +85,7 @@ pub(crate) async fn main(args: RunArgs) -> anyhow::Result<()> {
         certs,
         ports,
         target: target_addr,
+        signal_host: signal_host.as_ref().map(|&(_, addr)| addr),
     };
 
     let mut results = Results::default();
@@ -88,11 +95,19 @@ pub(crate) async fn main(args: RunArgs) -> anyhow::Result<()> {
         .and_then(|l| l.parse().ok())
         .unwrap_or(usize::MAX);
     let fd_cap = (limit.saturating_sub(1_000) / 2).max(1);
-    if settings.scenarios.contains(&ScenarioId::Idle) && settings.idle > fd_cap {
+    // (g)'s idle connections are two descriptors each in tp-server as well.
+    let holding: Vec<String> = [ScenarioId::Idle, ScenarioId::Signal]
+        .into_iter()
+        .filter(|s| settings.scenarios.contains(s))
+        .map(|s| format!("({})", s.letter()))
+        .collect();
+    if !holding.is_empty() && settings.idle > fd_cap {
         let note = format!(
-            "(e) held {fd_cap} idle tunnels, not {}: the open-file limit is {limit} and could \
-             not be raised (bench/run.sh tries; it needs CAP_SYS_RESOURCE for more than the \
-             hard limit), and each side of a tunnel needs two descriptors per tunnel",
+            "{} held {fd_cap} idle connections, not {}: the open-file limit is {limit} and \
+             could not be raised (bench/run.sh tries; it needs CAP_SYS_RESOURCE for more than \
+             the hard limit), and each side of a tunnel (in (g): the proxy) needs two \
+             descriptors per connection",
+            holding.join(" and "),
             settings.idle
         );
         eprintln!("tp-bench: {note}");
@@ -124,6 +139,7 @@ pub(crate) async fn main(args: RunArgs) -> anyhow::Result<()> {
         _ = tokio::signal::ctrl_c() => bail!("interrupted; every started process was stopped"),
     }
     drop(target);
+    drop(signal_host);
 
     let mut record = RunRecord {
         quick: settings.quick,
@@ -238,6 +254,11 @@ async fn run_system(
     {
         results.note(system, format!("run {run} (f1): {e:#}"));
     }
+    if has(ScenarioId::Signal)
+        && let Err(e) = signal::scenario(ctx, settings, system, run, results).await
+    {
+        results.note(system, format!("run {run} (g): {e:#}"));
+    }
 }
 
 async fn check_mtls(ctx: &Ctx, system: SystemId, running: &Running, results: &mut Results) {
@@ -331,11 +352,12 @@ async fn idle_scenario(
     for _ in 0..3 {
         drop(conn::open(running.entry).await.context("warm-up tunnel")?);
     }
-    let pgid = |c: &Option<Child>| c.as_ref().map(Child::pgid);
+    let pgids = |c: &Option<Child>| c.iter().map(Child::pgid).collect::<Vec<_>>();
+    let entry = running.entry;
     let r = idle::run(
-        running.entry,
-        pgid(&running.server),
-        pgid(&running.client),
+        move || conn::open(entry),
+        &pgids(&running.server),
+        &pgids(&running.client),
         count,
         settings.idle_concurrency,
     )

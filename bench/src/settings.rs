@@ -21,7 +21,8 @@ pub(crate) struct RunArgs {
     /// Systems to run, comma-separated [default: all]: tp, stunnel, haproxy, nginx, socat, direct, relay.
     #[arg(long, value_delimiter = ',')]
     pub(crate) systems: Vec<String>,
-    /// Scenarios to run, comma-separated [default: all]: a, b, c, d, e, f1 (f1: tp and tp-quic only).
+    /// Scenarios to run, comma-separated [default: all]: a, b, c, d, e, f1 (f1: tp and tp-quic
+    /// only), g (the Signal relay: tp and nginx only; sizes from --bulk-mib, --opens, --idle).
     #[arg(long, value_delimiter = ',')]
     pub(crate) scenarios: Vec<String>,
     /// Bytes moved by the bulk scenarios, in MiB [default: 1024, quick: 64].
@@ -144,6 +145,14 @@ impl Settings {
         }
         if has(ScenarioId::FirstTunnel) {
             parts.push(format!("{} first tunnels", self.first));
+        }
+        if has(ScenarioId::Signal) {
+            parts.push(format!(
+                "(g) {} MiB each way, {} sequential setups, {} idle connections",
+                self.bulk_bytes >> 20,
+                self.opens,
+                self.idle
+            ));
         }
         parts.join("; ")
     }

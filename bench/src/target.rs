@@ -1,24 +1,29 @@
 //! The helper processes: the target every system forwards to, and one hop of the
 //! plain TCP relay reference.
 //!
-//! Target protocol: the first byte picks the mode.
+//! Target protocol (also spoken inside TLS by the stand-in Signal host of (g),
+//! `signal_host.rs`): the first byte picks the mode.
 //! - `E` echo: every following byte is sent back; EOF is answered with EOF.
 //! - `S` sink: a big-endian u64 length, then that many bytes, which are counted and
 //!   dropped; the count goes back as a big-endian u64, then EOF. The length prefix
 //!   means no system's half-close behaviour is needed to end a transfer.
+//! - `D` source: a big-endian u64 length; that many bytes come back, then EOF.
 
 use std::net::SocketAddr;
 
 use anyhow::Context;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 /// Mode byte: echo.
 pub(crate) const MODE_ECHO: u8 = b'E';
 /// Mode byte: count and discard.
 pub(crate) const MODE_SINK: u8 = b'S';
+/// Mode byte: send the number of bytes asked for.
+pub(crate) const MODE_SOURCE: u8 = b'D';
 
 const SINK_BUF: usize = 256 * 1024;
+const ECHO_BUF: usize = 16 * 1024;
 /// Buffer per direction of a relay hop.
 const RELAY_BUF: usize = 64 * 1024;
 
@@ -41,12 +46,26 @@ pub(crate) async fn serve_target(listen: SocketAddr) -> anyhow::Result<()> {
 
 async fn target_conn(mut stream: TcpStream) -> std::io::Result<()> {
     stream.set_nodelay(true)?;
+    serve(&mut stream).await
+}
+
+/// Serves one connection of the target protocol on `stream`.
+pub(crate) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+) -> std::io::Result<()> {
     let mode = stream.read_u8().await?;
     match mode {
         MODE_ECHO => {
-            let (mut r, mut w) = stream.split();
-            tokio::io::copy(&mut r, &mut w).await?;
-            w.shutdown().await
+            let mut buf = vec![0u8; ECHO_BUF];
+            loop {
+                let n = stream.read(&mut buf).await?;
+                if n == 0 {
+                    break;
+                }
+                stream.write_all(&buf[..n]).await?;
+                stream.flush().await?;
+            }
+            stream.shutdown().await
         }
         MODE_SINK => {
             let want = stream.read_u64().await?;
@@ -62,8 +81,23 @@ async fn target_conn(mut stream: TcpStream) -> std::io::Result<()> {
             stream.write_u64(count).await?;
             stream.shutdown().await
         }
+        MODE_SOURCE => {
+            let mut left = stream.read_u64().await?;
+            let chunk = pattern(SINK_BUF);
+            while left > 0 {
+                let n = left.min(chunk.len() as u64) as usize;
+                stream.write_all(&chunk[..n]).await?;
+                left -= n as u64;
+            }
+            stream.shutdown().await
+        }
         _ => Ok(()),
     }
+}
+
+/// `len` bytes of a fixed pattern: what bulk transfers send.
+pub(crate) fn pattern(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i * 131 % 251) as u8).collect()
 }
 
 /// One relay hop: each accepted connection is copied both ways to `to`.

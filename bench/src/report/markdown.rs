@@ -16,22 +16,24 @@ const SCENARIOS: &str = "\
 | (e) | the idle count of tunnels opened (64 at a time), each proven by one echo, then held silent | server-side memory per tunnel: PSS of the server's process group with all tunnels open minus before, / tunnels; the same for the client side |
 | (f) | (a)-(e) again with `tp up --transport quic`: every tunnel a stream of one QUIC connection | the tp-quic row, against the tp row (TLS over TCP) |
 | (f1) | tp and tp-quic only: N times in sequence, a fresh `tp HOST PORT` process (stdio mode, as ssh's ProxyCommand runs it: a new connection each time) writes the echo mode byte and one byte; each paired with a `tp --version`; after 5 untimed pairs | p50 and p99 of `spawn()` → echoed byte on stdout, ms; the same for `tp --version`'s first byte (the process-start reference) |
-| (g) | the Signal relay against nginx's two-stage Signal TLS Proxy | not yet available (Signal relay not implemented) |
+| (g) | tp and nginx only, as Signal proxies (a different job, below): TLS-in-TLS clients through each to a stand-in Signal host; one inner stream up and one down, sequential connection setups with an echo, the idle count of connections held | MB/s each way; p50 and p99 of connect → both handshakes → echo, ms; proxy memory per idle connection, KiB |
 
 Every system gets the same job: the load generator (tp-bench) connects over plain TCP to
 the system's client-side entry, which carries the bytes over mutual TLS 1.3 across loopback
 to the system's server side, which connects over plain TCP to the target (a tp-bench
 process: echo or sink). Each system is started fresh for (a)-(d), again for (e) and, tp's
 server alone, for (f1), and stopped after; runs go round all systems before the next run
-starts, so background load spreads over all of them.
+starts, so background load spreads over all of them. (g) is another job: tp-server and
+nginx as Signal proxies, started fresh for its traffic figures and again for its idle
+connections (its section above says how).
 ";
 
 const F_NOT_YET: &str = "- **(f) tp over QUIC vs tp over TLS/TCP for (a), (c), (e)**: not yet \
 available (QUIC/Signal relay not implemented). The harness has a `tp-quic` system \
 (`tp up --transport quic`) that runs by itself once the client has that flag.\n";
-const NOT_YET: &str = "\
-- **(g) the Signal relay vs nginx's two-stage Signal TLS Proxy**: not yet available (QUIC/Signal relay not implemented).
-";
+const G_NOT_RUN: &str = "- **(g) the Signal relay vs nginx's two-stage Signal TLS Proxy**: not \
+in this run (`bench/run.sh --systems tp,nginx --scenarios g` measures it; `--merge` folds it \
+into a saved run).\n";
 
 impl Report<'_> {
     /// The whole document.
@@ -72,16 +74,20 @@ impl Report<'_> {
             md.push('\n');
         }
         self.merged_runs(&mut md);
-        let _ = writeln!(md, "## Summary\n");
-        let _ = writeln!(
-            md,
-            "Medians over the runs. In brackets: the median divided by the best peer's median \
-             (best of stunnel, haproxy, nginx, socat for that figure). Higher is better for \
-             MB/s and tunnels/s; lower is better for ms and KiB.\n"
-        );
-        self.summary_table(&mut md);
-        self.targets(&mut md);
+        // A run of (f1) or (g) alone has no summary figure.
+        if !self.summary_metrics().is_empty() {
+            let _ = writeln!(md, "## Summary\n");
+            let _ = writeln!(
+                md,
+                "Medians over the runs. In brackets: the median divided by the best peer's \
+                 median (best of stunnel, haproxy, nginx, socat for that figure). Higher is \
+                 better for MB/s and tunnels/s; lower is better for ms and KiB.\n"
+            );
+            self.summary_table(&mut md);
+            self.targets(&mut md);
+        }
         self.first_tunnel(&mut md);
+        self.signal(&mut md);
 
         let _ = writeln!(md, "## Where tp is behind\n");
         let behind = self.tp_behind();
@@ -98,11 +104,17 @@ impl Report<'_> {
         }
 
         let quic_ran = self.systems().contains(&SystemId::TpQuic);
-        let _ = writeln!(
-            md,
-            "## Not measured yet\n\n{}{NOT_YET}",
-            if quic_ran { "" } else { F_NOT_YET }
-        );
+        let not_yet = [
+            (!quic_ran).then_some(F_NOT_YET),
+            (!self.has_signal()).then_some(G_NOT_RUN),
+        ];
+        if not_yet.iter().any(Option::is_some) {
+            let _ = writeln!(md, "## Not measured yet\n");
+            for line in not_yet.into_iter().flatten() {
+                md.push_str(line);
+            }
+            md.push('\n');
+        }
         let _ = writeln!(md, "## Scenarios\n\n{SCENARIOS}");
         let _ = writeln!(md, "## Systems\n");
         let _ = writeln!(md, "| system | setup |\n|---|---|");

@@ -2,6 +2,7 @@
 
 mod first;
 mod markdown;
+mod signal;
 
 use serde::{Deserialize, Serialize};
 
@@ -54,14 +55,20 @@ pub(crate) struct Report<'a> {
 /// A value in its metric's usual precision.
 pub(crate) fn value(metric: Metric, v: f64) -> String {
     match metric {
-        Metric::BulkOne | Metric::BulkEight | Metric::OpenRate => format!("{v:.0}"),
+        Metric::BulkOne
+        | Metric::BulkEight
+        | Metric::OpenRate
+        | Metric::SignalUp
+        | Metric::SignalDown => format!("{v:.0}"),
         Metric::OpenP50
         | Metric::OpenP99
         | Metric::FirstP50
         | Metric::FirstP99
         | Metric::StartP50
-        | Metric::StartP99 => format!("{v:.3}"),
-        Metric::IdleServer | Metric::IdleClient => format!("{v:.1}"),
+        | Metric::StartP99
+        | Metric::SignalOpenP50
+        | Metric::SignalOpenP99 => format!("{v:.3}"),
+        Metric::IdleServer | Metric::IdleClient | Metric::SignalIdle => format!("{v:.1}"),
     }
 }
 
@@ -108,6 +115,10 @@ impl Report<'_> {
     /// The summary as aligned plain text.
     pub(crate) fn text_table(&self) -> String {
         let metrics = self.summary_metrics();
+        if metrics.is_empty() {
+            // A run of (f1) or (g) alone: only their own tables.
+            return format!("{}{}", self.first_text(), self.signal_text());
+        }
         let mut rows = vec![{
             let mut head = vec!["system".to_owned()];
             head.extend(
@@ -138,13 +149,15 @@ impl Report<'_> {
             out.push('\n');
         }
         out.push_str(&self.first_text());
+        out.push_str(&self.signal_text());
         out
     }
 
-    /// Figures where tp is behind the best peer.
+    /// Figures where tp is behind the best peer: the summary's and (g)'s (the (f1)
+    /// figures have no peer).
     fn tp_behind(&self) -> Vec<String> {
         let mut out = Vec::new();
-        for metric in self.summary_metrics() {
+        for metric in self.metrics() {
             let (Some((peer, best)), Some(tp), Some(r)) = (
                 self.run.results.best_peer(metric),
                 self.run.results.median(SystemId::Tp, metric),

@@ -6,10 +6,10 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::target::MODE_SINK;
+use crate::target::{MODE_SINK, MODE_SOURCE, pattern};
 
 const CHUNK: usize = 256 * 1024;
 const STREAM_TIMEOUT: Duration = Duration::from_secs(600);
@@ -40,9 +40,17 @@ async fn upload(entry: SocketAddr, bytes: u64) -> anyhow::Result<u64> {
         .await
         .with_context(|| format!("connecting to {entry}"))?;
     stream.set_nodelay(true)?;
+    send(&mut stream, bytes).await
+}
+
+/// Sends `bytes` into the sink over `stream`; returns the count the sink confirmed.
+pub(crate) async fn send<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    bytes: u64,
+) -> anyhow::Result<u64> {
     stream.write_u8(MODE_SINK).await?;
     stream.write_u64(bytes).await?;
-    let chunk: Vec<u8> = (0..CHUNK).map(|i| (i * 131 % 251) as u8).collect();
+    let chunk = pattern(CHUNK);
     let mut left = bytes;
     while left > 0 {
         let n = left.min(CHUNK as u64) as usize;
@@ -52,6 +60,7 @@ async fn upload(entry: SocketAddr, bytes: u64) -> anyhow::Result<u64> {
             .context("writing bulk data")?;
         left -= n as u64;
     }
+    stream.flush().await.context("writing bulk data")?;
     let count = stream
         .read_u64()
         .await
@@ -60,4 +69,78 @@ async fn upload(entry: SocketAddr, bytes: u64) -> anyhow::Result<u64> {
         bail!("the sink counted {count} bytes of {bytes}");
     }
     Ok(count)
+}
+
+/// Asks the source for `bytes` over `stream` and reads them to EOF, checking that
+/// they are the pattern the source sends; returns the count.
+pub(crate) async fn receive<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    bytes: u64,
+) -> anyhow::Result<u64> {
+    stream.write_u8(MODE_SOURCE).await?;
+    stream.write_u64(bytes).await?;
+    stream.flush().await?;
+    let want = pattern(CHUNK);
+    let mut buf = vec![0u8; CHUNK];
+    let mut count: u64 = 0;
+    loop {
+        let n = stream.read(&mut buf).await.context("reading bulk data")?;
+        if n == 0 {
+            break;
+        }
+        // The source repeats the pattern every CHUNK bytes.
+        let mut at = (count % CHUNK as u64) as usize;
+        let mut got = &buf[..n];
+        while !got.is_empty() {
+            let take = got.len().min(CHUNK - at);
+            if got[..take] != want[at..at + take] {
+                bail!("bulk data differs from what the source sent, after {count} bytes");
+            }
+            got = &got[take..];
+            at = 0;
+        }
+        count += n as u64;
+    }
+    if count != bytes {
+        bail!("received {count} bytes of {bytes}");
+    }
+    Ok(count)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn sink_and_source_round_trip_in_memory() {
+        for bytes in [0, 1, CHUNK as u64 - 1, 3 * CHUNK as u64 + 17] {
+            let (mut ours, mut theirs) = tokio::io::duplex(64 * 1024);
+            let target = tokio::spawn(async move { crate::target::serve(&mut theirs).await });
+            assert_eq!(send(&mut ours, bytes).await.expect("send"), bytes);
+            target.await.expect("join").expect("sink");
+
+            let (mut ours, mut theirs) = tokio::io::duplex(64 * 1024);
+            let target = tokio::spawn(async move { crate::target::serve(&mut theirs).await });
+            assert_eq!(receive(&mut ours, bytes).await.expect("receive"), bytes);
+            target.await.expect("join").expect("source");
+        }
+    }
+
+    #[tokio::test]
+    async fn receive_notices_changed_bytes() {
+        let (mut ours, mut theirs) = tokio::io::duplex(64 * 1024);
+        let wrong = tokio::spawn(async move {
+            let mut ask = [0u8; 9];
+            theirs.read_exact(&mut ask).await?;
+            let mut data = pattern(CHUNK + 10);
+            data[CHUNK + 3] ^= 1;
+            theirs.write_all(&data).await?;
+            theirs.shutdown().await
+        });
+        let e = receive(&mut ours, CHUNK as u64 + 10)
+            .await
+            .expect_err("a flipped bit");
+        assert!(format!("{e:#}").contains("differs"), "{e:#}");
+        wrong.await.expect("join").expect("peer");
+    }
 }

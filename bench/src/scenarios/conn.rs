@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::target::MODE_ECHO;
@@ -27,10 +27,17 @@ async fn open_inner(entry: SocketAddr) -> anyhow::Result<TcpStream> {
         .await
         .with_context(|| format!("connecting to {entry}"))?;
     stream.set_nodelay(true)?;
+    ping(&mut stream).await?;
+    Ok(stream)
+}
+
+/// Picks echo mode, sends the ping and checks that it comes back.
+pub(crate) async fn ping<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S) -> anyhow::Result<()> {
     let mut msg = [0u8; 32];
     msg[0] = MODE_ECHO;
     msg[1..].copy_from_slice(PING);
     stream.write_all(&msg).await.context("sending the ping")?;
+    stream.flush().await.context("sending the ping")?;
     let mut back = [0u8; 31];
     stream
         .read_exact(&mut back)
@@ -39,5 +46,5 @@ async fn open_inner(entry: SocketAddr) -> anyhow::Result<TcpStream> {
     if &back != PING {
         bail!("the echo differs from the ping");
     }
-    Ok(stream)
+    Ok(())
 }

@@ -1,8 +1,8 @@
 //! (e): many idle tunnels. Each tunnel is opened and proven with one echo, then held
-//! without traffic. Memory per tunnel = (PSS of the side's process group with every
-//! tunnel open - PSS before the first one) / tunnels open.
+//! without traffic. Memory per tunnel = (PSS of the side's process groups with every
+//! tunnel open - PSS before the first one) / tunnels open. (g) uses the same with
+//! its TLS-in-TLS connections.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -10,7 +10,6 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio::sync::Semaphore;
 
-use super::conn;
 use crate::children::{group_pss_kib, group_size};
 
 /// What (e) measured.
@@ -30,16 +29,33 @@ pub(crate) struct Idle {
 /// Time for the systems to settle (buffers freed, tasks parked) before measuring.
 const SETTLE: Duration = Duration::from_secs(2);
 
-pub(crate) async fn run(
-    entry: SocketAddr,
-    server_pgid: Option<u32>,
-    client_pgid: Option<u32>,
+/// Opens `count` connections with `open` (`concurrency` at a time) and holds them;
+/// memory of the process groups `server` and `client` (each side: summed; empty:
+/// not measured).
+pub(crate) async fn run<F, Fut, S>(
+    open: F,
+    server: &[u32],
+    client: &[u32],
     count: usize,
     concurrency: usize,
-) -> anyhow::Result<Idle> {
-    let pss = |pgid: Option<u32>| pgid.map(group_pss_kib).transpose();
-    let server_before = pss(server_pgid)?;
-    let client_before = pss(client_pgid)?;
+) -> anyhow::Result<Idle>
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = anyhow::Result<S>> + Send + 'static,
+    S: Send + 'static,
+{
+    let pss = |pgids: &[u32]| -> anyhow::Result<Option<u64>> {
+        if pgids.is_empty() {
+            return Ok(None);
+        }
+        let mut sum = 0;
+        for &pgid in pgids {
+            sum += group_pss_kib(pgid)?;
+        }
+        Ok(Some(sum))
+    };
+    let server_before = pss(server)?;
+    let client_before = pss(client)?;
 
     let permits = Arc::new(Semaphore::new(concurrency));
     let failures = Arc::new(AtomicUsize::new(0));
@@ -53,8 +69,9 @@ pub(crate) async fn run(
             break;
         }
         let failures = failures.clone();
+        let connection = open();
         tasks.spawn(async move {
-            let result = conn::open(entry).await;
+            let result = connection.await;
             if result.is_err() {
                 failures.fetch_add(1, Ordering::Relaxed);
             }
@@ -76,8 +93,8 @@ pub(crate) async fn run(
     }
     tokio::time::sleep(SETTLE).await;
     let opened = streams.len();
-    let per = |before: Option<u64>, pgid: Option<u32>| -> anyhow::Result<Option<f64>> {
-        match (before, pss(pgid)?) {
+    let per = |before: Option<u64>, pgids: &[u32]| -> anyhow::Result<Option<f64>> {
+        match (before, pss(pgids)?) {
             (Some(b), Some(a)) if opened > 0 => Ok(Some((a as f64 - b as f64) / opened as f64)),
             _ => Ok(None),
         }
@@ -85,9 +102,9 @@ pub(crate) async fn run(
     let result = Idle {
         opened,
         failed,
-        server_kib: per(server_before, server_pgid)?,
-        client_kib: per(client_before, client_pgid)?,
-        server_processes: server_pgid.map_or(0, group_size),
+        server_kib: per(server_before, server)?,
+        client_kib: per(client_before, client)?,
+        server_processes: server.iter().map(|&pgid| group_size(pgid)).sum(),
         first_error,
     };
     drop(streams);

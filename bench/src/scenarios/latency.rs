@@ -16,13 +16,23 @@ pub(crate) struct Latency {
 const WARMUP: usize = 10;
 
 pub(crate) async fn run(entry: SocketAddr, count: usize) -> anyhow::Result<Latency> {
+    run_with(|| conn::open(entry), count).await
+}
+
+/// The same with any way of opening a proven connection, timed from the call of
+/// `open` to its return; the connection is dropped (closed) after each sample.
+pub(crate) async fn run_with<F, Fut, S>(mut open: F, count: usize) -> anyhow::Result<Latency>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = anyhow::Result<S>>,
+{
     for _ in 0..WARMUP {
-        drop(conn::open(entry).await?);
+        drop(open().await?);
     }
     let mut samples = Vec::with_capacity(count);
     for _ in 0..count {
         let start = Instant::now();
-        let stream = conn::open(entry).await?;
+        let stream = open().await?;
         samples.push(start.elapsed().as_secs_f64() * 1e3);
         drop(stream);
     }

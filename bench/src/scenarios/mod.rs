@@ -6,11 +6,13 @@ pub(crate) mod first;
 pub(crate) mod idle;
 pub(crate) mod latency;
 pub(crate) mod rate;
+pub(crate) mod signal;
 pub(crate) mod spawn;
+pub(crate) mod tls_in_tls;
 
 use serde::{Deserialize, Serialize};
 
-/// A scenario of the issues: (a) to (e) of issue 6, (f1) of issue 3.
+/// A scenario of the issues: (a) to (e) and (g) of issue 6, (f1) of issue 3.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub(crate) enum ScenarioId {
     /// (a) one stream moves the bulk size.
@@ -26,16 +28,19 @@ pub(crate) enum ScenarioId {
     /// (f1) tp only: the first tunnel of a fresh `tp HOST PORT` process (a fresh
     /// connection), TLS/TCP vs QUIC, with `tp --version` as the process-start reference.
     FirstTunnel,
+    /// (g) tp and nginx only: the Signal relay, TLS in TLS to a stand-in Signal host.
+    Signal,
 }
 
 impl ScenarioId {
-    pub(crate) const ALL: [ScenarioId; 6] = [
+    pub(crate) const ALL: [ScenarioId; 7] = [
         ScenarioId::BulkOne,
         ScenarioId::BulkEight,
         ScenarioId::OpenLatency,
         ScenarioId::OpenRate,
         ScenarioId::Idle,
         ScenarioId::FirstTunnel,
+        ScenarioId::Signal,
     ];
 
     pub(crate) fn letter(self) -> &'static str {
@@ -46,6 +51,7 @@ impl ScenarioId {
             ScenarioId::OpenRate => "d",
             ScenarioId::Idle => "e",
             ScenarioId::FirstTunnel => "f1",
+            ScenarioId::Signal => "g",
         }
     }
 
@@ -70,10 +76,19 @@ pub(crate) enum Metric {
     /// (f1) reference: `tp --version` start -> first byte on stdout, p50 of one run.
     StartP50,
     StartP99,
+    /// (g) one inner stream, client to Signal host.
+    SignalUp,
+    /// (g) one inner stream, Signal host to client.
+    SignalDown,
+    /// (g) TCP connect -> both handshakes -> echo, p50 of one run.
+    SignalOpenP50,
+    SignalOpenP99,
+    /// (g) memory of the proxy per idle relayed connection.
+    SignalIdle,
 }
 
 impl Metric {
-    pub(crate) const ALL: [Metric; 11] = [
+    pub(crate) const ALL: [Metric; 16] = [
         Metric::BulkOne,
         Metric::BulkEight,
         Metric::OpenP50,
@@ -85,6 +100,11 @@ impl Metric {
         Metric::FirstP99,
         Metric::StartP50,
         Metric::StartP99,
+        Metric::SignalUp,
+        Metric::SignalDown,
+        Metric::SignalOpenP50,
+        Metric::SignalOpenP99,
+        Metric::SignalIdle,
     ];
 
     /// Column title.
@@ -101,33 +121,56 @@ impl Metric {
             Metric::FirstP99 => "(f1) first tunnel p99",
             Metric::StartP50 => "(f1) process start p50",
             Metric::StartP99 => "(f1) process start p99",
+            Metric::SignalUp => "(g) Signal bulk up",
+            Metric::SignalDown => "(g) Signal bulk down",
+            Metric::SignalOpenP50 => "(g) Signal setup p50",
+            Metric::SignalOpenP99 => "(g) Signal setup p99",
+            Metric::SignalIdle => "(g) Signal server KiB/connection",
         }
     }
 
     pub(crate) fn unit(self) -> &'static str {
         match self {
-            Metric::BulkOne | Metric::BulkEight => "MB/s",
+            Metric::BulkOne | Metric::BulkEight | Metric::SignalUp | Metric::SignalDown => "MB/s",
             Metric::OpenP50
             | Metric::OpenP99
             | Metric::FirstP50
             | Metric::FirstP99
             | Metric::StartP50
-            | Metric::StartP99 => "ms",
+            | Metric::StartP99
+            | Metric::SignalOpenP50
+            | Metric::SignalOpenP99 => "ms",
             Metric::OpenRate => "/s",
-            Metric::IdleServer | Metric::IdleClient => "KiB",
+            Metric::IdleServer | Metric::IdleClient | Metric::SignalIdle => "KiB",
         }
     }
 
     pub(crate) fn higher_is_better(self) -> bool {
-        matches!(self, Metric::BulkOne | Metric::BulkEight | Metric::OpenRate)
+        matches!(
+            self,
+            Metric::BulkOne
+                | Metric::BulkEight
+                | Metric::OpenRate
+                | Metric::SignalUp
+                | Metric::SignalDown
+        )
     }
 
     /// A column of the summary table, compared with the peers. The (f1) figures are
-    /// tp's alone and have their own table.
+    /// tp's alone and the (g) figures a different job (the Signal relay, tp against
+    /// nginx only): each has its own table.
     pub(crate) fn in_summary(self) -> bool {
         !matches!(
             self,
-            Metric::FirstP50 | Metric::FirstP99 | Metric::StartP50 | Metric::StartP99
+            Metric::FirstP50
+                | Metric::FirstP99
+                | Metric::StartP50
+                | Metric::StartP99
+                | Metric::SignalUp
+                | Metric::SignalDown
+                | Metric::SignalOpenP50
+                | Metric::SignalOpenP99
+                | Metric::SignalIdle
         )
     }
 }

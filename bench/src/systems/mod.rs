@@ -1,12 +1,15 @@
 //! The systems under test. Each one, once started, offers a plain-TCP entry on the
 //! client side that ends up, after mutual TLS 1.3 across loopback, at the target.
+//! For (g), tp and nginx also start as Signal proxies ([`start_signal`]).
 
 mod haproxy;
 mod nginx;
+mod nginx_signal;
 mod reference;
 mod socat;
 mod stunnel;
 mod tp;
+mod tp_signal;
 mod tp_stdio;
 
 pub(crate) use tp_stdio::Stdio;
@@ -109,6 +112,8 @@ pub(crate) struct Ctx {
     pub(crate) certs: Certs,
     pub(crate) ports: Ports,
     pub(crate) target: SocketAddr,
+    /// The stand-in Signal host, when (g) runs.
+    pub(crate) signal_host: Option<SocketAddr>,
 }
 
 impl Ctx {
@@ -131,6 +136,47 @@ pub(crate) struct Running {
     pub(crate) server: Option<Child>,
     /// Process group of the client side, for memory.
     pub(crate) client: Option<Child>,
+}
+
+/// A started Signal proxy (scenario (g)). Dropping it stops every process it started.
+#[derive(Debug)]
+pub(crate) struct SignalProxy {
+    /// Where Signal's apps connect: the outer TLS.
+    pub(crate) entry: SocketAddr,
+    /// Its process groups, for memory.
+    pub(crate) processes: Vec<Child>,
+}
+
+impl SignalProxy {
+    pub(crate) fn pgids(&self) -> Vec<u32> {
+        self.processes.iter().map(Child::pgid).collect()
+    }
+}
+
+/// Starts `system` as a Signal proxy whose allowlist sends `chat.signal.org` to the
+/// stand-in at `host`; None for the systems (g) does not compare (all but tp and nginx).
+pub(crate) fn start_signal(
+    system: SystemId,
+    ctx: &Ctx,
+    host: SocketAddr,
+    tag: &str,
+) -> anyhow::Result<Option<SignalProxy>> {
+    let start = match system {
+        SystemId::Tp => tp_signal::start,
+        SystemId::Nginx => nginx_signal::start,
+        _ => return Ok(None),
+    };
+    let dir = ctx.dir(system, tag)?;
+    start(ctx, &dir, host).map(Some)
+}
+
+/// The setup of `system` as a Signal proxy, for the report.
+pub(crate) fn signal_setup(system: SystemId) -> Option<&'static str> {
+    match system {
+        SystemId::Tp => Some(tp_signal::SETUP),
+        SystemId::Nginx => Some(nginx_signal::SETUP),
+        _ => None,
+    }
 }
 
 /// Why `system` cannot run here, if it cannot: a missing program or feature.

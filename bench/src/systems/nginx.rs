@@ -14,7 +14,7 @@ TLS_AES_128_GCM_SHA256 via `*ssl_conf_command`, `worker_processes auto` (2), `wo
 
 const MODULE: &str = "/usr/lib/nginx/modules/ngx_stream_module.so";
 
-fn main_conf(dir: &Path, stream: &str) -> String {
+pub(super) fn main_conf(dir: &Path, stream: &str) -> String {
     // A tunnel is two connections of one worker; the limit is per process.
     let limit = super::fd_limit();
     format!(
@@ -27,7 +27,7 @@ fn main_conf(dir: &Path, stream: &str) -> String {
     )
 }
 
-fn command(dir: &Path, conf: &Path) -> Command {
+pub(super) fn command(dir: &Path, conf: &Path) -> Command {
     let mut cmd = Command::new("nginx");
     cmd.arg("-p")
         .arg(dir)

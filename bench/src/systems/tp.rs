@@ -50,7 +50,7 @@ const LIMITS: &str = "max_connections = 30000\nmax_tunnels_per_identity = 30000\
                       max_handshakes_per_source = 1024\n";
 const LIMITS_OLD: &str = "max_connections = 30000\n";
 
-const TP_VARS: [&str; 10] = [
+pub(super) const TP_VARS: [&str; 10] = [
     "TP_CONFIG",
     "TP_SERVER",
     "TP_SERVER_NAME",
