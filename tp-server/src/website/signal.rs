@@ -141,6 +141,10 @@ pub(crate) async fn relay_inner<S>(
         debug!(host = %name, error = %e, "Signal host failed");
         return;
     }
+    // Forwarded: only its length is still needed, not its 2 KiB or so for
+    // the whole life of the relay.
+    let hello_len = hello.len() as u64;
+    drop(hello);
     let started = Instant::now();
     let options = RelayOptions {
         idle_timeout: Some(idle_timeout),
@@ -148,7 +152,7 @@ pub(crate) async fn relay_inner<S>(
     let (stats, end) = relay(&mut client, &mut upstream, options).await;
     info!(
         host = %name,
-        bytes.up = stats.a_to_b + hello.len() as u64,
+        bytes.up = stats.a_to_b + hello_len,
         bytes.down = stats.b_to_a,
         duration = ?started.elapsed(),
         failed = !matches!(end, RelayEnd::Closed),
