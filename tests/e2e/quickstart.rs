@@ -289,3 +289,19 @@ async fn printed_tp_up_line_works() {
     assert_eq!(out.code(), 0, "{}", out.stderr);
     assert_eq!(out.stdout_text(), "via-tp-up\n");
 }
+
+#[tokio::test]
+async fn printed_policy_check_line_works() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let qs = Quickstart::start(&tmp.path().join("qs")).await;
+    let printed = qs.stdout.snapshot();
+    let line = find(&printed, " policy check -c ");
+    let words: Vec<&str> = line.split_whitespace().collect();
+    // The binary itself, so the line works without tp-server on PATH.
+    assert_eq!(Path::new(words[0]), tp_server_bin(), "{line}");
+    let mut cmd = Command::new(words[0]);
+    cmd.args(&words[1..]);
+    let out = run(cmd, b"").await;
+    assert_eq!(out.code(), 0, "{out:?}");
+    assert!(out.stdout_text().contains("allow"), "{out:?}");
+}

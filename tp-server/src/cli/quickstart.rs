@@ -46,6 +46,9 @@ pub async fn quickstart(args: QuickstartArgs) -> anyhow::Result<()> {
         .filter(|tp| tp.exists())
         .map_or_else(|| "tp".to_owned(), |tp| tp.display().to_string());
     let tp_cmd = format!("{tp} --config {}", files.client_config.display());
+    // This very binary, so the line works without tp-server on PATH.
+    let tp_server = std::env::current_exe()
+        .map_or_else(|_| "tp-server".to_owned(), |exe| exe.display().to_string());
     println!(
         "\ntp quickstart: dev CA, certificates, policy and configs in {dir}\n\
          tp-server listening on {addr} (TLS over TCP and QUIC over UDP); the dev identity is {DEV_IDENTITY}.\n\
@@ -59,7 +62,7 @@ pub async fn quickstart(args: QuickstartArgs) -> anyhow::Result<()> {
          \x20 {tp_cmd} expose 22 --name dev-laptop\n\
          \x20 ssh -o ProxyCommand=\"{tp_cmd} %h %p\" dev-laptop\n\
          \n  # what the policy says, and why:\n\
-         \x20 tp-server policy check -c {server} --cert {cert} --connect 127.0.0.1:22\n\
+         \x20 {tp_server} policy check -c {server} --cert {cert} --connect 127.0.0.1:22\n\
          \n  # speak the protocol by hand:\n\
          \x20 openssl s_client -quiet -alpn tp/1 -CAfile {ca} -cert {cert} -key {key} -connect {addr}\n\
          \x20 {{\"v\":1,\"op\":\"connect\",\"host\":\"127.0.0.1\",\"port\":22}}\n\
