@@ -129,3 +129,47 @@ async fn a_restarted_server_resets_its_old_quic_connections_at_once() {
         "{closed:?}"
     );
 }
+
+/// On an open QUIC connection each new stream is a tunnel checked against the
+/// configuration of its moment: after a reload that revokes the certificate,
+/// the next stream is refused and the connection closed, even though the same
+/// chain passed on that connection a moment before (the server remembers a
+/// pass only for the configuration it was made with).
+#[tokio::test]
+async fn a_reloaded_revocation_stops_the_next_tunnel_on_an_open_quic_connection() {
+    let pki = pki();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = TestServer::builder()
+        .revoked(&pki.revoked)
+        .write_files(dir.path());
+    let server = ServerProcess::start(&config).await;
+    let target = EchoTarget::start().await;
+    let hello = connect_hello("127.0.0.1", target.port());
+
+    let mut client = tp_tests::quic::connect(server.addr, &ClientOptions::with(&pki.alice))
+        .await
+        .expect("QUIC connect");
+    assert_eq!(send_hello(&mut client, &hello).await.code(), "ok");
+    let mut second = client.open_stream().await.expect("stream");
+    assert_eq!(send_hello(&mut second, &hello).await.code(), "ok");
+    echo(&mut second, b"same configuration").await;
+
+    let mut list = std::fs::read_to_string(dir.path().join("revoked.txt")).expect("list");
+    list.push_str(&format!("{}\n", pki.alice.serial_hex));
+    std::fs::write(dir.path().join("revoked.txt"), list).expect("writing the list");
+    server.reload("configuration reloaded").await;
+
+    let mut third = client.open_stream().await.expect("stream");
+    let reply = send_hello(&mut third, &hello).await;
+    assert!(
+        matches!(reply, Reply::Closed { .. }),
+        "a revoked certificate opened a tunnel: {reply:?}"
+    );
+    server
+        .stderr
+        .wait_for("the revocation on the open connection", |l| {
+            l.contains("no longer valid") && l.to_lowercase().contains("revoked")
+        })
+        .await;
+    assert_eq!(target.accepted(), 2);
+}

@@ -127,6 +127,7 @@ async fn serve_streams(
     streams: &TaskTracker,
 ) -> String {
     let mut draining = false;
+    let mut verified = super::verified::Verified::new(chain);
     loop {
         let accepted = tokio::select! {
             biased;
@@ -150,10 +151,12 @@ async fn serve_streams(
             Err(e) => return closed_reason(&e),
         };
         // Every tunnel uses the configuration current when it opens, and the
-        // client's chain is verified again against it: a certificate that expired,
-        // was revoked or lost its CA since the handshake ends the connection.
+        // client's chain must still pass it: a certificate that expired, was
+        // revoked or lost its CA since the handshake ends the connection
+        // (verified again when the configuration changed or a certificate
+        // expired, see `Verified`).
         let shared = ctx.current();
-        if let Err(e) = shared.reverify(chain) {
+        if let Err(e) = verified.check(&shared, chain, rustls_pki_types::UnixTime::now()) {
             info!("QUIC connection closed: the client certificate is no longer valid: {e}");
             conn.close(CLOSE_REVOKED, b"client certificate no longer valid");
             return "certificate no longer valid".into();

@@ -11,6 +11,7 @@
 //! `limits.max_tunnels_per_identity` across both transports.
 
 mod conn;
+mod verified;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
