@@ -103,9 +103,9 @@ impl ClientCertVerifier for RevocationCheckingVerifier {
 
 /// The client-certificate verifier for loaded material: the chain must lead to a
 /// client CA, be valid now, allow client auth, and hold no revoked certificate.
-/// The handshake uses it, and a long-lived QUIC connection re-runs it for every
-/// new tunnel so that an expired, revoked or no longer trusted certificate stops
-/// opening tunnels. Without client CAs, it refuses every certificate.
+/// The handshake uses it, and a long-lived QUIC connection runs it again for a
+/// new tunnel after a reload or an expiry (`quic::verified`), so that an
+/// expired, revoked or no longer trusted certificate stops opening tunnels. Without client CAs, it refuses every certificate.
 pub fn client_verifier(tls: &TlsMaterial) -> Result<Arc<dyn ClientCertVerifier>, TlsSetupError> {
     if !tls.has_client_ca() {
         return Ok(Arc::new(crate::no_client_ca::NoClientCa));
