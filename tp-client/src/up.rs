@@ -108,7 +108,9 @@ async fn forward(stream: TcpStream, peer: SocketAddr, connector: Arc<Connector>,
     if let Err(e) = stream.set_nodelay(true) {
         debug!("set_nodelay failed: {e}");
     }
-    let mut link = match connector.open_link(&target).await {
+    // Boxed: opening (dial, handshake, hello) takes a larger future than the
+    // relay, and would otherwise size this task for the tunnel's whole life.
+    let mut link = match Box::pin(connector.open_link(&target)).await {
         Ok(link) => link,
         Err(e @ ConnectError::Refused { .. }) => {
             warn!(%peer, "tunnel to {target} refused: {e}");

@@ -1,6 +1,6 @@
 //! Reading one bounded JSON line (a hello or an answer) from a byte stream.
 
-use bytes::BytesMut;
+use bytes::{BufMut, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tp_proto::{DecodeError, MAX_LINE_LEN};
 
@@ -33,16 +33,17 @@ pub async fn read_message<S, T>(
 where
     S: AsyncRead + Unpin,
 {
-    let mut chunk = [0u8; CHUNK];
     loop {
         if let Some(message) = decode(buf)? {
             return Ok(message);
         }
         debug_assert!(buf.len() < MAX_LINE_LEN);
-        let n = stream.read(&mut chunk).await?;
+        // Straight into `buf`, no chunk in this future: it is part of every
+        // tunnel's task for the tunnel's whole life.
+        buf.reserve(CHUNK);
+        let n = stream.read_buf(&mut (&mut *buf).limit(CHUNK)).await?;
         if n == 0 {
             return Err(ReadMessageError::Eof(buf.len()));
         }
-        buf.extend_from_slice(&chunk[..n]);
     }
 }

@@ -43,7 +43,7 @@ pub(crate) async fn serve(
             let Some(_other) = other_slot(&ctx, peer) else {
                 return;
             };
-            return passthrough::serve(&shared, &route, tcp, peer, local).await;
+            return Box::pin(passthrough::serve(&shared, &route, tcp, peer, local)).await;
         }
         Ok(None) => {}
     }
@@ -86,11 +86,15 @@ pub(crate) async fn serve(
             Kind::Website => shared.website_tls.clone(),
         };
         match start.into_stream(config).await {
-            Ok(tls) => Ok((kind, tls)),
+            // Boxed: the connection state (over 1 KiB) stays in one place for
+            // the connection's life, and every later move is a pointer.
+            Ok(tls) => Ok((kind, Box::new(tls))),
             Err(e) => Err((Some(kind), e)),
         }
     };
-    let handshake = tokio::time::timeout_at(deadline, handshake);
+    // Boxed: it ends with the handshake, and would otherwise size the task
+    // for the tunnel's whole life.
+    let handshake = Box::pin(tokio::time::timeout_at(deadline, handshake));
     let (kind, tls) = match handshake.await {
         Err(_) => {
             debug!(timeout = ?shared.limits.handshake_timeout, "TLS handshake refused: timed out");
@@ -115,16 +119,27 @@ pub(crate) async fn serve(
         let Some(other) = other_slot(&ctx, peer) else {
             return;
         };
+        // Each in a box of its own: these larger futures do not size the task
+        // of every tunnel, which lives far longer.
         return match kind {
-            Kind::Stealth(_) => crate::stealth::serve(&shared, tls, peer, local, ctx, other).await,
+            Kind::Stealth(_) => {
+                Box::pin(crate::stealth::serve(&shared, tls, peer, local, ctx, other)).await;
+            }
             Kind::Terminate(i) => {
                 let route = &shared.terminate[i];
-                crate::terminate::serve(&shared, route, tls, peer, local).await;
+                Box::pin(crate::terminate::serve(&shared, route, *tls, peer, local)).await;
             }
             Kind::Tunnel | Kind::Website => {
                 let alpn = tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
                 debug!(alpn = ?alpn.as_deref().map(String::from_utf8_lossy), "website connection");
-                crate::website::serve(&shared, tls, alpn.as_deref(), peer, local).await;
+                Box::pin(crate::website::serve(
+                    &shared,
+                    tls,
+                    alpn.as_deref(),
+                    peer,
+                    local,
+                ))
+                .await;
             }
         };
     }

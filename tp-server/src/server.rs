@@ -335,9 +335,10 @@ pub async fn run_with_reload(
                 let serve = async {
                     match port {
                         None => conn::serve(shared, tcp, peer, slot, conn_ctx).await,
+                        // Boxed, so it does not size the task of every tunnel.
                         Some(port) => {
-                            crate::terminate::port::serve(shared, tcp, peer, slot, conn_ctx, port)
-                                .await
+                            let serve = crate::terminate::port::serve;
+                            Box::pin(serve(shared, tcp, peer, slot, conn_ctx, port)).await;
                         }
                     }
                 };

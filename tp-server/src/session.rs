@@ -47,7 +47,7 @@ impl TunnelStream for TcpStream {
     }
 }
 
-impl TunnelStream for Box<dyn TunnelStream> {
+impl<T: TunnelStream + ?Sized> TunnelStream for Box<T> {
     fn abort(&mut self) {
         (**self).abort();
     }
@@ -164,7 +164,10 @@ pub(crate) async fn serve<S: TunnelStream + 'static>(
 
     match hello {
         Hello::Connect(c) => tunnel::connect::serve(shared, stream, who, c, buf, origin).await,
-        Hello::Listen(l) => reverse::control::serve(shared, stream, who, l, buf, origin).await,
+        // Boxed: the larger control session does not size every tunnel's task.
+        Hello::Listen(l) => {
+            Box::pin(reverse::control::serve(shared, stream, who, l, buf, origin)).await;
+        }
         Hello::Accept(a) => reverse::accept::serve(shared, stream, who, a, buf, &origin).await,
         other => {
             let why = format!("{} is not supported by this server yet", other.op());
@@ -213,7 +216,8 @@ pub(crate) async fn finish<S: TunnelStream>(stream: &mut S, answer: &Answer) {
     }
     let _ = stream.shutdown().await;
     let drain = async {
-        let mut sink = [0u8; 4096];
+        // On the heap: a buffer in this future would size every tunnel's task.
+        let mut sink = vec![0u8; 4096];
         let mut total = 0;
         while total < LINGER_BYTES {
             match stream.read(&mut sink).await {

@@ -79,7 +79,12 @@ impl Tunnel {
     /// Sets the bytes that arrived behind the answer (the hello is exchanged on
     /// the tunnel itself, so that a failed exchange aborts it).
     pub(crate) fn set_early(&mut self, early: BytesMut) {
-        self.early = early;
+        // The answer's read buffer is not kept for the tunnel's lifetime.
+        self.early = if early.is_empty() {
+            BytesMut::new()
+        } else {
+            early
+        };
     }
 
     /// Ends the tunnel as failed, never as a clean close. Over QUIC: resets our
@@ -202,6 +207,10 @@ impl AsyncRead for Tunnel {
             let n = this.early.len().min(buf.remaining());
             buf.put_slice(&this.early[..n]);
             this.early.advance(n);
+            if this.early.is_empty() {
+                // Read back: free the answer's read buffer.
+                this.early = BytesMut::new();
+            }
             return Poll::Ready(Ok(()));
         }
         match &mut this.stream {

@@ -85,7 +85,7 @@ const FIRST_READ: usize = 4 * 1024;
 /// holders of a valid certificate have their first bytes read.
 pub(crate) async fn serve(
     shared: &Shared,
-    mut tls: TlsStream<TcpStream>,
+    mut tls: Box<TlsStream<TcpStream>>,
     peer: SocketAddr,
     local: SocketAddr,
     ctx: RunContext,
@@ -154,7 +154,7 @@ fn refused(e: &rustls::Error) {
 /// The tunnel of a verified stealth client.
 async fn tunnel(
     shared: &Shared,
-    stream: Prefixed<TlsStream<TcpStream>>,
+    stream: Prefixed<Box<TlsStream<TcpStream>>>,
     peer: SocketAddr,
     chain: Arc<[CertificateDer<'static>]>,
     alpn: Option<String>,
