@@ -4,8 +4,8 @@
 //! client tunnels on its name, and (in passthrough.rs) a passthrough name
 //! reaches its backend.
 
-use tokio::process::Command;
-use tp_tests::bins::{Finished, config_via, run, run_tp, system_bin};
+use tp_tests::bins::{Finished, config_via, run_tp};
+use tp_tests::client::curl_localhost;
 use tp_tests::fragment::Fragmenter;
 use tp_tests::target::EchoTarget;
 use tp_tests::{TestServer, Transport, pki};
@@ -35,17 +35,7 @@ async fn a_tp_client_and_curl_get_their_routes_through_a_fragmented_client_hello
 
     // curl's (OpenSSL's) ClientHello, cut the same way: the website.
     let split = Fragmenter::start(server.addr(), RECORD).await;
-    let ca = server.dir().join("curl-ca.pem");
-    std::fs::write(&ca, pki().root.cert_pem()).expect("writing the CA file for curl");
-    let port = split.addr.port();
-    let mut curl = Command::new(system_bin("curl"));
-    curl.args(["--silent", "--show-error", "--max-time", "10", "--http1.1"])
-        .arg("--cacert")
-        .arg(&ca)
-        .arg("--resolve")
-        .arg(format!("localhost:{port}:127.0.0.1"))
-        .arg(format!("https://localhost:{port}/"));
-    let out = run(curl, b"").await;
+    let out = curl_localhost(server.dir(), split.addr.port(), &["--http1.1"]).await;
     assert_eq!(out.code(), 0, "{out:?}");
     assert!(out.stdout_text().contains("<h1>Welcome</h1>"), "{out:?}");
 }

@@ -12,8 +12,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::process::Command;
-use tp_tests::bins::{Finished, run, run_tp, system_bin};
+use tp_tests::bins::{Finished, run_tp};
 use tp_tests::client::{self, ClientOptions, connect_hello};
 use tp_tests::nginx::{self, Nginx};
 use tp_tests::signal::{StandIn, tls_in_tls};
@@ -138,36 +137,9 @@ async fn a_passive_observer_sees_a_browsers_alpn_and_no_tp() {
     assert!(contains(&observer.seen(), TP_ALPN_WIRE));
 }
 
-/// A server on a stealth name whose website is `nginx` (HTTP/1.1 and h2).
-async fn stealth_in_front_of(nginx: &Nginx) -> TestServer {
-    stealth()
-        .section(
-            "website",
-            "backend",
-            &format!("\"unix:{}\"", nginx.http1_socket().display()),
-        )
-        .section(
-            "website",
-            "h2_backend",
-            &format!("\"unix:{}\"", nginx.h2_socket().display()),
-        )
-        .start()
-        .await
-}
-
 /// `curl HTTP_FLAG https://localhost:PORT/` (the test root as CA); its body.
 async fn curl(server: &TestServer, http_flag: &str) -> String {
-    let ca = server.dir().join("curl-ca.pem");
-    std::fs::write(&ca, pki().root.cert_pem()).expect("writing the CA file for curl");
-    let port = server.addr().port();
-    let mut cmd = Command::new(system_bin("curl"));
-    cmd.args(["--silent", "--show-error", "--max-time", "10", http_flag])
-        .arg("--cacert")
-        .arg(&ca)
-        .arg("--resolve")
-        .arg(format!("localhost:{port}:127.0.0.1"))
-        .arg(format!("https://localhost:{port}/"));
-    let out = run(cmd, b"").await;
+    let out = client::curl_localhost(server.dir(), server.addr().port(), &[http_flag]).await;
     assert_eq!(out.code(), 0, "curl {http_flag}: {out:?}");
     out.stdout_text()
 }
@@ -175,7 +147,7 @@ async fn curl(server: &TestServer, http_flag: &str) -> String {
 #[tokio::test]
 async fn browsers_get_nginx_over_http1_and_h2_while_a_stealth_tunnel_runs_beside() {
     let nginx = Nginx::start_website().await;
-    let server = stealth_in_front_of(&nginx).await;
+    let server = stealth().in_front_of(&nginx).start().await;
     let target = EchoTarget::start().await;
     let config = server.stealth_client_config(&pki().alice);
 

@@ -7,16 +7,14 @@
 //! ClientHello and a silent client end within `handshake_timeout`.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::process::Command;
 use tokio::task::JoinHandle;
-use tp_tests::bins::{run, run_tp, system_bin};
+use tp_tests::bins::run_tp;
 use tp_tests::client::{self, ClientOptions};
 use tp_tests::nginx::{self, Nginx};
 use tp_tests::reverse::free_port;
@@ -52,25 +50,17 @@ struct CurlOut {
 /// as CA, `localhost` resolved to 127.0.0.1) from a free local port; panics if
 /// curl fails.
 async fn curl(server: &TestServer, http_flag: &str) -> CurlOut {
-    let ca: PathBuf = server.dir().join("curl-ca.pem");
-    std::fs::write(&ca, pki().root.cert_pem()).expect("writing the CA file for curl");
     let port = free_port();
-    let server_port = server.addr().port();
-    let mut cmd = Command::new(system_bin("curl"));
-    cmd.args(["--silent", "--show-error", "--max-time", "10", http_flag])
-        .arg("--cacert")
-        .arg(&ca)
-        .arg("--resolve")
-        .arg(format!("localhost:{server_port}:127.0.0.1"))
-        .arg("--local-port")
-        .arg(port.to_string())
+    let local_port = port.to_string();
+    let args = [
+        http_flag,
+        "--local-port",
+        &local_port,
         // After the body, on stderr: what was negotiated.
-        .args([
-            "--write-out",
-            "%{stderr}http_version=%{http_version}\ncontent_type=%{content_type}\n",
-        ])
-        .arg(format!("https://localhost:{server_port}/"));
-    let finished = run(cmd, b"").await;
+        "--write-out",
+        "%{stderr}http_version=%{http_version}\ncontent_type=%{content_type}\n",
+    ];
+    let finished = client::curl_localhost(server.dir(), server.addr().port(), &args).await;
     assert_eq!(finished.code(), 0, "curl {http_flag} failed: {finished:?}");
     let field = |name: &str| {
         finished
@@ -86,24 +76,6 @@ async fn curl(server: &TestServer, http_flag: &str) -> CurlOut {
         http_version: field("http_version"),
         content_type: field("content_type"),
     }
-}
-
-/// A server whose website is `nginx`: HTTP/1.1 to its HTTP/1.1 socket, `h2` to
-/// its HTTP/2 socket, PROXY protocol by default.
-async fn server_in_front_of(nginx: &Nginx) -> TestServer {
-    TestServer::builder()
-        .section(
-            "website",
-            "backend",
-            &format!("\"unix:{}\"", nginx.http1_socket().display()),
-        )
-        .section(
-            "website",
-            "h2_backend",
-            &format!("\"unix:{}\"", nginx.h2_socket().display()),
-        )
-        .start()
-        .await
 }
 
 /// Waits for nginx to log a request from `127.0.0.1:port` over `protocol`.
@@ -134,7 +106,7 @@ async fn tp_round_trip(server: &TestServer, target: &EchoTarget) {
 #[tokio::test]
 async fn curl_reaches_nginx_over_http1_and_h2_with_its_own_address_beside_a_tp_client() {
     let nginx = Nginx::start_website().await;
-    let server = server_in_front_of(&nginx).await;
+    let server = TestServer::builder().in_front_of(&nginx).start().await;
     let target = EchoTarget::start().await;
 
     let (http1, h2, ()) = tokio::join!(
@@ -524,11 +496,12 @@ fn truncated_client_hello() -> Vec<u8> {
     hello
 }
 
-#[tokio::test]
-async fn a_truncated_client_hello_ends_in_time_and_the_site_still_answers() {
+/// A client that sends `bytes` and then waits is closed by the handshake
+/// timeout (not sooner, not later), and the site still answers others.
+async fn assert_cut_by_the_handshake_timeout(bytes: &[u8]) {
     let server = impatient_server().start().await;
     let started = Instant::now();
-    assert_ended_in_time(&server, &truncated_client_hello()).await;
+    assert_ended_in_time(&server, bytes).await;
     assert!(
         started.elapsed() >= HANDSHAKE_TIMEOUT - Duration::from_millis(100),
         "ended by the handshake timeout, not sooner: {:?}",
@@ -538,16 +511,13 @@ async fn a_truncated_client_hello_ends_in_time_and_the_site_still_answers() {
 }
 
 #[tokio::test]
+async fn a_truncated_client_hello_ends_in_time_and_the_site_still_answers() {
+    assert_cut_by_the_handshake_timeout(&truncated_client_hello()).await;
+}
+
+#[tokio::test]
 async fn a_silent_client_ends_in_time_and_the_site_still_answers() {
-    let server = impatient_server().start().await;
-    let started = Instant::now();
-    assert_ended_in_time(&server, b"").await;
-    assert!(
-        started.elapsed() >= HANDSHAKE_TIMEOUT - Duration::from_millis(100),
-        "ended by the handshake timeout, not sooner: {:?}",
-        started.elapsed()
-    );
-    assert_still_serving(&server).await;
+    assert_cut_by_the_handshake_timeout(b"").await;
 }
 
 /// Strangers cannot hold the connection slots tp clients need: one source may

@@ -345,3 +345,24 @@ pub async fn browse(addr: SocketAddr) -> String {
     let _ = tls.read_to_end(&mut answer).await;
     String::from_utf8_lossy(&answer).into_owned()
 }
+
+/// Runs `curl ARGS https://localhost:PORT/` with `localhost` resolved to
+/// 127.0.0.1 and the test root (written into `dir`) as its only CA, bounded to
+/// 10 s. What curl did.
+pub async fn curl_localhost(
+    dir: &std::path::Path,
+    port: u16,
+    args: &[&str],
+) -> crate::bins::Finished {
+    let ca = dir.join("curl-ca.pem");
+    std::fs::write(&ca, pki().root.cert_pem()).expect("writing the CA file for curl");
+    let mut cmd = tokio::process::Command::new(crate::bins::system_bin("curl"));
+    cmd.args(["--silent", "--show-error", "--max-time", "10"])
+        .args(args)
+        .arg("--cacert")
+        .arg(&ca)
+        .arg("--resolve")
+        .arg(format!("localhost:{port}:127.0.0.1"))
+        .arg(format!("https://localhost:{port}/"));
+    crate::bins::run(cmd, b"").await
+}

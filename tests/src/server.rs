@@ -238,6 +238,14 @@ impl TestServerBuilder {
         self
     }
 
+    /// The website is `nginx`: HTTP/1.1 to its HTTP/1.1 socket, `h2` to its
+    /// HTTP/2 socket, PROXY protocol by default.
+    pub fn in_front_of(self, nginx: &crate::nginx::Nginx) -> Self {
+        let socket = |path: PathBuf| format!("\"unix:{}\"", path.display());
+        self.section("website", "backend", &socket(nginx.http1_socket()))
+            .section("website", "h2_backend", &socket(nginx.h2_socket()))
+    }
+
     /// Appends `toml` at the end of the config as is (arrays of tables such as
     /// `[[passthrough]]`).
     pub fn raw(mut self, toml: &str) -> Self {
