@@ -9,6 +9,7 @@ mod deadlines;
 mod deploy;
 mod dial;
 mod expose;
+mod first_bytes;
 mod fragmented;
 mod halfclose;
 mod hello;

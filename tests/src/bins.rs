@@ -284,6 +284,16 @@ impl TpUp {
         self.stderr.snapshot()
     }
 
+    /// Waits (up to [`crate::EVENTUALLY`]) for a stderr line containing every
+    /// one of `needles`, and returns it.
+    pub async fn expect_stderr(&self, needles: &[&str]) -> String {
+        self.stderr
+            .wait_for(&format!("with {needles:?}"), |line| {
+                needles.iter().all(|n| line.contains(n))
+            })
+            .await
+    }
+
     /// Sends SIGTERM and returns its exit status (it must exit within 10s).
     pub async fn terminate(mut self) -> ExitStatus {
         let pid = self.child.id().expect("still running");

@@ -7,6 +7,7 @@
 //! - [`auto`]: QUIC first, TLS/TCP after a head start; [`cache`] remembers a
 //!   QUIC that did not answer.
 //! - [`hello`]: the hello and answer, the same over both.
+//! - [`first`]: what the local side has already sent, to go with the hello.
 //! - [`link`]: a tunnel to a target as the caller uses it; to a service, with
 //!   the end-to-end TLS ([`crate::e2e`]) inside.
 //!
@@ -18,6 +19,7 @@
 mod auto;
 mod cache;
 mod error;
+mod first;
 mod hello;
 mod link;
 mod quic;
@@ -52,6 +54,7 @@ use crate::transport::{Transport, Via};
 pub use auto::HEAD_START;
 pub use cache::QUIC_RETRY_AFTER;
 pub use error::{ConnectError, SetupError, one_line};
+pub use first::{FIRST_BYTES_MAX, FirstBytes};
 pub use link::Link;
 pub use tunnel::{Aborted, STREAM_ABORTED, Tunnel};
 
@@ -235,15 +238,20 @@ impl Connector {
     /// [`ANSWER_GRACE`]. Over QUIC, a kept connection is reused; if it turns
     /// out to be dead, the tunnel is tried once more on a new one.
     pub async fn open(&self, hello: &Hello) -> Result<Tunnel, ConnectError> {
-        self.open_over(hello, self.transport).await
+        self.open_over(hello, self.transport, &mut FirstBytes::none())
+            .await
     }
 
     /// [`Connector::open`] over `transport` rather than the configured one
-    /// (the data connections of `tp expose` over TLS/TCP).
+    /// (the data connections of `tp expose` over TLS/TCP), with `first`
+    /// behind the hello: what the local side has sent by the time the hello
+    /// goes out (not in stealth mode, where the server may hand the hello to
+    /// its website).
     pub async fn open_over(
         &self,
         hello: &Hello,
         transport: Transport,
+        first: &mut FirstBytes<'_>,
     ) -> Result<Tunnel, ConnectError> {
         let deadline = Instant::now() + self.connect_timeout;
         let resolver = Resolver::new(&self.server);
@@ -256,10 +264,17 @@ impl Connector {
                 Transport::Quic => Carrier::Quic(self.quic_connect(&resolver, deadline).await?),
                 Transport::Auto => auto::connect(self, &resolver, deadline).await?,
             };
+            let with_hello = if self.stealth { &[][..] } else { first.take() };
             let (via, opened) = match carrier {
-                Carrier::Tls(stream) => (Via::Tcp, self.tunnel_over_tls(stream, hello).await),
+                Carrier::Tls(stream) => (
+                    Via::Tcp,
+                    self.tunnel_over_tls(stream, hello, with_hello).await,
+                ),
                 Carrier::Quic(Acquired { conn, reused }) => {
-                    match self.tunnel_over_quic(&conn, reused, hello, deadline).await {
+                    match self
+                        .tunnel_over_quic(&conn, reused, hello, with_hello, deadline)
+                        .await
+                    {
                         Err(e @ ConnectError::Quic { .. }) if reused && !retried => {
                             debug!("the kept QUIC connection is gone ({e}); connecting again");
                             retried = true;
@@ -270,7 +285,8 @@ impl Connector {
                 }
             };
             if opened.is_ok() {
-                debug!(transport = %via, server = %self.server, "tunnel open");
+                let first = with_hello.len();
+                debug!(transport = %via, server = %self.server, first, "tunnel open");
             }
             return opened;
         }
@@ -332,6 +348,7 @@ impl Connector {
         &self,
         stream: Box<TlsStream<TcpStream>>,
         hello: &Hello,
+        first: &[u8],
     ) -> Result<Tunnel, ConnectError> {
         let server = &self.server;
         let errors = Errors {
@@ -341,7 +358,7 @@ impl Connector {
         };
         // A failed exchange drops the tunnel, which aborts it (no close_notify).
         let mut tunnel = Tunnel::tls(stream, BytesMut::new());
-        let exchanged = exchange(&mut tunnel, hello, self.answer_timeout(), errors).await;
+        let exchanged = exchange(&mut tunnel, hello, first, self.answer_timeout(), errors).await;
         let early = exchanged.map_err(|e| match e {
             // In stealth mode, a server that does not take us for a tp client
             // hands the hello to its website, which answers something that is
@@ -368,6 +385,7 @@ impl Connector {
         conn: &Connection,
         reused: bool,
         hello: &Hello,
+        first: &[u8],
         deadline: Instant,
     ) -> Result<Tunnel, ConnectError> {
         let server = &self.server;
@@ -386,7 +404,7 @@ impl Connector {
             send: quic_send_error,
             answer: quic_answer_error,
         };
-        let exchanged = exchange(&mut tunnel, hello, self.answer_timeout(), errors);
+        let exchanged = exchange(&mut tunnel, hello, first, self.answer_timeout(), errors);
         let early = if reused {
             tokio::select! {
                 early = exchanged => early?,
@@ -486,3 +504,6 @@ mod auto_tests;
 
 #[cfg(test)]
 mod abort_tests;
+
+#[cfg(test)]
+mod first_tests;

@@ -27,7 +27,7 @@ use tp_net::relay::{RelayEnd, RelayOptions, Side, relay};
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::addr::Target;
-use crate::connect::{ConnectError, Connector, Tunnel};
+use crate::connect::{ConnectError, Connector, FirstBytes, Tunnel};
 
 /// How long to pause accepting after an accept error (e.g. out of file descriptors).
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
@@ -108,9 +108,12 @@ async fn forward(stream: TcpStream, peer: SocketAddr, connector: Arc<Connector>,
     if let Err(e) = stream.set_nodelay(true) {
         debug!("set_nodelay failed: {e}");
     }
+    // What the local client has sent by the time the hello goes out travels
+    // with it: its first request does not wait for the answer.
+    let mut first = FirstBytes::from(&stream);
     // Boxed: opening (dial, handshake, hello) takes a larger future than the
     // relay, and would otherwise size this task for the tunnel's whole life.
-    let mut link = match Box::pin(connector.open_link(&target)).await {
+    let mut link = match Box::pin(connector.open_link_with(&target, &mut first)).await {
         Ok(link) => link,
         Err(e @ ConnectError::Refused { .. }) => {
             warn!(%peer, "tunnel to {target} refused: {e}");
@@ -122,8 +125,14 @@ async fn forward(stream: TcpStream, peer: SocketAddr, connector: Arc<Connector>,
         }
     };
     debug!(%target, transport = %link.via(), "tunnel open");
+    if let Some(e) = first.take_error() {
+        let failed = format!("the local connection failed: {e}");
+        return settle(link.into_tunnel(), Some(failed)).await;
+    }
+    let sent_first = first.len() as u64;
+    drop(first);
     let (stats, end) = relay(stream, &mut link, RelayOptions { idle_timeout: None }).await;
-    let (sent, received) = (stats.a_to_b, stats.b_to_a);
+    let (sent, received) = (sent_first + stats.a_to_b, stats.b_to_a);
     let failed = match end {
         RelayEnd::Closed | RelayEnd::IdleTimeout => None,
         RelayEnd::Error {

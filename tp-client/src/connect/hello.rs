@@ -1,5 +1,5 @@
 //! The tunnel's opening exchange, the same over every transport: send the hello
-//! line, read the answer line.
+//! line (with the tunnel's first bytes behind it, if any), read the answer line.
 
 use std::io;
 use std::time::Duration;
@@ -23,21 +23,24 @@ pub(super) struct Errors<'a> {
     pub(super) answer: fn(&ServerAddr, ReadMessageError) -> ConnectError,
 }
 
-/// Sends `hello` on `stream` and reads the answer within `answer_timeout`.
-/// Returns the bytes that arrived behind the answer line.
+/// Sends `hello` on `stream`, `first` right behind it in the same write, and
+/// reads the answer within `answer_timeout`. Returns the bytes that arrived
+/// behind the answer line.
 pub(super) async fn exchange<S>(
     stream: &mut S,
     hello: &Hello,
+    first: &[u8],
     answer_timeout: Duration,
     errors: Errors<'_>,
 ) -> Result<BytesMut, ConnectError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let mut line = Vec::with_capacity(128);
-    encode_hello(hello, &mut line);
+    let mut request = Vec::with_capacity(128 + first.len());
+    encode_hello(hello, &mut request);
+    request.extend_from_slice(first);
     let send_error = |e| (errors.send)(errors.server, e);
-    stream.write_all(&line).await.map_err(send_error)?;
+    stream.write_all(&request).await.map_err(send_error)?;
     stream.flush().await.map_err(send_error)?;
 
     let mut buf = BytesMut::with_capacity(4096);

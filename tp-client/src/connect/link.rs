@@ -13,7 +13,7 @@ use tokio_rustls::client::TlsStream;
 use tp_proto::Proto;
 use tracing::info;
 
-use super::{ConnectError, Connector, Tunnel};
+use super::{ConnectError, Connector, FirstBytes, Tunnel};
 use crate::addr::{Dest, Target};
 use crate::e2e::E2eError;
 use crate::transport::Via;
@@ -32,10 +32,23 @@ impl Connector {
     /// TLS handshake (within the answer timeout) and logs, at info, the
     /// identity the exposing side's certificate names.
     pub async fn open_link(&self, target: &Target) -> Result<Link, ConnectError> {
-        let tunnel = self.open(&target.hello(Proto::Tcp)).await?;
+        self.open_link_with(target, &mut FirstBytes::none()).await
+    }
+
+    /// [`Connector::open_link`] with `first` behind the hello (see
+    /// [`FirstBytes`]): to a host only, as bytes to a service belong inside
+    /// the end-to-end TLS, which starts once the tunnel is open.
+    pub async fn open_link_with(
+        &self,
+        target: &Target,
+        first: &mut FirstBytes<'_>,
+    ) -> Result<Link, ConnectError> {
+        let hello = target.hello(Proto::Tcp);
         let Dest::Service(service) = &target.dest else {
+            let tunnel = self.open_over(&hello, self.transport, first).await?;
             return Ok(Link::Plain(tunnel));
         };
+        let tunnel = self.open(&hello).await?;
         let failed = |source| ConnectError::EndToEnd {
             service: service.to_string(),
             source,

@@ -24,7 +24,7 @@ use tp_proto::{Accept, Event, Hello, Host, Incoming, decode_event};
 use tracing::{debug, info, warn};
 
 use super::{ExposeOptions, Mode};
-use crate::connect::{Connector, Tunnel};
+use crate::connect::{Connector, FirstBytes, Tunnel};
 use crate::e2e::AcceptError;
 use crate::transport::Transport;
 use crate::up::settle;
@@ -88,7 +88,11 @@ impl Serve {
         let hello = Hello::Accept(Accept {
             session: incoming.session.clone(),
         });
-        match self.connector.open_over(&hello, Transport::Tcp).await {
+        match self
+            .connector
+            .open_over(&hello, Transport::Tcp, &mut FirstBytes::none())
+            .await
+        {
             Ok(tunnel) => self.serve(tunnel, incoming).await,
             Err(e) => warn!(peer = %incoming.peer, "cannot take an incoming connection: {e}"),
         }

@@ -1,0 +1,154 @@
+//! The first bytes of a local connection travel with the hello, before the
+//! answer (checked against a canned server that never answers and reports
+//! what it read behind the hello), are sent again on a retry, and stay home in
+//! stealth mode.
+
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+use super::*;
+use crate::addr::{Dest, Target};
+use crate::testutil::{
+    Behaviour, ClientEnd, Pki, QuicServer, ServerSetup, UdpRelay, connector_via, db9, start_dual,
+};
+
+const REQUEST: &[u8] = b"GET / HTTP/1.1\r\nHost: db9.internal\r\n\r\n";
+
+/// A local connection as `tp up` accepts it, whose client has written `sent`.
+async fn local_with(sent: &[u8]) -> (TcpStream, TcpStream) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mut app = TcpStream::connect(listener.local_addr().unwrap())
+        .await
+        .unwrap();
+    let (ours, _) = listener.accept().await.unwrap();
+    app.write_all(sent).await.unwrap();
+    (app, ours)
+}
+
+fn db9_target() -> Target {
+    let tp_proto::Hello::Connect(c) = db9() else {
+        unreachable!()
+    };
+    let tp_proto::ConnectTarget::Addr { host, port } = c.target else {
+        unreachable!()
+    };
+    Target {
+        dest: Dest::Host(host),
+        port,
+    }
+}
+
+#[tokio::test]
+async fn what_the_local_client_sent_goes_out_with_the_hello_before_any_answer() {
+    let pki = Pki::new("test CA");
+    for transport in [Transport::Quic, Transport::Tcp] {
+        // Never answers: whatever it reads came before the answer.
+        let mut server = start_dual(ServerSetup::trusting(&pki), Behaviour::Silent).await;
+        let connector = connector_via(&pki, &pki, server.addr.port(), transport);
+        let (_app, local) = local_with(REQUEST).await;
+        let mut first = FirstBytes::from(&local);
+        let target = db9_target();
+        let opening = connector.open_link_with(&target, &mut first);
+        assert!(
+            tokio::time::timeout(Duration::from_millis(500), opening)
+                .await
+                .is_err(),
+            "no answer, so still opening"
+        );
+        assert_eq!(server.hellos.recv().await.unwrap(), db9());
+        let end = server.next_end().await;
+        assert_eq!(end.bytes, REQUEST.len() as u64, "{transport:?}: {end:?}");
+        assert_ne!(end.how, ClientEnd::Finished, "given up: aborted");
+        assert_eq!(first.len(), REQUEST.len());
+        connector.close().await;
+    }
+}
+
+#[tokio::test]
+async fn the_first_bytes_come_back_once_from_an_echo_and_the_rest_follows() {
+    let pki = Pki::new("test CA");
+    for transport in [Transport::Quic, Transport::Tcp] {
+        let server = start_dual(ServerSetup::trusting(&pki), Behaviour::Echo).await;
+        let connector = connector_via(&pki, &pki, server.addr.port(), transport);
+        let (mut app, local) = local_with(b"one").await;
+        let mut first = FirstBytes::from(&local);
+        let mut link = connector
+            .open_link_with(&db9_target(), &mut first)
+            .await
+            .unwrap();
+        assert_eq!(first.len(), 3);
+        app.write_all(b"two").await.unwrap();
+        // What `tp up` relays from here on: the local side's next bytes.
+        let mut buf = [0u8; 3];
+        local.peek(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"two", "the relay reads on behind the first bytes");
+        link.write_all(&buf).await.unwrap();
+        let mut got = [0u8; 11];
+        tokio::time::timeout(Duration::from_secs(5), link.read_exact(&mut got))
+            .await
+            .expect("the echo")
+            .unwrap();
+        assert_eq!(&got, b"earlyonetwo", "{transport:?}");
+        connector.close().await;
+    }
+}
+
+#[tokio::test]
+async fn a_retry_on_a_new_quic_connection_sends_the_first_bytes_again() {
+    let pki = Pki::new("test CA");
+    let (tx, _hellos) = tokio::sync::mpsc::unbounded_channel();
+    let first_server =
+        QuicServer::start(ServerSetup::trusting(&pki), Behaviour::Echo, 0, tx.clone()).unwrap();
+    let relay = UdpRelay::start(first_server.local_addr()).await;
+    let connector = connector_via(&pki, &pki, relay.addr.port(), Transport::Quic);
+    let tunnel = connector.open(&db9()).await.unwrap();
+    drop(tunnel);
+
+    // The server restarts without a word; the kept connection is dead.
+    let second = QuicServer::start(ServerSetup::trusting(&pki), Behaviour::Echo, 0, tx).unwrap();
+    relay.point_at(second.local_addr());
+    let (_app, local) = local_with(b"two").await;
+    let mut first = FirstBytes::from(&local);
+    let mut link = tokio::time::timeout(
+        Duration::from_secs(10),
+        connector.open_link_with(&db9_target(), &mut first),
+    )
+    .await
+    .expect("the dead connection is given up well before the answer timeout")
+    .unwrap();
+    let mut got = [0u8; 8];
+    tokio::time::timeout(Duration::from_secs(5), link.read_exact(&mut got))
+        .await
+        .expect("the echo of the first bytes")
+        .unwrap();
+    assert_eq!(&got, b"earlytwo");
+    assert_eq!(second.connections(), 1);
+}
+
+#[tokio::test]
+async fn in_stealth_mode_the_hello_goes_alone() {
+    let pki = Pki::new("test CA");
+    let setup = ServerSetup {
+        alpn: false,
+        ..ServerSetup::trusting(&pki)
+    };
+    let mut server = start_dual(setup, Behaviour::Silent).await;
+    let connector = connector_via(&pki, &pki, server.addr.port(), Transport::Tcp).stealth();
+    let (_app, local) = local_with(REQUEST).await;
+    let mut first = FirstBytes::from(&local);
+    let target = db9_target();
+    let opening = connector.open_link_with(&target, &mut first);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), opening)
+            .await
+            .is_err()
+    );
+    assert_eq!(server.hellos.recv().await.unwrap(), db9());
+    assert_eq!(server.next_end().await.bytes, 0);
+    assert!(first.is_empty());
+    let mut buf = [0u8; 3];
+    local.peek(&mut buf).await.unwrap();
+    assert_eq!(&buf, b"GET", "left for the relay");
+}
