@@ -19,7 +19,8 @@ AES-128-GCM), no session resumption.";
 
 pub(super) const QUIC_SETUP: &str = "as tp, with `tp up --transport quic`: one QUIC connection \
 carries every tunnel (scenario (f)); the server allows `max_streams_per_connection = 10000` (the \
-most it accepts; default 256). Runs only when the `tp` client has a `--transport` flag.";
+most it accepts; default 256), for (e)'s thousands of tunnels on one connection. Runs only when \
+the `tp` client has a `--transport` flag.";
 
 /// Which transport the tp client (`tp up`, `tp HOST PORT`) is told to use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,7 +70,7 @@ pub(super) fn start(ctx: &Ctx, dir: &Path, transport: Transport) -> anyhow::Resu
     if transport == Transport::Quic && !choose {
         bail!("not available: this tp client has no `--transport` flag (no QUIC client yet)");
     }
-    let (server, server_addr) = server(ctx, dir, transport)?;
+    let (server, server_addr) = server(ctx, dir, transport == Transport::Quic)?;
     let entry = ctx.ports.take()?;
     let c = &ctx.certs;
 
@@ -104,11 +105,14 @@ pub(super) fn defaults_only(cmd: &mut Command, dir: &Path) {
 }
 
 /// `tp-server run` with its config and policy written to `dir` (not started yet), and
-/// the address it will listen on (TCP, and UDP for QUIC).
+/// the address it will listen on (TCP, and UDP for QUIC). `many_streams`: one QUIC
+/// connection carries every tunnel, so allow it the most streams the server takes.
+/// Only then: quinn sets up state for every stream a connection may open when the
+/// connection starts, so the limit costs every new QUIC connection CPU and memory.
 pub(super) fn server(
     ctx: &Ctx,
     dir: &Path,
-    transport: Transport,
+    many_streams: bool,
 ) -> anyhow::Result<(Command, SocketAddr)> {
     let server_addr = ctx.ports.take()?;
     let c = &ctx.certs;
@@ -125,10 +129,10 @@ pub(super) fn server(
     // those keys (unknown keys are errors), so fall back to the ones they know.
     let mut last_error = String::new();
     let mut accepted = false;
-    let quic = match transport {
-        // One connection carries every tunnel: allow as many streams as it can.
-        Transport::Quic => "\n[quic]\nmax_streams_per_connection = 10000\n",
-        Transport::Tcp => "",
+    let quic = if many_streams {
+        "\n[quic]\nmax_streams_per_connection = 10000\n"
+    } else {
+        ""
     };
     for limits in [LIMITS, LIMITS_OLD] {
         write_config(

@@ -11,7 +11,8 @@ use super::tp::{self, Transport};
 use super::{Ctx, write_config};
 use crate::children::Child;
 
-pub(super) const SETUP: &str = "`tp-server run` as for (a)-(e); per sample a fresh \
+pub(super) const SETUP: &str = "`tp-server run` as for (a)-(e), with the same settings for both \
+transports (one tunnel per connection, so the default `max_streams_per_connection`); per sample a fresh \
 `tp --config client.toml --transport tcp|quic 127.0.0.1 TARGET` (stdio mode, as ssh's \
 ProxyCommand runs it: a new process, so a new connection and a full handshake), and \
 `tp --version` beside it as the process-start reference.";
@@ -66,7 +67,7 @@ pub(super) fn start(ctx: &Ctx, dir: &Path, transport: Transport) -> anyhow::Resu
     if transport == Transport::Quic && !choose {
         bail!("not available: this tp client has no `--transport` flag (no QUIC client yet)");
     }
-    let (server, addr) = tp::server(ctx, dir, transport)?;
+    let (server, addr) = tp::server(ctx, dir, false)?;
     let c = &ctx.certs;
     let config = dir.join("client.toml");
     write_config(
