@@ -246,7 +246,11 @@ impl Connector {
     /// (the data connections of `tp expose` over TLS/TCP), with `first`
     /// behind the hello: what the local side has sent by the time the hello
     /// goes out (not in stealth mode, where the server may hand the hello to
-    /// its website).
+    /// its website). A tunnel retried on a new QUIC connection sends the same
+    /// first bytes again only when the kept connection failed in a way that
+    /// shows it was already gone (a stateless reset from a restarted server,
+    /// a close, the idle timeout); one that just went silent while the hello
+    /// waited for its answer is not retried ([`ConnectError::Unanswered`]).
     pub async fn open_over(
         &self,
         hello: &Hello,
@@ -410,6 +414,15 @@ impl Connector {
                 early = exchanged => early?,
                 () = quic::unresponsive(conn) => {
                     self.quic.forget(conn).await;
+                    // Silence says nothing about what the server got: first
+                    // bytes sent again on a new connection could reach the
+                    // target twice. Only a tunnel without any is retried.
+                    if !first.is_empty() {
+                        return Err(ConnectError::Unanswered {
+                            server: server.clone(),
+                            sent: first.len(),
+                        });
+                    }
                     return Err(ConnectError::Quic {
                         server: server.clone(),
                         reason: "the kept connection no longer answers (did the server restart?)"

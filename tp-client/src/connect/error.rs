@@ -86,6 +86,22 @@ pub enum ConnectError {
         /// What went wrong.
         reason: String,
     },
+    /// The kept QUIC connection stopped answering after this tunnel's first
+    /// bytes had gone out with its hello. They may have reached the server (only
+    /// its answers may have been lost), so they are not sent again on a new
+    /// connection, where the target could get them twice; the next tunnel
+    /// dials a new connection.
+    #[error(
+        "the kept QUIC connection to {server} stopped answering after {sent} bytes of this \
+         tunnel had gone out; not sending them again on a new connection, as they may have \
+         arrived (the next connection dials afresh)"
+    )]
+    Unanswered {
+        /// The server.
+        server: ServerAddr,
+        /// The first bytes that went out with the hello.
+        sent: usize,
+    },
     /// Sending the hello failed.
     #[error("sending the hello to {server} failed: {source}")]
     Io {
@@ -196,6 +212,10 @@ impl ConnectError {
             ConnectError::Quic { server, reason } => ConnectError::Quic {
                 server: server.clone(),
                 reason: reason.clone(),
+            },
+            ConnectError::Unanswered { server, sent } => ConnectError::Unanswered {
+                server: server.clone(),
+                sent: *sent,
             },
             ConnectError::Io { server, source } => ConnectError::Io {
                 server: server.clone(),

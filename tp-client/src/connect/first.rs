@@ -9,9 +9,12 @@
 //!
 //! Only what is already there is taken, without waiting: a protocol where the
 //! target speaks first (SSH's banner) must not be held up. It is read once,
-//! when the hello is about to go out (after the handshake, so a local client
-//! has had all that time to write), and kept until the tunnel opens, so a
-//! retry on a new QUIC connection sends the same bytes again.
+//! when the hello is about to go out: after the handshake on a new connection
+//! (so a local client has had all that time to write), right after the accept
+//! on a kept QUIC connection (what a client wrote at once after connecting is
+//! usually there by then). The bytes are kept until the tunnel opens, so a
+//! retry on a new QUIC connection can send them again (see
+//! [`super::Connector::open_over`] for when it does).
 
 use std::io::{self, Read};
 
@@ -90,7 +93,9 @@ fn read_ready(stream: &TcpStream) -> io::Result<Vec<u8>> {
     loop {
         match (&*socket).read(&mut buf) {
             Ok(n) => {
+                // Held until the tunnel opens: no more than what was read.
                 buf.truncate(n);
+                buf.shrink_to_fit();
                 return Ok(buf);
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Vec::new()),

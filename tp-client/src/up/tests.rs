@@ -233,3 +233,31 @@ async fn a_failed_local_connection_aborts_its_tunnel() {
         task.await.unwrap();
     }
 }
+
+/// A local connection reset before its tunnel opened: reading its first bytes
+/// finds the reset, and the tunnel is aborted, not ended in order (the reset
+/// would otherwise be consumed there and the relay would take the next read's
+/// EOF for a clean end).
+#[tokio::test]
+async fn a_local_connection_reset_before_its_tunnel_opened_aborts_it() {
+    use crate::testutil::ClientEnd;
+    let pki = Pki::new("test CA");
+    for transport in [Transport::Quic, Transport::Tcp] {
+        let (local, mut server, stop, task) = start_up_watched(&pki, transport).await;
+        let conn = TcpStream::connect(local).await.unwrap();
+        // Reset at once: the handshake to the server takes far longer.
+        #[allow(deprecated)]
+        conn.set_linger(Some(Duration::ZERO)).unwrap();
+        drop(conn);
+        let end = server.next_end().await;
+        match (transport, &end.how) {
+            (Transport::Quic, ClientEnd::Reset(1)) => {}
+            (Transport::Tcp, ClientEnd::Dropped) => {}
+            (Transport::Tcp, ClientEnd::Failed(e)) if e.contains("reset") => {}
+            _ => panic!("{transport:?}: not aborted: {end:?}"),
+        }
+        assert_eq!(end.bytes, 0);
+        stop.send(()).unwrap();
+        task.await.unwrap();
+    }
+}
