@@ -11,7 +11,7 @@ use tokio::process::{Child, Command};
 use tp_server::pki::{LeafSpec, Validity};
 use tp_tests::bins::{Finished, Lines, run, run_tp, system_bin, tp};
 use tp_tests::nginx::Nginx;
-use tp_tests::process::{ServerProcess, free_port_both};
+use tp_tests::process::ServerProcess;
 use tp_tests::reverse::free_port;
 use tp_tests::target::EchoTarget;
 use tp_tests::{Sshd, TestServer, Transport, pki};
@@ -296,14 +296,9 @@ tp_tests::over_both_transports!(
 async fn an_exposed_service_is_back_soon_after_a_server_restart(transport: Transport) {
     let sshd = Sshd::start().await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = TestServer::builder().policy(POLICY).write_files(dir.path());
-    let port = free_port_both();
-    let text = std::fs::read_to_string(&config).expect("config");
-    std::fs::write(
-        &config,
-        text.replace("127.0.0.1:0", &format!("127.0.0.1:{port}")),
-    )
-    .expect("config");
+    let (config, port) = TestServer::builder()
+        .policy(POLICY)
+        .write_files_on_free_port(dir.path());
 
     let mut first = ServerProcess::start(&config).await;
     let laptop = write_client_config(dir.path(), &pki().alice, port, transport);

@@ -7,7 +7,8 @@
 use tokio::process::Command;
 use tp_tests::bins::{TpUp, run, system_bin, tp};
 use tp_tests::nginx::{BODY, Nginx};
-use tp_tests::process::{ServerProcess, free_port_both};
+use tp_tests::process::ServerProcess;
+use tp_tests::server::ONLY_BOB_POLICY;
 use tp_tests::target::EchoTarget;
 use tp_tests::{TestServer, Transport, pki};
 
@@ -62,18 +63,7 @@ async fn curls_request_goes_out_with_the_hello(transport: Transport) {
 /// A denied tunnel: what the local client sent with the hello reaches no one,
 /// and the local connection is closed.
 async fn a_refused_tunnels_first_bytes_reach_no_one(transport: Transport) {
-    let server = TestServer::builder()
-        .policy(
-            r#"
-[[rule]]
-name = "only-bob"
-who = ["bob@test"]
-connect = ["127.0.0.0/8"]
-ports = ["*"]
-"#,
-        )
-        .start()
-        .await;
+    let server = TestServer::builder().policy(ONLY_BOB_POLICY).start().await;
     let target = EchoTarget::start().await;
     let config = server.client_config_over(&pki().alice, transport);
     let up = TpUp::spawn(up_verbose(&config, &target.addr().to_string())).await;
@@ -106,14 +96,8 @@ ports = ["*"]
 #[tokio::test]
 async fn after_a_server_restart_the_first_bytes_reach_the_target_once() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = TestServer::builder().write_files(dir.path());
-    let port = free_port_both();
-    let text = std::fs::read_to_string(&config).expect("config");
-    std::fs::write(
-        &config,
-        text.replace("127.0.0.1:0", &format!("127.0.0.1:{port}")),
-    )
-    .expect("config");
+    let (config, port) = TestServer::builder().write_files_on_free_port(dir.path());
+
     pki().alice.save(dir.path(), "alice").expect("saving alice");
     let client = dir.path().join("client.toml");
     std::fs::write(

@@ -10,6 +10,7 @@ use tp_tests::client::{
     Reply, connect_as, connect_as_over, connect_hello, open_tunnel_over, read_reply, round_trip,
     send_hello,
 };
+use tp_tests::server::ONLY_BOB_POLICY;
 use tp_tests::target::EchoTarget;
 use tp_tests::{TestServer, Transport, pki, within};
 
@@ -378,18 +379,7 @@ async fn early_payload_behind_the_hello_reaches_the_target(transport: Transport)
 }
 
 async fn early_payload_of_a_denied_hello_goes_nowhere(transport: Transport) {
-    let server = TestServer::builder()
-        .policy(
-            r#"
-[[rule]]
-name = "only-bob"
-who = ["bob@test"]
-connect = ["127.0.0.0/8"]
-ports = ["*"]
-"#,
-        )
-        .start()
-        .await;
+    let server = TestServer::builder().policy(ONLY_BOB_POLICY).start().await;
     let target = EchoTarget::start().await;
     let mut tunnel = connect_as_over(transport, server.addr(), &pki().alice).await;
     let mut bytes = connect_hello("127.0.0.1", target.port());

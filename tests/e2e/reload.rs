@@ -7,7 +7,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tp_tests::client::{self, ClientOptions, Reply, connect_hello, open_tunnel, send_hello};
-use tp_tests::process::{ServerProcess, free_port_both};
+use tp_tests::process::ServerProcess;
 use tp_tests::target::EchoTarget;
 use tp_tests::{TestServer, pki, within};
 
@@ -96,11 +96,7 @@ async fn sighup_applies_revocation_and_policy_to_new_connections_only() {
 async fn a_restarted_server_resets_its_old_quic_connections_at_once() {
     let pki = pki();
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = TestServer::builder().write_files(dir.path());
-    let port = free_port_both();
-    let text = std::fs::read_to_string(&config).expect("config");
-    let text = text.replace("127.0.0.1:0", &format!("127.0.0.1:{port}"));
-    std::fs::write(&config, text).expect("config");
+    let (config, _) = TestServer::builder().write_files_on_free_port(dir.path());
     let target = EchoTarget::start().await;
 
     let mut first = ServerProcess::start(&config).await;

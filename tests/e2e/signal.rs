@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 
 use tp_tests::TestServer;
 use tp_tests::client::browse;
-use tp_tests::process::{ServerProcess, free_port_both};
+use tp_tests::process::ServerProcess;
 use tp_tests::signal::{StandIn, tls_in_tls};
 
 fn signal_section(
@@ -66,19 +66,13 @@ async fn a_reloaded_allowlist_applies_without_a_restart() {
     let dir = tempfile::tempdir().expect("tempdir");
     let hosts = dir.path().join("signal-hosts.txt");
     std::fs::write(&hosts, "chat.signal.org\n").expect("hosts");
-    let config = TestServer::builder()
+    let (config, _) = TestServer::builder()
         .raw(&format!(
             "[signal]\nenabled = true\nhosts = \"signal-hosts.txt\"\nupstreams = {{ \"chat.signal.org\" = \"127.0.0.1:{}\" }}\n",
             stand_in.port
         ))
-        .write_files(dir.path());
-    let port = free_port_both();
-    let text = std::fs::read_to_string(&config).expect("config");
-    std::fs::write(
-        &config,
-        text.replace("127.0.0.1:0", &format!("127.0.0.1:{port}")),
-    )
-    .expect("config");
+        .write_files_on_free_port(dir.path());
+
     let server = ServerProcess::start(&config).await;
 
     let back = tls_in_tls(server.addr, "chat.signal.org", b"before").await;

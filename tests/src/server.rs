@@ -25,6 +25,15 @@ connect = ["localhost", "127.0.0.0/8", "::1/128"]
 ports = ["*"]
 "#;
 
+/// A policy letting only `bob@test` reach loopback: alice is denied everything.
+pub const ONLY_BOB_POLICY: &str = r#"
+[[rule]]
+name = "only-bob"
+who = ["bob@test"]
+connect = ["127.0.0.0/8"]
+ports = ["*"]
+"#;
+
 /// Builds a [`TestServer`]. Defaults: [`LOOPBACK_POLICY`], the test root as client CA,
 /// short timeouts (`connect_timeout = "2s"`, `drain_timeout = "1s"`).
 #[derive(Debug)]
@@ -265,6 +274,19 @@ impl TestServerBuilder {
     pub fn revoked(mut self, leaf: &Issued) -> Self {
         self.revoked.push(leaf.serial_hex.clone());
         self
+    }
+
+    /// [`write_files`](Self::write_files), listening on a port free on both TCP
+    /// and UDP instead of port 0, so that a `ServerProcess` started again on the
+    /// same config (a restart) listens where the first one did. Returns the
+    /// config file and the port.
+    pub fn write_files_on_free_port(&self, dir: &Path) -> (PathBuf, u16) {
+        let config = self.write_files(dir);
+        let port = crate::process::free_port_both();
+        let text = std::fs::read_to_string(&config).expect("reading the config");
+        let text = text.replace("127.0.0.1:0", &format!("127.0.0.1:{port}"));
+        std::fs::write(&config, text).expect("writing the config");
+        (config, port)
     }
 
     /// Writes `server.toml` and the files it names into `dir` and returns its path.

@@ -231,6 +231,22 @@ impl ClientEnd {
     }
 }
 
+/// Asserts that the server saw an aborted tunnel over `transport`: a reset
+/// stream, or a TLS connection that ended without `close_notify` (a TCP FIN, or
+/// a TCP reset when the client left data unread).
+#[track_caller]
+pub(crate) fn assert_aborted(end: &Ended, transport: crate::transport::Transport) {
+    use crate::transport::Transport;
+    match (transport, &end.how) {
+        (Transport::Quic, ClientEnd::Reset(code)) => {
+            assert_eq!(*code, crate::connect::STREAM_ABORTED.into_inner());
+        }
+        (Transport::Tcp, ClientEnd::Dropped) => {}
+        (Transport::Tcp, ClientEnd::Failed(e)) if e.contains("reset") => {}
+        _ => panic!("{transport:?}: not aborted: {end:?}"),
+    }
+}
+
 /// A tunnel's end as the canned server saw it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Ended {

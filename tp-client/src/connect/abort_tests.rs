@@ -9,25 +9,11 @@ use tokio::io::AsyncWriteExt;
 
 use super::*;
 use crate::testutil::{
-    Behaviour, ClientEnd, Dual, Ended, Pki, ServerSetup, connector_via, connector_with, start_dual,
+    Behaviour, ClientEnd, Dual, Ended, Pki, ServerSetup, assert_aborted, connector_via,
+    connector_with, start_dual,
 };
 
 use crate::testutil::db9;
-
-/// Asserts that the server saw an aborted tunnel over `transport`: a reset
-/// stream, or a TLS connection that ended without `close_notify` (a TCP FIN, or
-/// a TCP reset when the client left data unread).
-#[track_caller]
-fn assert_aborted(end: &Ended, transport: Transport) {
-    match (transport, &end.how) {
-        (Transport::Quic, ClientEnd::Reset(code)) => {
-            assert_eq!(*code, STREAM_ABORTED.into_inner());
-        }
-        (Transport::Tcp, ClientEnd::Dropped) => {}
-        (Transport::Tcp, ClientEnd::Failed(e)) if e.contains("reset") => {}
-        _ => panic!("{transport:?}: not aborted: {end:?}"),
-    }
-}
 
 const TRANSPORTS: [Transport; 2] = [Transport::Quic, Transport::Tcp];
 

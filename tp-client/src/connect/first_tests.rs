@@ -13,7 +13,8 @@ use tokio::net::TcpListener;
 use super::*;
 use crate::addr::{Dest, Target};
 use crate::testutil::{
-    Behaviour, ClientEnd, Pki, QuicServer, ServerSetup, UdpRelay, connector_via, db9, start_dual,
+    Behaviour, ClientEnd, Dual, Ended, Pki, QuicServer, ServerSetup, UdpRelay, connector_via, db9,
+    start_dual,
 };
 
 const REQUEST: &[u8] = b"GET / HTTP/1.1\r\nHost: db9.internal\r\n\r\n";
@@ -59,6 +60,25 @@ async fn until_the_hello_is_read<F: std::future::Future>(
         .expect("the server reads the hello")
 }
 
+/// A local client writes [`REQUEST`]; its tunnel is opened through
+/// `connector` to the canned `server`, which never answers, and given up once
+/// the server has read the hello. Returns both ends of the local connection,
+/// how many bytes went with the hello, and what the server read behind it.
+async fn before_any_answer(
+    connector: &Connector,
+    server: &mut Dual,
+) -> (TcpStream, TcpStream, usize, Ended) {
+    let (app, local) = local_with(REQUEST).await;
+    let mut first = FirstBytes::from(&local);
+    let target = db9_target();
+    let opening = connector.open_link_with(&target, &mut first);
+    let hello = until_the_hello_is_read(opening, &mut server.hellos).await;
+    assert_eq!(hello, db9());
+    let sent = first.len();
+    drop(first);
+    (app, local, sent, server.next_end().await)
+}
+
 #[tokio::test]
 async fn what_the_local_client_sent_goes_out_with_the_hello_before_any_answer() {
     let pki = Pki::new("test CA");
@@ -66,16 +86,10 @@ async fn what_the_local_client_sent_goes_out_with_the_hello_before_any_answer() 
         // Never answers: whatever it reads came before the answer.
         let mut server = start_dual(ServerSetup::trusting(&pki), Behaviour::Silent).await;
         let connector = connector_via(&pki, &pki, server.addr.port(), transport);
-        let (_app, local) = local_with(REQUEST).await;
-        let mut first = FirstBytes::from(&local);
-        let target = db9_target();
-        let opening = connector.open_link_with(&target, &mut first);
-        let hello = until_the_hello_is_read(opening, &mut server.hellos).await;
-        assert_eq!(hello, db9());
-        let end = server.next_end().await;
+        let (_app, _local, first, end) = before_any_answer(&connector, &mut server).await;
         assert_eq!(end.bytes, REQUEST.len() as u64, "{transport:?}: {end:?}");
         assert_ne!(end.how, ClientEnd::Finished, "given up: aborted");
-        assert_eq!(first.len(), REQUEST.len());
+        assert_eq!(first, REQUEST.len());
         connector.close().await;
     }
 }
@@ -118,14 +132,9 @@ async fn in_stealth_mode_the_hello_goes_alone() {
     };
     let mut server = start_dual(setup, Behaviour::Silent).await;
     let connector = connector_via(&pki, &pki, server.addr.port(), Transport::Tcp).stealth();
-    let (_app, local) = local_with(REQUEST).await;
-    let mut first = FirstBytes::from(&local);
-    let target = db9_target();
-    let opening = connector.open_link_with(&target, &mut first);
-    let hello = until_the_hello_is_read(opening, &mut server.hellos).await;
-    assert_eq!(hello, db9());
-    assert_eq!(server.next_end().await.bytes, 0);
-    assert!(first.is_empty());
+    let (_app, local, first, end) = before_any_answer(&connector, &mut server).await;
+    assert_eq!(end.bytes, 0);
+    assert_eq!(first, 0);
     let mut buf = [0u8; 3];
     local.peek(&mut buf).await.unwrap();
     assert_eq!(&buf, b"GET", "left for the relay");
