@@ -102,6 +102,50 @@ async fn streams_beyond_the_per_connection_limit_wait_for_a_free_one() {
     assert_eq!(reply.code(), "ok", "{reply:?}");
 }
 
+/// A connection starts with a few streams granted (32) and is granted more as
+/// they are used, up to the configured limit: 100 tunnels open at once on one
+/// connection, and the 101st waits for some of them to end.
+#[tokio::test]
+async fn streams_are_granted_as_they_are_used_up_to_the_per_connection_limit() {
+    let server = TestServer::builder()
+        .section("quic", "max_streams_per_connection", "100")
+        .start()
+        .await;
+    let target = EchoTarget::start().await;
+    let first = open_quic_tunnel(&server, &pki().alice, target.port()).await;
+    let mut open = Vec::new();
+    for i in 1..100 {
+        let mut stream = within(
+            "a stream within the limit",
+            Duration::from_secs(10),
+            first.open_stream(),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("stream {i}: {e}"));
+        let reply = send_hello(&mut stream, &connect_hello("127.0.0.1", target.port())).await;
+        assert_eq!(reply.code(), "ok", "stream {i}: {reply:?}");
+        open.push(stream);
+    }
+    assert_eq!(target.accepted(), 100);
+    let conn = first.connection().clone();
+    let extra = tokio::time::timeout(Duration::from_millis(500), conn.open_bi()).await;
+    assert!(extra.is_err(), "a 101st concurrent stream opened");
+
+    // quinn grants freed streams again in batches of an eighth of the limit:
+    // end 13 of the 100.
+    for mut done in open.drain(..13) {
+        done.shutdown().await.expect("finish it");
+        let mut rest = Vec::new();
+        done.read_to_end(&mut rest).await.expect("to EOF");
+    }
+    within("a free stream", Duration::from_secs(10), conn.open_bi())
+        .await
+        .expect("a stream once some ended");
+    server
+        .expect_log(&["the client may open more streams at once", "streams=100"])
+        .await;
+}
+
 #[tokio::test]
 async fn the_drain_lets_quic_tunnels_finish_then_closes_the_connection() {
     let server = TestServer::builder()

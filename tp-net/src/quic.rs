@@ -42,6 +42,48 @@ pub struct QuicLimits {
 /// The longest keep-alive interval of an exposing client's connection.
 pub const EXPOSE_KEEP_ALIVE: Duration = Duration::from_secs(2);
 
+/// Streams a client may open at once when its connection starts; the server
+/// raises the limit as they are used ([`StreamWindow`]), up to
+/// [`QuicLimits::max_streams`]. quinn sets up state for every stream the peer
+/// may open as soon as it grants them (two hash-map entries each), so a limit
+/// of thousands granted up front would cost every connection hundreds of KiB
+/// and a millisecond of CPU, used or not.
+pub const INITIAL_STREAMS: u32 = 32;
+
+/// How many streams a client may open at once on one connection: it starts at
+/// [`INITIAL_STREAMS`] (or the maximum, if lower) and doubles whenever three
+/// quarters are in use, up to the maximum. A client that opens more at once
+/// than granted waits a round trip for the next grant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamWindow {
+    granted: u32,
+}
+
+impl StreamWindow {
+    /// The window of a new connection whose limit is `max`.
+    pub fn new(max: u32) -> Self {
+        StreamWindow {
+            granted: max.min(INITIAL_STREAMS),
+        }
+    }
+
+    /// What the client may open at once now.
+    pub fn granted(&self) -> u32 {
+        self.granted
+    }
+
+    /// With `open` streams in use: the larger limit to grant, if it is time
+    /// to grow (never past `max`, which may have changed since the start).
+    pub fn grow(&mut self, open: usize, max: u32) -> Option<u32> {
+        let open = u64::try_from(open).unwrap_or(u64::MAX);
+        if self.granted >= max || open.saturating_mul(4) < u64::from(self.granted) * 3 {
+            return None;
+        }
+        self.granted = self.granted.saturating_mul(2).min(max);
+        Some(self.granted)
+    }
+}
+
 impl Default for QuicLimits {
     fn default() -> Self {
         QuicLimits {
@@ -56,11 +98,14 @@ impl Default for QuicLimits {
 }
 
 impl QuicLimits {
-    /// The quinn transport configuration for these limits. No unidirectional
-    /// streams: tp uses only bidirectional ones.
+    /// The server's quinn transport configuration for these limits: a new
+    /// connection may open [`StreamWindow::new`]'s streams at once (the server
+    /// grants more as they are used). No unidirectional streams: tp uses only
+    /// bidirectional ones.
     pub fn transport_config(&self) -> TransportConfig {
         let mut t = TransportConfig::default();
-        t.max_concurrent_bidi_streams(VarInt::from_u32(self.max_streams))
+        let streams = StreamWindow::new(self.max_streams).granted();
+        t.max_concurrent_bidi_streams(VarInt::from_u32(streams))
             .max_concurrent_uni_streams(VarInt::from_u32(0))
             .stream_receive_window(VarInt::from_u32(self.stream_window))
             .receive_window(VarInt::from_u32(self.connection_window))
@@ -96,7 +141,8 @@ impl QuicLimits {
         let keep_alive = self
             .keep_alive
             .map_or(EXPOSE_KEEP_ALIVE, |k| k.min(EXPOSE_KEEP_ALIVE));
-        t.keep_alive_interval(Some(keep_alive));
+        t.keep_alive_interval(Some(keep_alive))
+            .max_concurrent_bidi_streams(VarInt::from_u32(self.max_streams));
         t
     }
 }
@@ -118,6 +164,27 @@ pub fn client_config(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_stream_window_doubles_at_three_quarters_up_to_the_maximum() {
+        let mut w = StreamWindow::new(300);
+        assert_eq!(w.granted(), INITIAL_STREAMS);
+        assert_eq!(w.grow(23, 300), None, "under three quarters of 32");
+        assert_eq!(w.grow(24, 300), Some(64));
+        assert_eq!(w.grow(47, 300), None);
+        assert_eq!(w.grow(48, 300), Some(128));
+        assert_eq!(w.grow(96, 300), Some(256));
+        assert_eq!(w.grow(192, 300), Some(300), "capped at the maximum");
+        assert_eq!(w.grow(300, 300), None, "nothing past the maximum");
+        assert_eq!(
+            w.grow(300, 1000),
+            Some(600),
+            "a raised maximum lets it grow on"
+        );
+
+        let small = StreamWindow::new(2);
+        assert_eq!(small.granted(), 2, "a maximum under the start is the start");
+    }
 
     #[test]
     fn default_limits_make_a_transport_config() {
@@ -149,7 +216,8 @@ mod tests {
         };
         let config = format!("{:?}", limits.transport_config());
         for field in [
-            "max_concurrent_bidi_streams: 77,",
+            // 77 is reached by growing (StreamWindow); a connection starts at 32.
+            "max_concurrent_bidi_streams: 32,",
             "max_concurrent_uni_streams: 0,",
             "stream_receive_window: 123456,",
             "receive_window: 2345678,",
@@ -175,7 +243,7 @@ mod tests {
         let server = format!("{:?}", limits.transport_config());
         let client = format!("{:?}", limits.client_transport_config());
         assert!(
-            server.contains("max_concurrent_bidi_streams: 256"),
+            server.contains("max_concurrent_bidi_streams: 32"),
             "{server}"
         );
         assert!(
@@ -187,7 +255,7 @@ mod tests {
         assert_eq!(
             client.replace(
                 "max_concurrent_bidi_streams: 0",
-                "max_concurrent_bidi_streams: 256"
+                "max_concurrent_bidi_streams: 32"
             ),
             server
         );

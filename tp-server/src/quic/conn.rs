@@ -8,6 +8,7 @@ use policy::Identity;
 use quinn::ConnectionError;
 use rustls_pki_types::CertificateDer;
 use tokio_util::task::TaskTracker;
+use tp_net::quic::StreamWindow;
 use tp_proto::ALPN_TP_V1;
 use tp_proto::udp::decode_datagram;
 use tracing::{Instrument, Span, debug, info, info_span};
@@ -128,6 +129,7 @@ async fn serve_streams(
 ) -> String {
     let mut draining = false;
     let mut verified = super::verified::Verified::new(chain);
+    let mut window = StreamWindow::new(ctx.current().quic.limits.max_streams);
     loop {
         let accepted = tokio::select! {
             biased;
@@ -176,6 +178,15 @@ async fn serve_streams(
             ctx: ctx.clone(),
         };
         let force = ctx.force.clone();
+        // More streams at once as they are used, up to the current limit
+        // (quinn sets up state for every stream granted).
+        if let Some(more) = window.grow(streams.len() + 1, shared.quic.limits.max_streams) {
+            debug!(
+                streams = more,
+                "QUIC: the client may open more streams at once"
+            );
+            conn.set_max_concurrent_bi_streams(quinn::VarInt::from_u32(more));
+        }
         streams.spawn(
             async move {
                 // Resolves once the client has every byte of the stream (or it
