@@ -268,7 +268,13 @@ impl Connector {
                 Transport::Quic => Carrier::Quic(self.quic_connect(&resolver, deadline).await?),
                 Transport::Auto => auto::connect(self, &resolver, deadline).await?,
             };
-            let with_hello = if self.stealth { &[][..] } else { first.take() };
+            let with_hello = if self.stealth {
+                &[][..]
+            } else {
+                // The carrier is dropped unused (over TLS/TCP, without a
+                // hello); the server dials nothing.
+                first.take().map_err(ConnectError::Local)?
+            };
             let (via, opened) = match carrier {
                 Carrier::Tls(stream) => (
                     Via::Tcp,

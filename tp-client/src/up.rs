@@ -115,6 +115,10 @@ async fn forward(stream: TcpStream, peer: SocketAddr, connector: Arc<Connector>,
     // relay, and would otherwise size this task for the tunnel's whole life.
     let mut link = match Box::pin(connector.open_link_with(&target, &mut first)).await {
         Ok(link) => link,
+        Err(e @ ConnectError::Local(_)) => {
+            debug!(%peer, "no tunnel to {target}: {e}");
+            return;
+        }
         Err(e @ ConnectError::Refused { .. }) => {
             warn!(%peer, "tunnel to {target} refused: {e}");
             return;
@@ -125,10 +129,6 @@ async fn forward(stream: TcpStream, peer: SocketAddr, connector: Arc<Connector>,
         }
     };
     debug!(%target, transport = %link.via(), "tunnel open");
-    if let Some(e) = first.take_error() {
-        let failed = format!("the local connection failed: {e}");
-        return settle(link.into_tunnel(), Some(failed)).await;
-    }
     let sent_first = first.len() as u64;
     drop(first);
     let (stats, end) = relay(stream, &mut link, RelayOptions { idle_timeout: None }).await;

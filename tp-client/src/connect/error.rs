@@ -102,6 +102,10 @@ pub enum ConnectError {
         /// The first bytes that went out with the hello.
         sent: usize,
     },
+    /// The local connection the tunnel was for failed (it was reset, say)
+    /// before the hello went out: no tunnel was requested.
+    #[error("the local connection failed before its tunnel was requested: {0}")]
+    Local(#[source] io::Error),
     /// Sending the hello failed.
     #[error("sending the hello to {server} failed: {source}")]
     Io {
@@ -217,6 +221,7 @@ impl ConnectError {
                 server: server.clone(),
                 sent: *sent,
             },
+            ConnectError::Local(source) => ConnectError::Local(io(source)),
             ConnectError::Io { server, source } => ConnectError::Io {
                 server: server.clone(),
                 source: io(source),

@@ -19,7 +19,6 @@
 use std::io::{self, Read};
 
 use tokio::net::TcpStream;
-use tracing::debug;
 
 /// At most this much of what the local side has written travels with the
 /// hello: one TLS record's worth.
@@ -31,8 +30,6 @@ pub struct FirstBytes<'a> {
     local: Option<&'a TcpStream>,
     /// What was read, once it was.
     taken: Option<Vec<u8>>,
-    /// Reading failed: the local connection is already broken.
-    error: Option<io::Error>,
 }
 
 impl<'a> FirstBytes<'a> {
@@ -51,16 +48,14 @@ impl<'a> FirstBytes<'a> {
 
     /// The bytes to send with the hello: read from the local connection the
     /// first time (what is there, without waiting), the same bytes after that.
-    pub(crate) fn take(&mut self) -> &[u8] {
+    /// An error means the local connection is already broken (reset, say):
+    /// its tunnel is not worth opening.
+    pub(crate) fn take(&mut self) -> io::Result<&[u8]> {
         if self.taken.is_none() {
-            let read = self.local.map(read_ready).unwrap_or(Ok(Vec::new()));
-            self.taken = Some(read.unwrap_or_else(|e| {
-                debug!(error = %e, "the local connection failed before its tunnel opened");
-                self.error = Some(e);
-                Vec::new()
-            }));
+            let read = self.local.map_or(Ok(Vec::new()), read_ready)?;
+            self.taken = Some(read);
         }
-        self.taken.as_deref().unwrap_or_default()
+        Ok(self.taken.as_deref().unwrap_or_default())
     }
 
     /// How many bytes went with the hello.
@@ -71,12 +66,6 @@ impl<'a> FirstBytes<'a> {
     /// Whether no byte went with the hello.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
-    }
-
-    /// The local connection's error, if reading its first bytes failed: the
-    /// tunnel must then be aborted, not ended in order.
-    pub fn take_error(&mut self) -> Option<io::Error> {
-        self.error.take()
     }
 }
 
@@ -127,20 +116,23 @@ mod tests {
         // The bytes are in our receive queue once the write returns (loopback),
         // though tokio's reactor has not looked at the socket.
         let mut first = FirstBytes::from(&ours);
-        assert_eq!(first.take(), b"GET / HTTP/1.1\r\n\r\n");
+        assert_eq!(first.take().unwrap(), b"GET / HTTP/1.1\r\n\r\n");
         app.write_all(b"more").await.unwrap();
-        assert_eq!(first.take(), b"GET / HTTP/1.1\r\n\r\n", "read once");
+        assert_eq!(
+            first.take().unwrap(),
+            b"GET / HTTP/1.1\r\n\r\n",
+            "read once"
+        );
         assert_eq!(first.len(), 18);
-        assert!(first.take_error().is_none());
     }
 
     #[tokio::test]
     async fn nothing_written_yet_is_nothing_and_no_wait() {
         let (_app, ours) = pair().await;
         let mut first = FirstBytes::from(&ours);
-        assert!(first.take().is_empty());
+        assert!(first.take().unwrap().is_empty());
         assert!(first.is_empty());
-        assert!(FirstBytes::none().take().is_empty());
+        assert!(FirstBytes::none().take().unwrap().is_empty());
     }
 
     #[tokio::test]
@@ -151,7 +143,7 @@ mod tests {
         app.write_all(&sent).await.unwrap();
         drop(app);
         let mut first = FirstBytes::from(&ours);
-        let taken = first.take().to_vec();
+        let taken = first.take().unwrap().to_vec();
         assert_eq!(taken.len(), FIRST_BYTES_MAX);
         let mut rest = Vec::new();
         ours.read_to_end(&mut rest).await.unwrap();
@@ -159,7 +151,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_reset_local_connection_is_kept_as_its_error() {
+    async fn a_reset_local_connection_is_an_error() {
         let (app, ours) = pair().await;
         // Linger 0: close sends a RST.
         socket2::SockRef::from(&app)
@@ -168,8 +160,7 @@ mod tests {
         drop(app);
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         let mut first = FirstBytes::from(&ours);
-        assert!(first.take().is_empty());
-        let e = first.take_error().expect("the reset");
+        let e = first.take().expect_err("the reset");
         assert_eq!(e.kind(), io::ErrorKind::ConnectionReset, "{e}");
     }
 }

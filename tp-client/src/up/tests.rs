@@ -229,12 +229,12 @@ async fn a_failed_local_connection_aborts_its_tunnel() {
     }
 }
 
-/// A local connection reset before its tunnel opened: reading its first bytes
-/// finds the reset, and the tunnel is aborted, not ended in order (the reset
-/// would otherwise be consumed there and the relay would take the next read's
-/// EOF for a clean end).
+/// A local connection reset before its tunnel was requested: reading its
+/// first bytes finds the reset, and no hello goes out, so the server dials
+/// nothing (a tunnel requested anyway would have its target see a connection
+/// come and go). The next local connection is served as usual.
 #[tokio::test]
-async fn a_local_connection_reset_before_its_tunnel_opened_aborts_it() {
+async fn a_local_connection_reset_before_its_hello_requests_no_tunnel() {
     let pki = Pki::new("test CA");
     for transport in [Transport::Quic, Transport::Tcp] {
         let (local, mut server, stop, task) = start_up_watched(&pki, transport).await;
@@ -243,9 +243,21 @@ async fn a_local_connection_reset_before_its_tunnel_opened_aborts_it() {
         #[allow(deprecated)]
         conn.set_linger(Some(Duration::ZERO)).unwrap();
         drop(conn);
+
+        // The next one is served: its hello is the first the server reads.
+        let mut conn = TcpStream::connect(local).await.unwrap();
+        conn.write_all(b"fine").await.unwrap();
+        conn.shutdown().await.unwrap();
         let end = server.next_end().await;
-        assert_aborted(&end, transport);
-        assert_eq!(end.bytes, 0);
+        assert_eq!(end.bytes, 4, "{transport:?}: {end:?}");
+        tokio::time::timeout(Duration::from_secs(5), server.hellos.recv())
+            .await
+            .expect("a hello")
+            .unwrap();
+        assert!(
+            server.hellos.try_recv().is_err(),
+            "{transport:?}: the reset connection's tunnel was requested too"
+        );
         stop.send(()).unwrap();
         task.await.unwrap();
     }
