@@ -13,15 +13,8 @@ use tp_tests::quic;
 use tp_tests::target::EchoTarget;
 use tp_tests::{TestServer, pki, within};
 
-/// A QUIC connection as `leaf` whose first stream is an open tunnel to the
-/// loopback echo target on `port`.
 async fn open_quic_tunnel(server: &TestServer, leaf: &Issued, port: u16) -> quic::QuicClient {
-    let mut client = quic::connect(server.addr(), &ClientOptions::with(leaf))
-        .await
-        .expect("QUIC connect");
-    let reply = send_hello(&mut client, &connect_hello("127.0.0.1", port)).await;
-    assert_eq!(reply.code(), "ok", "{reply:?}");
-    client
+    quic::open_tunnel(server.addr(), leaf, port).await
 }
 
 /// Sends `data` through `stream` to the echo target and checks it all comes back.

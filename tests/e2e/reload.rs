@@ -40,24 +40,41 @@ async fn assert_refused(addr: std::net::SocketAddr, leaf: &tp_server::pki::Issue
     }
 }
 
+/// `tp-server run` as a process whose config names a revocation list (holding
+/// the test PKI's revoked certificate), with its files in the returned folder.
+async fn with_revocation_list() -> (tempfile::TempDir, ServerProcess) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = TestServer::builder()
+        .revoked(&pki().revoked)
+        .write_files(dir.path());
+    let server = ServerProcess::start(&config).await;
+    (dir, server)
+}
+
+/// Adds `leaf` to the revocation list in `dir` and reloads `server` (SIGHUP).
+async fn revoke_and_reload(
+    dir: &std::path::Path,
+    server: &ServerProcess,
+    leaf: &tp_server::pki::Issued,
+) {
+    let path = dir.join("revoked.txt");
+    let mut list = std::fs::read_to_string(&path).expect("reading the revocation list");
+    list.push_str(&format!("{}\n", leaf.serial_hex));
+    std::fs::write(&path, list).expect("writing the revocation list");
+    server.reload("configuration reloaded").await;
+}
+
 #[tokio::test]
 async fn sighup_applies_revocation_and_policy_to_new_connections_only() {
     let pki = pki();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let config = TestServer::builder()
-        .revoked(&pki.revoked)
-        .write_files(dir.path());
-    let server = ServerProcess::start(&config).await;
+    let (dir, server) = with_revocation_list().await;
     let target = EchoTarget::start().await;
 
     let mut open = open_tunnel(server.addr, &pki.alice, "127.0.0.1", target.port()).await;
     echo(&mut open, b"before the reload").await;
 
     // Revoke alice and reload: her next connection is refused at once...
-    let mut list = std::fs::read_to_string(dir.path().join("revoked.txt")).expect("list");
-    list.push_str(&format!("{}\n", pki.alice.serial_hex));
-    std::fs::write(dir.path().join("revoked.txt"), list).expect("writing the list");
-    server.reload("configuration reloaded").await;
+    revoke_and_reload(dir.path(), &server, &pki.alice).await;
     assert_refused(server.addr, &pki.alice, target.port()).await;
     server
         .stderr
@@ -134,11 +151,7 @@ async fn a_restarted_server_resets_its_old_quic_connections_at_once() {
 #[tokio::test]
 async fn a_reloaded_revocation_stops_the_next_tunnel_on_an_open_quic_connection() {
     let pki = pki();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let config = TestServer::builder()
-        .revoked(&pki.revoked)
-        .write_files(dir.path());
-    let server = ServerProcess::start(&config).await;
+    let (dir, server) = with_revocation_list().await;
     let target = EchoTarget::start().await;
     let hello = connect_hello("127.0.0.1", target.port());
 
@@ -150,10 +163,7 @@ async fn a_reloaded_revocation_stops_the_next_tunnel_on_an_open_quic_connection(
     assert_eq!(send_hello(&mut second, &hello).await.code(), "ok");
     echo(&mut second, b"same configuration").await;
 
-    let mut list = std::fs::read_to_string(dir.path().join("revoked.txt")).expect("list");
-    list.push_str(&format!("{}\n", pki.alice.serial_hex));
-    std::fs::write(dir.path().join("revoked.txt"), list).expect("writing the list");
-    server.reload("configuration reloaded").await;
+    revoke_and_reload(dir.path(), &server, &pki.alice).await;
 
     let mut third = client.open_stream().await.expect("stream");
     let reply = send_hello(&mut third, &hello).await;

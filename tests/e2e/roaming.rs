@@ -9,20 +9,13 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tp_server::pki::Issued;
-use tp_tests::client::{ClientOptions, connect_hello, send_hello};
 use tp_tests::data::{Prng, Sha256, Summary, random_bytes};
 use tp_tests::quic;
 use tp_tests::target::{EchoTarget, ExchangeTarget, exchange_header};
 use tp_tests::{TestServer, assert_eventually, pki, within};
 
-/// A QUIC connection as `leaf` whose first stream is an open tunnel to `host:port`.
 async fn open_quic_tunnel(server: &TestServer, leaf: &Issued, port: u16) -> quic::QuicClient {
-    let mut client = quic::connect(server.addr(), &ClientOptions::with(leaf))
-        .await
-        .expect("QUIC connect");
-    let reply = send_hello(&mut client, &connect_hello("127.0.0.1", port)).await;
-    assert_eq!(reply.code(), "ok", "{reply:?}");
-    client
+    quic::open_tunnel(server.addr(), leaf, port).await
 }
 
 /// Moves `endpoint` to a fresh UDP socket on 127.0.0.1: a new source port.

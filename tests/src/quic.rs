@@ -76,6 +76,18 @@ pub async fn connect(addr: SocketAddr, options: &ClientOptions<'_>) -> io::Resul
     connect_on(endpoint(options), addr).await
 }
 
+/// A QUIC connection to `addr` as `leaf` whose first stream is an open tunnel
+/// to the loopback echo target (or any target) on 127.0.0.1:`port`.
+pub async fn open_tunnel(addr: SocketAddr, leaf: &tp_server::pki::Issued, port: u16) -> QuicClient {
+    let mut client = connect(addr, &ClientOptions::with(leaf))
+        .await
+        .expect("QUIC connect");
+    let hello = crate::client::connect_hello("127.0.0.1", port);
+    let reply = crate::client::send_hello(&mut client, &hello).await;
+    assert_eq!(reply.code(), "ok", "{reply:?}");
+    client
+}
+
 /// [`connect`] from a given `endpoint`, whose local address is the `peer=` of the
 /// server's log lines for this connection.
 pub async fn connect_on(endpoint: quinn::Endpoint, addr: SocketAddr) -> io::Result<QuicClient> {
