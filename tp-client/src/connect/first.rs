@@ -78,15 +78,12 @@ fn read_ready(stream: &TcpStream) -> io::Result<Vec<u8>> {
     // (non-blocking) socket directly. tokio's own next read then finds what
     // comes after, or `WouldBlock`, and waits as usual.
     let socket = socket2::SockRef::from(stream);
-    let mut buf = vec![0u8; FIRST_BYTES_MAX];
+    // On the stack: only what was read is copied out, and nothing is
+    // allocated when there is nothing to take.
+    let mut buf = [0u8; FIRST_BYTES_MAX];
     loop {
         match (&*socket).read(&mut buf) {
-            Ok(n) => {
-                // Held until the tunnel opens: no more than what was read.
-                buf.truncate(n);
-                buf.shrink_to_fit();
-                return Ok(buf);
-            }
+            Ok(n) => return Ok(buf[..n].to_vec()),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Vec::new()),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
