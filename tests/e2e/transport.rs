@@ -83,3 +83,23 @@ async fn pinned_quic_fails_clearly_when_udp_is_silent() {
     assert!(out.stderr.contains("QUIC"), "{}", out.stderr);
     assert!(out.stdout.is_empty());
 }
+
+/// A one-shot `tp` over QUIC closes its connection before it exits, and waits
+/// only for that close to be sent, not out the closing period: the server logs
+/// the client's close (code 0) rather than an idle timeout a minute later, and
+/// `-vv` says the close went out.
+#[tokio::test]
+async fn a_one_shot_tp_closes_its_quic_connection_before_it_exits() {
+    let server = TestServer::start().await;
+    let target = EchoTarget::start().await;
+    let config = server.client_config_for(&pki().alice);
+    let port = target.port().to_string();
+    let args = ["-vv", "--transport", "quic", "127.0.0.1", port.as_str()];
+    let out = run_tp(&config, args, b"ping").await;
+    assert_eq!(out.code(), 0, "{out:?}");
+    assert_eq!(out.stdout, b"ping");
+    assert!(out.stderr.contains("QUIC close sent"), "{}", out.stderr);
+    server
+        .expect_log(&["QUIC connection closed", "reason=closed by the client"])
+        .await;
+}
