@@ -13,6 +13,8 @@ use crate::systems::{STDIO_SETUP, SystemId};
 struct Row {
     p50: Option<f64>,
     p99: Option<f64>,
+    /// Spawn -> exit (runs before it was measured have none).
+    exit: Option<f64>,
 }
 
 impl Report<'_> {
@@ -21,6 +23,7 @@ impl Report<'_> {
         Row {
             p50: r.median(system, Metric::FirstP50),
             p99: r.median(system, Metric::FirstP99),
+            exit: r.median(system, Metric::ExitP50),
         }
     }
 
@@ -35,6 +38,7 @@ impl Report<'_> {
         Row {
             p50: pooled(Metric::StartP50),
             p99: pooled(Metric::StartP99),
+            exit: None,
         }
     }
 
@@ -60,25 +64,30 @@ impl Report<'_> {
             md,
             "### First tunnel on a fresh connection (f1)\n\n{STDIO_SETUP} Time from `spawn()` \
              to the echoed byte on stdout (for `tp --version`: to its first byte on stdout); \
-             medians over the runs of each run's p50 and p99. Only tp runs (f1): the peers' \
-             clients are long-running proxies with no one-shot mode like `tp HOST PORT`.\n"
+             medians over the runs of each run's p50 and p99. The last column is the time \
+             from `spawn()` to the exit of that process, its stdin closed right after the \
+             echo: what a script that runs `tp` once waits (p50). Only tp runs (f1): the \
+             peers' clients are long-running proxies with no one-shot mode like `tp HOST \
+             PORT`.\n"
         );
         let _ = writeln!(
             md,
-            "| | p50 [ms] | p99 [ms] | p50 minus process start [ms] |\n|---|---:|---:|---:|"
+            "| | p50 [ms] | p99 [ms] | p50 minus process start [ms] | to exit, p50 [ms] |\n\
+             |---|---:|---:|---:|---:|"
         );
         for (name, row) in [("**tp** (TLS/TCP)", tcp), ("**tp-quic**", quic)] {
             let _ = writeln!(
                 md,
-                "| {name} | {} | {} | {} |",
+                "| {name} | {} | {} | {} | {} |",
                 ms(row.p50),
                 ms(row.p99),
-                ms(net(row))
+                ms(net(row)),
+                ms(row.exit)
             );
         }
         let _ = writeln!(
             md,
-            "| process start (`tp --version`, reference) | {} | {} | - |",
+            "| process start (`tp --version`, reference) | {} | {} | - | - |",
             ms(start.p50),
             ms(start.p99)
         );
@@ -89,10 +98,11 @@ impl Report<'_> {
         };
         let _ = writeln!(
             md,
-            "| tp-quic / tp | {} | {} | {} |\n",
+            "| tp-quic / tp | {} | {} | {} | {} |\n",
             over(quic.p50, tcp.p50),
             over(quic.p99, tcp.p99),
-            over(net(quic), net(tcp))
+            over(net(quic), net(tcp)),
+            over(quic.exit, tcp.exit)
         );
         self.subsequent(md);
     }
@@ -132,9 +142,10 @@ impl Report<'_> {
         for (name, row) in rows {
             let _ = writeln!(
                 out,
-                "{name:<14}  p50 {:>8}  p99 {:>8}",
+                "{name:<14}  p50 {:>8}  p99 {:>8}  to exit p50 {:>8}",
                 ms(row.p50),
-                ms(row.p99)
+                ms(row.p99),
+                ms(row.exit)
             );
         }
         out

@@ -66,6 +66,7 @@ pub(crate) fn value(metric: Metric, v: f64) -> String {
         | Metric::FirstP99
         | Metric::StartP50
         | Metric::StartP99
+        | Metric::ExitP50
         | Metric::SignalOpenP50
         | Metric::SignalOpenP99 => format!("{v:.3}"),
         Metric::IdleServer | Metric::IdleClient | Metric::SignalIdle => format!("{v:.1}"),

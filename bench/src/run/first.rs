@@ -33,13 +33,15 @@ pub(super) async fn scenario(
         run,
         "(f1) first tunnel",
         format!(
-            "p50 {:.3} ms, p99 {:.3} ms; `tp --version` p50 {:.3} ms, p99 {:.3} ms",
-            f.p50_ms, f.p99_ms, f.start_p50_ms, f.start_p99_ms
+            "p50 {:.3} ms, p99 {:.3} ms; to exit p50 {:.3} ms; `tp --version` p50 {:.3} ms, \
+             p99 {:.3} ms",
+            f.p50_ms, f.p99_ms, f.exit_p50_ms, f.start_p50_ms, f.start_p99_ms
         ),
     );
     results.add(system, Metric::FirstP50, run, f.p50_ms);
     results.add(system, Metric::FirstP99, run, f.p99_ms);
     results.add(system, Metric::StartP50, run, f.start_p50_ms);
     results.add(system, Metric::StartP99, run, f.start_p99_ms);
+    results.add(system, Metric::ExitP50, run, f.exit_p50_ms);
     Ok(())
 }

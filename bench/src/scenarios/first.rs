@@ -2,7 +2,9 @@
 //! HOST PORT` (stdio mode: a new process, so a new TLS/TCP or QUIC connection),
 //! writes the echo mode byte and one byte, and times spawn -> the echoed byte. Each
 //! is paired with a `tp --version` (spawn -> its first byte on stdout): the cost of
-//! starting the process at all, to subtract. Sequential, after a few untimed pairs.
+//! starting the process at all, to subtract. Also spawn -> exit of the tunnel's
+//! process, its stdin closed right after the echo: what a script running `tp`
+//! once waits. Sequential, after a few untimed pairs.
 
 use std::path::Path;
 use std::process::Command;
@@ -25,6 +27,8 @@ pub(crate) struct First {
     /// The same for `tp --version`.
     pub(crate) start_p50_ms: f64,
     pub(crate) start_p99_ms: f64,
+    /// Spawn -> exit of the tunnel's process.
+    pub(crate) exit_p50_ms: f64,
 }
 
 /// `tunnel` and `start` build the two commands afresh for each sample; stderr of
@@ -45,6 +49,7 @@ pub(crate) async fn run(
     };
     let mut opens = Vec::with_capacity(count);
     let mut starts = Vec::with_capacity(count);
+    let mut exits = Vec::with_capacity(count);
     for i in 0..WARMUP + count {
         let s = first_byte(start(), version, log)
             .await
@@ -53,16 +58,19 @@ pub(crate) async fn run(
             .await
             .with_context(|| format!("first tunnel {}", i + 1))?;
         if i >= WARMUP {
-            starts.push(s.as_secs_f64() * 1e3);
-            opens.push(t.as_secs_f64() * 1e3);
+            starts.push(s.first_byte.as_secs_f64() * 1e3);
+            opens.push(t.first_byte.as_secs_f64() * 1e3);
+            exits.push(t.exit.as_secs_f64() * 1e3);
         }
     }
     opens.sort_by(f64::total_cmp);
     starts.sort_by(f64::total_cmp);
+    exits.sort_by(f64::total_cmp);
     Ok(First {
         p50_ms: percentile(&opens, 50.0),
         p99_ms: percentile(&opens, 99.0),
         start_p50_ms: percentile(&starts, 50.0),
         start_p99_ms: percentile(&starts, 99.0),
+        exit_p50_ms: percentile(&exits, 50.0),
     })
 }

@@ -76,6 +76,8 @@ pub(crate) enum Metric {
     /// (f1) reference: `tp --version` start -> first byte on stdout, p50 of one run.
     StartP50,
     StartP99,
+    /// (f1) process start -> exit of the tunnel's process, p50 of one run.
+    ExitP50,
     /// (g) one inner stream, client to Signal host.
     SignalUp,
     /// (g) one inner stream, Signal host to client.
@@ -88,7 +90,7 @@ pub(crate) enum Metric {
 }
 
 impl Metric {
-    pub(crate) const ALL: [Metric; 16] = [
+    pub(crate) const ALL: [Metric; 17] = [
         Metric::BulkOne,
         Metric::BulkEight,
         Metric::OpenP50,
@@ -100,6 +102,7 @@ impl Metric {
         Metric::FirstP99,
         Metric::StartP50,
         Metric::StartP99,
+        Metric::ExitP50,
         Metric::SignalUp,
         Metric::SignalDown,
         Metric::SignalOpenP50,
@@ -121,6 +124,7 @@ impl Metric {
             Metric::FirstP99 => "(f1) first tunnel p99",
             Metric::StartP50 => "(f1) process start p50",
             Metric::StartP99 => "(f1) process start p99",
+            Metric::ExitP50 => "(f1) first tunnel to exit p50",
             Metric::SignalUp => "(g) Signal bulk up",
             Metric::SignalDown => "(g) Signal bulk down",
             Metric::SignalOpenP50 => "(g) Signal setup p50",
@@ -138,6 +142,7 @@ impl Metric {
             | Metric::FirstP99
             | Metric::StartP50
             | Metric::StartP99
+            | Metric::ExitP50
             | Metric::SignalOpenP50
             | Metric::SignalOpenP99 => "ms",
             Metric::OpenRate => "/s",
@@ -166,6 +171,7 @@ impl Metric {
                 | Metric::FirstP99
                 | Metric::StartP50
                 | Metric::StartP99
+                | Metric::ExitP50
                 | Metric::SignalUp
                 | Metric::SignalDown
                 | Metric::SignalOpenP50

@@ -1,6 +1,7 @@
 //! One sample of (f1): spawn a process, optionally write to its stdin, and time the
 //! wait for the first byte on its stdout. The process then gets stdin EOF and must
-//! exit successfully on its own (untimed).
+//! exit successfully on its own; the time to its exit is taken too (its status is
+//! polled every millisecond).
 //!
 //! stdin and stdout are pipes driven through `tokio::net::unix::pipe`, so every
 //! wait has a deadline.
@@ -29,6 +30,15 @@ pub(crate) struct Exchange<'a> {
     pub(crate) expect: Option<u8>,
 }
 
+/// Times of one sample, from `spawn()`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Timing {
+    /// To the first byte on stdout.
+    pub(crate) first_byte: Duration,
+    /// To the process's exit, stdin closed right after that byte.
+    pub(crate) exit: Duration,
+}
+
 /// Kills and reaps the child unless it already exited.
 struct Reaped(Child);
 
@@ -41,12 +51,13 @@ impl Drop for Reaped {
     }
 }
 
-/// Time from `spawn()` to the first byte on stdout. stderr is appended to `log`.
+/// Time from `spawn()` to the first byte on stdout, and to the exit. stderr is
+/// appended to `log`.
 pub(crate) async fn first_byte(
     mut cmd: Command,
     exchange: Exchange<'_>,
     log: &Path,
-) -> anyhow::Result<Duration> {
+) -> anyhow::Result<Timing> {
     let err = File::options()
         .create(true)
         .append(true)
@@ -86,7 +97,7 @@ pub(crate) async fn first_byte(
         );
     }
 
-    // Untimed: stdin EOF, the rest of stdout, a clean exit.
+    // Then stdin EOF, the rest of stdout, a clean exit.
     drop(stdin);
     let mut rest = Vec::new();
     tokio::time::timeout(DEADLINE, stdout.read_to_end(&mut rest))
@@ -94,10 +105,14 @@ pub(crate) async fn first_byte(
         .context("stdout still open 15 s after stdin closed")?
         .context("reading the rest of stdout")?;
     let status = exit_status(&mut child.0).await?;
+    let exit = start.elapsed();
     if !status.success() {
         bail!("exited with {status}; stderr:\n{}", tail(log));
     }
-    Ok(elapsed)
+    Ok(Timing {
+        first_byte: elapsed,
+        exit,
+    })
 }
 
 async fn exit_status(child: &mut Child) -> anyhow::Result<std::process::ExitStatus> {
