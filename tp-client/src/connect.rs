@@ -302,9 +302,9 @@ impl Connector {
         }
     }
 
-    /// Closes the kept QUIC connection (code 0) and lets the close reach the
-    /// server, bounded (about half a second). Call it when done with the
-    /// server, e.g. before the process exits.
+    /// Closes the kept QUIC connection (code 0) and waits, bounded (half a
+    /// second), until the close has gone out to the server. Call it when done
+    /// with the server, e.g. before the process exits.
     pub async fn close(&self) {
         self.quic.close().await;
     }

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use quinn::{Connection, Endpoint, VarInt};
 use tokio::sync::{Mutex, MutexGuard};
-use tokio::time::{Instant, sleep_until, timeout, timeout_at};
+use tokio::time::{Instant, sleep_until, timeout_at};
 use tp_proto::ALPN_TP_V1;
 use tracing::debug;
 
@@ -144,52 +144,69 @@ impl QuicDialer {
     }
 
     /// Closes the connection (code 0), and any forgotten one still carrying
-    /// tunnels, and lets the close reach the server, bounded: done with the
+    /// tunnels, and lets the close go out to the server, bounded: done with the
     /// server for good, e.g. before the process exits.
     ///
     /// When the kept connection is the only one, this waits only until its
     /// CONNECTION_CLOSE has been sent, not out the closing period (three
-    /// probe timeouts, about 100 ms even on loopback): RFC 9000 §10.2 lets an
+    /// probe timeouts, about 90 ms even on loopback): RFC 9000 §10.2 lets an
     /// endpoint that closes its UDP socket end that period early, and the
     /// process is about to. Only a lost close costs anything: the server then
-    /// holds the connection until its idle timeout. Any other connection (one
-    /// forgotten, or a dial that lost the race to TLS/TCP) gets the whole
-    /// closing period, still within [`CLOSE_GRACE`].
+    /// holds the connection until its idle timeout. Otherwise (another
+    /// connection is still closing: a dial that lost a race, or one forgotten
+    /// with tunnels on it; or the kept one sent a datagram while being closed,
+    /// so which was the close cannot be told) every connection gets its whole
+    /// closing period, all within one [`CLOSE_GRACE`].
     pub(crate) async fn close(&self) {
-        let Ok(mut state) = timeout(CLOSE_GRACE, self.state.lock()).await else {
+        let deadline = Instant::now() + CLOSE_GRACE;
+        let Ok(mut state) = timeout_at(deadline, self.state.lock()).await else {
             debug!("a QUIC dial is still running; not waiting for it");
             return;
         };
         // A connection already closed (by the server, or an idle timeout)
-        // sends no close.
+        // sends no close. The datagram count is read on both sides of the
+        // close: on a multi-thread runtime the connection's driver may send in
+        // between.
         let closing = state
             .conn
             .take()
             .filter(|c| c.close_reason().is_none())
-            .map(|conn| {
-                let sent = conn.stats().udp_tx.datagrams;
+            .and_then(|conn| {
+                let before = conn.stats().udp_tx.datagrams;
                 conn.close(VarInt::from_u32(0), b"done");
-                (conn, sent)
+                (conn.stats().udp_tx.datagrams == before).then_some((conn, before))
             });
         // A closed endpoint dials no more: a later tunnel binds a new one.
         let endpoints = std::mem::take(&mut state.endpoints);
         for endpoint in &endpoints {
             endpoint.close(VarInt::from_u32(0), b"done");
         }
+        let all_idle = async {
+            for endpoint in &endpoints {
+                endpoint.wait_idle().await;
+            }
+        };
         let open: usize = endpoints.iter().map(Endpoint::open_connections).sum();
-        if let Some((conn, sent)) = closing
+        if let Some((conn, before)) = closing
             && open <= 1
         {
-            match timeout(CLOSE_GRACE, close_sent(&conn, sent)).await {
-                Ok(()) => debug!("QUIC close sent"),
+            // quinn may never build the close (it can hold it back behind
+            // unsent stream data); then the closing period ends the wait.
+            let sent = async {
+                tokio::select! {
+                    () = close_sent(&conn, before) => true,
+                    () = all_idle => false,
+                }
+            };
+            match timeout_at(deadline, sent).await {
+                Ok(true) => debug!("QUIC close sent"),
+                Ok(false) => debug!("the QUIC closing period ended without a close sent"),
                 Err(_) => debug!("the QUIC close was not sent in time"),
             }
             return;
         }
-        for endpoint in &endpoints {
-            if timeout(CLOSE_GRACE, endpoint.wait_idle()).await.is_err() {
-                debug!("the QUIC close was not confirmed in time");
-            }
+        if timeout_at(deadline, all_idle).await.is_err() {
+            debug!("the QUIC close was not confirmed in time");
         }
     }
 
@@ -360,8 +377,9 @@ pub(crate) async fn unresponsive(conn: &Connection) {
 /// How often [`close_sent`] looks whether the close went out.
 const CLOSE_POLL: Duration = Duration::from_millis(1);
 
-/// Resolves once `conn`, closed after it had sent `before` datagrams, has sent
-/// another: once closed, a connection sends nothing but its CONNECTION_CLOSE.
+/// Resolves once `conn`, which had sent `before` datagrams when it was closed
+/// (and none since), has sent another: once closed, a connection sends nothing
+/// but its CONNECTION_CLOSE.
 /// Its driver hands the datagram to the socket in the same poll that builds it
 /// (quinn counts it when built), so it has left unless the socket's send
 /// buffer was full; quinn has no signal for this, hence the poll.
