@@ -400,7 +400,6 @@ impl Report<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::machine::Machine;
     use crate::report::RunRecord;
     use crate::results::Results;
 
@@ -412,18 +411,7 @@ mod tests {
             results.add(SystemId::TpQuic, Metric::OpenP50, run, quic);
             results.add(SystemId::Relay, Metric::OpenP50, run, relay);
         }
-        let run = RunRecord {
-            quick: true,
-            sizes: String::new(),
-            machine: Machine::read(),
-            versions: Vec::new(),
-            results,
-            load_before: String::new(),
-            load_after: String::new(),
-            elapsed_secs: 1.0,
-            command: String::new(),
-            merged: Vec::new(),
-        };
+        let run = RunRecord::with_results(results);
         let md = Report {
             run: &run,
             analysis: None,

@@ -30,6 +30,25 @@ pub(crate) struct RunRecord {
     pub(crate) merged: Vec<MergedRun>,
 }
 
+#[cfg(test)]
+impl RunRecord {
+    /// A quick run that recorded `results` and nothing else, for report tests.
+    pub(crate) fn with_results(results: Results) -> RunRecord {
+        RunRecord {
+            quick: true,
+            sizes: String::new(),
+            machine: Machine::read(),
+            versions: Vec::new(),
+            results,
+            load_before: String::new(),
+            load_after: String::new(),
+            elapsed_secs: 1.0,
+            command: String::new(),
+            merged: Vec::new(),
+        }
+    }
+}
+
 /// A partial run whose figures replaced or joined those of the base run.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct MergedRun {

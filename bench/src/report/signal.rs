@@ -132,7 +132,6 @@ impl Report<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::machine::Machine;
     use crate::report::RunRecord;
     use crate::results::Results;
 
@@ -149,18 +148,7 @@ mod tests {
         }
         results.add(SystemId::Tp, Metric::SignalOpenP50, 1, 3.0);
         results.add(SystemId::Nginx, Metric::SignalOpenP50, 1, 2.0);
-        let run = RunRecord {
-            quick: true,
-            sizes: String::new(),
-            machine: Machine::read(),
-            versions: Vec::new(),
-            results,
-            load_before: String::new(),
-            load_after: String::new(),
-            elapsed_secs: 1.0,
-            command: String::new(),
-            merged: Vec::new(),
-        };
+        let run = RunRecord::with_results(results);
         let report = Report {
             run: &run,
             analysis: None,
