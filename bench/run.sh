@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # The benchmark harness: tp side by side with stunnel, haproxy, nginx stream and socat,
-# on loopback, with the same load generator (tp-bench); and (g), tp-server's Signal relay
-# against nginx set up as Signal's TLS proxy. Writes docs/benchmarks.md.
+# on loopback, with the same load generator (tp-bench); (g), tp-server's Signal relay
+# against nginx set up as Signal's TLS proxy; and (h), tunnel opens across an emulated
+# link with a round trip (a network namespace and TUN devices: needs root). Writes
+# docs/benchmarks.md.
 #
-#   bench/run.sh            full run (3 runs per figure; about 15 minutes on 2 cores)
+#   bench/run.sh            full run (3 runs per figure; about 20 minutes on 2 cores)
 #   bench/run.sh --quick    smoke test: small sizes, one run (about 3 minutes)
 #
 # Any other option goes to `tp-bench run` (`target/release/tp-bench run --help`), e.g.
 #   bench/run.sh --runs 5 --systems tp,haproxy --scenarios a,c
 #   bench/run.sh --systems tp,nginx --scenarios g     the Signal relay (g) alone
+#   bench/run.sh --scenarios h --rtt-ms 40            opens across a 40 ms round trip
 #   bench/run.sh --rev HEAD     tp as committed at HEAD, not the working tree
 #   bench/run.sh --systems tp,tp-quic --scenarios f1 --merge target/bench/run.json
 #                               one scenario again, merged into a saved full run: the
@@ -37,6 +40,9 @@ command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx)
 [ -e /usr/lib/nginx/modules/ngx_stream_module.so ] || need+=(libnginx-mod-stream)
 command -v socat >/dev/null 2>&1 || need+=(socat)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
+# (h): the emulated link (network namespace, TUN devices, the python3 forwarder).
+command -v ip >/dev/null 2>&1 || [ -x /usr/sbin/ip ] || need+=(iproute2)
+command -v python3 >/dev/null 2>&1 || need+=(python3)
 if [ ${#need[@]} -gt 0 ]; then
   step "installing peers: ${need[*]}"
   $SUDO apt-get update -q

@@ -72,6 +72,8 @@ pub(crate) fn generate(dir: &Path) -> anyhow::Result<Certs> {
     server.subject_alt_names = vec![
         SanType::DnsName(SERVER_NAME.try_into().context("DNS name")?),
         SanType::IpAddress(std::net::Ipv4Addr::LOCALHOST.into()),
+        // The server sides of (h) listen at the far end of the link.
+        SanType::IpAddress(crate::link::FAR.into()),
     ];
     let server_key = key()?;
     let server_cert = server

@@ -70,6 +70,34 @@ impl Child {
         }
     }
 
+    /// Waits until the child's output (its log) contains `marker`; fails if the child
+    /// exits first, or after 10 s.
+    pub(crate) fn wait_output(&mut self, marker: &str) -> anyhow::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if std::fs::read_to_string(&self.log).is_ok_and(|text| text.contains(marker)) {
+                return Ok(());
+            }
+            if let Some(status) = self.child.try_wait().context("polling a child")? {
+                bail!(
+                    "{} exited ({status}); log {}:\n{}",
+                    self.name,
+                    self.log.display(),
+                    tail(&self.log)
+                );
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "{} did not start in 10 s; log {}:\n{}",
+                    self.name,
+                    self.log.display(),
+                    tail(&self.log)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     fn signal_group(&self, signal: &str) {
         // `kill -SIG -- -PGID`: the leader and everything it forked (nginx workers,
         // socat's per-connection children). Only groups this harness created.

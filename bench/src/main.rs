@@ -15,6 +15,7 @@
 mod certs;
 mod children;
 mod crypto;
+mod link;
 mod machine;
 mod ports;
 mod probe;

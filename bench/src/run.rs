@@ -2,11 +2,13 @@
 //! system, drive the scenarios, stop it; finally print and write the report.
 
 mod first;
+mod link;
 mod merge;
 mod signal;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
@@ -63,7 +65,7 @@ pub(crate) async fn main(args: RunArgs) -> anyhow::Result<()> {
     eprintln!("tp-bench: {}", settings.describe());
 
     let certs = certs::generate(&work_dir.join("certs"))?;
-    let ports = Ports::new();
+    let ports = Arc::new(Ports::new());
     let target_addr = ports.take()?;
     let self_exe = std::env::current_exe().context("locating tp-bench itself")?;
     let mut target_cmd = Command::new(&self_exe);
@@ -86,9 +88,23 @@ pub(crate) async fn main(args: RunArgs) -> anyhow::Result<()> {
         ports,
         target: target_addr,
         signal_host: signal_host.as_ref().map(|&(_, addr)| addr),
+        far: None,
     };
 
     let mut results = Results::default();
+    let far = if settings.scenarios.contains(&ScenarioId::LinkOpen) {
+        match link::start(&ctx, &settings) {
+            Ok(far) => Some(far),
+            Err(e) => {
+                let note = format!("(h) did not run: {e:#}");
+                eprintln!("tp-bench: {note}");
+                results.general.push(note);
+                None
+            }
+        }
+    } else {
+        None
+    };
     // A tunnel's client and server sides each hold two descriptors per tunnel, under
     // the open-file limit they inherit from this process.
     let limit: usize = machine::open_files_limit()
@@ -130,7 +146,7 @@ pub(crate) async fn main(args: RunArgs) -> anyhow::Result<()> {
     let harness = async {
         for run in 1..=settings.runs {
             for &system in &settings.systems {
-                run_system(&ctx, &settings, system, run, &mut results).await;
+                run_system(&ctx, far.as_ref(), &settings, system, run, &mut results).await;
             }
         }
     };
@@ -138,6 +154,7 @@ pub(crate) async fn main(args: RunArgs) -> anyhow::Result<()> {
         () = harness => {}
         _ = tokio::signal::ctrl_c() => bail!("interrupted; every started process was stopped"),
     }
+    drop(far);
     drop(target);
     drop(signal_host);
 
@@ -214,6 +231,7 @@ pub(crate) fn report_only(from: &Path, analysis: &Path, out: &Path) -> anyhow::R
 
 async fn run_system(
     ctx: &Ctx,
+    far: Option<&link::FarSide>,
     settings: &Settings,
     system: SystemId,
     run: u32,
@@ -258,6 +276,11 @@ async fn run_system(
         && let Err(e) = signal::scenario(ctx, settings, system, run, results).await
     {
         results.note(system, format!("run {run} (g): {e:#}"));
+    }
+    if let Some(far) = far
+        && let Err(e) = link::scenario(far, settings, system, run, results).await
+    {
+        results.note(system, format!("run {run} (h): {e:#}"));
     }
 }
 

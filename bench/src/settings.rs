@@ -22,7 +22,8 @@ pub(crate) struct RunArgs {
     #[arg(long, value_delimiter = ',')]
     pub(crate) systems: Vec<String>,
     /// Scenarios to run, comma-separated [default: all]: a, b, c, d, e, f1 (f1: tp and tp-quic
-    /// only), g (the Signal relay: tp and nginx only; sizes from --bulk-mib, --opens, --idle).
+    /// only), g (the Signal relay: tp and nginx only; sizes from --bulk-mib, --opens, --idle),
+    /// h ((c) across an emulated link with --rtt-ms; needs root, iproute2 and python3).
     #[arg(long, value_delimiter = ',')]
     pub(crate) scenarios: Vec<String>,
     /// Bytes moved by the bulk scenarios, in MiB [default: 1024, quick: 64].
@@ -40,6 +41,12 @@ pub(crate) struct RunArgs {
     /// Sequential first tunnels (fresh `tp HOST PORT` processes) in scenario (f1) [default: 200, quick: 50].
     #[arg(long)]
     pub(crate) first: Option<usize>,
+    /// Round trip of the emulated link of scenario (h), in milliseconds [default: 10].
+    #[arg(long)]
+    pub(crate) rtt_ms: Option<u64>,
+    /// Sequential tunnel opens across the link in scenario (h) [default: 200, quick: 30].
+    #[arg(long)]
+    pub(crate) link_opens: Option<usize>,
     /// A saved run.json to merge this run into: its figures stay, except those this run
     /// measures (same system and figure), which are replaced; the report names both runs.
     #[arg(long, value_name = "RUN_JSON")]
@@ -79,6 +86,8 @@ pub(crate) struct Settings {
     pub(crate) idle: usize,
     pub(crate) idle_concurrency: usize,
     pub(crate) first: usize,
+    pub(crate) link_rtt: Duration,
+    pub(crate) link_opens: usize,
     pub(crate) crypto_seconds: u32,
 }
 
@@ -119,6 +128,8 @@ impl Settings {
             idle: args.idle.unwrap_or(if q { 1000 } else { 10_000 }).max(1),
             idle_concurrency: 64,
             first: args.first.unwrap_or(if q { 50 } else { 200 }).max(10),
+            link_rtt: Duration::from_millis(args.rtt_ms.unwrap_or(10).clamp(1, 1_000)),
+            link_opens: args.link_opens.unwrap_or(if q { 30 } else { 200 }).max(10),
             crypto_seconds: if q { 1 } else { 3 },
         })
     }
@@ -152,6 +163,13 @@ impl Settings {
                 self.bulk_bytes >> 20,
                 self.opens,
                 self.idle
+            ));
+        }
+        if has(ScenarioId::LinkOpen) {
+            parts.push(format!(
+                "(h) {} sequential opens across a {} ms round trip",
+                self.link_opens,
+                self.link_rtt.as_millis()
             ));
         }
         parts.join("; ")

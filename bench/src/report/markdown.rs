@@ -88,6 +88,7 @@ impl Report<'_> {
         }
         self.first_tunnel(&mut md);
         self.signal(&mut md);
+        self.link(&mut md);
 
         let _ = writeln!(md, "## Where tp is behind\n");
         let behind = self.tp_behind();

@@ -1,6 +1,7 @@
 //! The report: a plain-text table for the terminal and `docs/benchmarks.md`.
 
 mod first;
+mod link;
 mod markdown;
 mod signal;
 
@@ -87,7 +88,10 @@ pub(crate) fn value(metric: Metric, v: f64) -> String {
         | Metric::StartP99
         | Metric::ExitP50
         | Metric::SignalOpenP50
-        | Metric::SignalOpenP99 => format!("{v:.3}"),
+        | Metric::SignalOpenP99
+        | Metric::LinkOpenP50
+        | Metric::LinkOpenP99
+        | Metric::LinkRtt => format!("{v:.3}"),
         Metric::IdleServer | Metric::IdleClient | Metric::SignalIdle => format!("{v:.1}"),
     }
 }
@@ -136,8 +140,13 @@ impl Report<'_> {
     pub(crate) fn text_table(&self) -> String {
         let metrics = self.summary_metrics();
         if metrics.is_empty() {
-            // A run of (f1) or (g) alone: only their own tables.
-            return format!("{}{}", self.first_text(), self.signal_text());
+            // A run of (f1), (g) or (h) alone: only their own tables.
+            return format!(
+                "{}{}{}",
+                self.first_text(),
+                self.signal_text(),
+                self.link_text()
+            );
         }
         let mut rows = vec![{
             let mut head = vec!["system".to_owned()];
@@ -170,14 +179,18 @@ impl Report<'_> {
         }
         out.push_str(&self.first_text());
         out.push_str(&self.signal_text());
+        out.push_str(&self.link_text());
         out
     }
 
-    /// Figures where tp is behind the best peer: the summary's and (g)'s (the (f1)
-    /// figures have no peer).
+    /// Figures where tp is behind the best peer: the summary's, (g)'s and (h)'s (the
+    /// (f1) figures have no peer; the link's round trip is the link's, not tp's).
     fn tp_behind(&self) -> Vec<String> {
         let mut out = Vec::new();
         for metric in self.metrics() {
+            if metric == Metric::LinkRtt {
+                continue;
+            }
             let (Some((peer, best)), Some(tp), Some(r)) = (
                 self.run.results.best_peer(metric),
                 self.run.results.median(SystemId::Tp, metric),

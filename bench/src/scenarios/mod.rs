@@ -12,7 +12,8 @@ pub(crate) mod tls_in_tls;
 
 use serde::{Deserialize, Serialize};
 
-/// A scenario of the issues: (a) to (e) and (g) of issue 6, (f1) of issue 3.
+/// A scenario of the issues: (a) to (e) and (g) of issue 6, (f1) of issue 3; (h) is
+/// (c) across an emulated link with a real round trip.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub(crate) enum ScenarioId {
     /// (a) one stream moves the bulk size.
@@ -30,10 +31,12 @@ pub(crate) enum ScenarioId {
     FirstTunnel,
     /// (g) tp and nginx only: the Signal relay, TLS in TLS to a stand-in Signal host.
     Signal,
+    /// (h) (c) with the server sides and the target across a link with a round trip.
+    LinkOpen,
 }
 
 impl ScenarioId {
-    pub(crate) const ALL: [ScenarioId; 7] = [
+    pub(crate) const ALL: [ScenarioId; 8] = [
         ScenarioId::BulkOne,
         ScenarioId::BulkEight,
         ScenarioId::OpenLatency,
@@ -41,6 +44,7 @@ impl ScenarioId {
         ScenarioId::Idle,
         ScenarioId::FirstTunnel,
         ScenarioId::Signal,
+        ScenarioId::LinkOpen,
     ];
 
     pub(crate) fn letter(self) -> &'static str {
@@ -52,6 +56,7 @@ impl ScenarioId {
             ScenarioId::Idle => "e",
             ScenarioId::FirstTunnel => "f1",
             ScenarioId::Signal => "g",
+            ScenarioId::LinkOpen => "h",
         }
     }
 
@@ -87,10 +92,15 @@ pub(crate) enum Metric {
     SignalOpenP99,
     /// (g) memory of the proxy per idle relayed connection.
     SignalIdle,
+    /// (h) (c) across the link, p50 of one run.
+    LinkOpenP50,
+    LinkOpenP99,
+    /// (h) the link's round trip, measured (TCP connect p50) before the system's opens.
+    LinkRtt,
 }
 
 impl Metric {
-    pub(crate) const ALL: [Metric; 17] = [
+    pub(crate) const ALL: [Metric; 20] = [
         Metric::BulkOne,
         Metric::BulkEight,
         Metric::OpenP50,
@@ -108,6 +118,9 @@ impl Metric {
         Metric::SignalOpenP50,
         Metric::SignalOpenP99,
         Metric::SignalIdle,
+        Metric::LinkOpenP50,
+        Metric::LinkOpenP99,
+        Metric::LinkRtt,
     ];
 
     /// Column title.
@@ -130,6 +143,9 @@ impl Metric {
             Metric::SignalOpenP50 => "(g) Signal setup p50",
             Metric::SignalOpenP99 => "(g) Signal setup p99",
             Metric::SignalIdle => "(g) Signal server KiB/connection",
+            Metric::LinkOpenP50 => "(h) open p50 across the link",
+            Metric::LinkOpenP99 => "(h) open p99 across the link",
+            Metric::LinkRtt => "(h) link round trip",
         }
     }
 
@@ -144,7 +160,10 @@ impl Metric {
             | Metric::StartP99
             | Metric::ExitP50
             | Metric::SignalOpenP50
-            | Metric::SignalOpenP99 => "ms",
+            | Metric::SignalOpenP99
+            | Metric::LinkOpenP50
+            | Metric::LinkOpenP99
+            | Metric::LinkRtt => "ms",
             Metric::OpenRate => "/s",
             Metric::IdleServer | Metric::IdleClient | Metric::SignalIdle => "KiB",
         }
@@ -162,8 +181,9 @@ impl Metric {
     }
 
     /// A column of the summary table, compared with the peers. The (f1) figures are
-    /// tp's alone and the (g) figures a different job (the Signal relay, tp against
-    /// nginx only): each has its own table.
+    /// tp's alone, the (g) figures a different job (the Signal relay, tp against
+    /// nginx only) and the (h) figures a different setup (the link): each has its
+    /// own table.
     pub(crate) fn in_summary(self) -> bool {
         !matches!(
             self,
@@ -177,6 +197,9 @@ impl Metric {
                 | Metric::SignalOpenP50
                 | Metric::SignalOpenP99
                 | Metric::SignalIdle
+                | Metric::LinkOpenP50
+                | Metric::LinkOpenP99
+                | Metric::LinkRtt
         )
     }
 }

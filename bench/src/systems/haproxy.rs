@@ -26,7 +26,7 @@ fn global() -> String {
 }
 
 pub(super) fn start(ctx: &Ctx, dir: &Path) -> anyhow::Result<Running> {
-    let server_addr = ctx.ports.take()?;
+    let server_addr = ctx.server_addr()?;
     let entry = ctx.ports.take()?;
     let c = &ctx.certs;
     let server_conf = dir.join("server.cfg");
@@ -58,5 +58,5 @@ pub(super) fn start(ctx: &Ctx, dir: &Path) -> anyhow::Result<Running> {
     server.arg("-db").arg("-f").arg(&server_conf);
     let mut client = Command::new("haproxy");
     client.arg("-db").arg("-f").arg(&client_conf);
-    start_pair((server, server_addr), (client, entry), dir)
+    start_pair(ctx, (server, server_addr), (client, entry), dir)
 }

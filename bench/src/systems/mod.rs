@@ -14,16 +14,17 @@ mod tp_stdio;
 
 pub(crate) use tp_stdio::Stdio;
 
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
-
 use std::process::Command;
+use std::sync::Arc;
 
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
 use crate::certs::Certs;
 use crate::children::Child;
+use crate::link::{self, Link};
 use crate::ports::Ports;
 
 /// A system under test.
@@ -110,10 +111,14 @@ pub(crate) struct Ctx {
     pub(crate) self_exe: PathBuf,
     pub(crate) work_dir: PathBuf,
     pub(crate) certs: Certs,
-    pub(crate) ports: Ports,
+    pub(crate) ports: Arc<Ports>,
+    /// The target, as the server sides reach it.
     pub(crate) target: SocketAddr,
     /// The stand-in Signal host, when (g) runs.
     pub(crate) signal_host: Option<SocketAddr>,
+    /// For (h): the server sides and the target run across this link, in its
+    /// namespace; otherwise everything runs on this namespace's loopback.
+    pub(crate) far: Option<Link>,
 }
 
 impl Ctx {
@@ -122,6 +127,34 @@ impl Ctx {
         let dir = self.work_dir.join("systems").join(system.name()).join(tag);
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         Ok(dir)
+    }
+
+    /// A free address for a server side to listen on: on loopback, or on the far end
+    /// of the link.
+    fn server_addr(&self) -> anyhow::Result<SocketAddr> {
+        let port = self.ports.take()?.port();
+        let host = if self.far.is_some() {
+            link::FAR
+        } else {
+            Ipv4Addr::LOCALHOST
+        };
+        Ok(SocketAddr::from((host, port)))
+    }
+
+    /// `cmd` as a server side runs it: as it is, or in the far namespace.
+    fn server_side(&self, cmd: Command) -> Command {
+        match &self.far {
+            Some(link) => link.far_command(&cmd),
+            None => cmd,
+        }
+    }
+
+    /// The target as the load generator reaches it (the reference with no tunnel).
+    fn target_from_here(&self) -> SocketAddr {
+        match self.far {
+            Some(_) => SocketAddr::from((link::FAR, self.target.port())),
+            None => self.target,
+        }
     }
 }
 
@@ -216,7 +249,7 @@ pub(crate) fn start(system: SystemId, ctx: &Ctx, tag: &str) -> anyhow::Result<Ru
         SystemId::Nginx => nginx::start(ctx, &dir),
         SystemId::Socat => socat::start(ctx, &dir),
         SystemId::Direct => Ok(Running {
-            entry: ctx.target,
+            entry: ctx.target_from_here(),
             tls_port: None,
             server: None,
             client: None,
@@ -241,16 +274,28 @@ pub(crate) fn start_stdio(system: SystemId, ctx: &Ctx, tag: &str) -> anyhow::Res
 /// The setup of (f1), for the report.
 pub(crate) const STDIO_SETUP: &str = tp_stdio::SETUP;
 
-/// Starts the server side, then the client side, waiting for each to listen.
-/// Starts the server side, waits until it listens, then the client side likewise:
-/// a peer pair whose entry is the client side's address and whose TLS port is
-/// the server side's.
+/// The setup of (h), for the report.
+pub(crate) const LINK_SETUP: &str = "Each system as in (a)-(e), except that its server side \
+(and the target) runs in a network namespace of its own, joined to the client side's by a pair \
+of TUN devices: a helper (`bench/src/link.py`) moves each IP packet from one to the other after \
+half the round trip, in order, without loss or rate limit (the kernel here has no `sch_netem`). \
+The load generator and the client sides stay on this side, on loopback. Sequential \
+connect-send-echo-close as in (c), after 3 untimed. A fresh TLS/TCP tunnel needs three round \
+trips before the echo comes back (TCP handshake, TLS 1.3 handshake, the request with tp's \
+hello in the client's last flight), a stream on `tp up`'s kept QUIC connection one, the \
+references two (TCP handshake, request).";
+
+/// Starts the server side (across the link in (h)), waits until it listens, then
+/// the client side likewise: a peer pair whose entry is the client side's address
+/// and whose TLS port is the server side's.
 fn start_pair(
+    ctx: &Ctx,
     server: (Command, SocketAddr),
     client: (Command, SocketAddr),
     dir: &Path,
 ) -> anyhow::Result<Running> {
-    let mut s = Child::spawn("server side", server.0, &dir.join("server.log"))?;
+    let server_cmd = ctx.server_side(server.0);
+    let mut s = Child::spawn("server side", server_cmd, &dir.join("server.log"))?;
     s.wait_listening(server.1)?;
     let mut c = Child::spawn("client side", client.0, &dir.join("client.log"))?;
     c.wait_listening(client.1)?;

@@ -39,7 +39,7 @@ pub(super) fn command(dir: &Path, conf: &Path) -> Command {
 }
 
 pub(super) fn start(ctx: &Ctx, dir: &Path) -> anyhow::Result<Running> {
-    let server_addr = ctx.ports.take()?;
+    let server_addr = ctx.server_addr()?;
     let entry = ctx.ports.take()?;
     let c = &ctx.certs;
     let server_dir = dir.join("server");
@@ -85,6 +85,7 @@ pub(super) fn start(ctx: &Ctx, dir: &Path) -> anyhow::Result<Running> {
         ),
     )?;
     start_pair(
+        ctx,
         (command(&server_dir, &server_conf), server_addr),
         (command(&client_dir, &client_conf), entry),
         dir,

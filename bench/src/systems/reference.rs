@@ -13,7 +13,7 @@ copies as a tunnel, without TLS. Its buffers are allocated per connection up fro
 memory per tunnel is not a lower bound.";
 
 pub(super) fn start_relay(ctx: &Ctx, dir: &Path) -> anyhow::Result<Running> {
-    let middle = ctx.ports.take()?;
+    let middle = ctx.server_addr()?;
     let entry = ctx.ports.take()?;
     let hop = |listen: std::net::SocketAddr, to: std::net::SocketAddr| {
         let mut cmd = Command::new(&ctx.self_exe);
@@ -25,6 +25,7 @@ pub(super) fn start_relay(ctx: &Ctx, dir: &Path) -> anyhow::Result<Running> {
         cmd
     };
     let running = start_pair(
+        ctx,
         (hop(middle, ctx.target), middle),
         (hop(entry, middle), entry),
         dir,

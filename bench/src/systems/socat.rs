@@ -14,14 +14,15 @@ commonname=localhost` -> socat `OPENSSL-LISTEN:S,fork,cert,key,cafile,verify=1 T
 copy buffer (socat's default).";
 
 pub(super) fn start(ctx: &Ctx, dir: &Path) -> anyhow::Result<Running> {
-    let server_addr = ctx.ports.take()?;
+    let server_addr = ctx.server_addr()?;
     let entry = ctx.ports.take()?;
     let c = &ctx.certs;
     let mut server = Command::new("socat");
     server.arg(format!(
-        "OPENSSL-LISTEN:{},bind=127.0.0.1,reuseaddr,fork,backlog=1024,nodelay,cert={},key={},cafile={},\
+        "OPENSSL-LISTEN:{},bind={},reuseaddr,fork,backlog=1024,nodelay,cert={},key={},cafile={},\
          verify=1,min-version=TLS1.3",
         server_addr.port(),
+        server_addr.ip(),
         c.server_cert.display(),
         c.server_key.display(),
         c.ca.display()
@@ -39,5 +40,5 @@ pub(super) fn start(ctx: &Ctx, dir: &Path) -> anyhow::Result<Running> {
         c.client_key.display(),
         c.ca.display()
     ));
-    start_pair((server, server_addr), (client, entry), dir)
+    start_pair(ctx, (server, server_addr), (client, entry), dir)
 }

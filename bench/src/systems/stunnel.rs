@@ -15,7 +15,7 @@ const COMMON: &str = "foreground = yes\npid =\nsyslog = no\n\
                       socket = l:TCP_NODELAY=1\nsocket = r:TCP_NODELAY=1\n";
 
 pub(super) fn start(ctx: &Ctx, dir: &Path) -> anyhow::Result<Running> {
-    let server_addr = ctx.ports.take()?;
+    let server_addr = ctx.server_addr()?;
     let entry = ctx.ports.take()?;
     let c = &ctx.certs;
     let tls = format!(
@@ -48,5 +48,5 @@ pub(super) fn start(ctx: &Ctx, dir: &Path) -> anyhow::Result<Running> {
     server.arg(&server_conf);
     let mut client = Command::new("stunnel4");
     client.arg(&client_conf);
-    start_pair((server, server_addr), (client, entry), dir)
+    start_pair(ctx, (server, server_addr), (client, entry), dir)
 }

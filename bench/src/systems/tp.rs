@@ -92,7 +92,7 @@ pub(super) fn start(ctx: &Ctx, dir: &Path, transport: Transport) -> anyhow::Resu
         client.arg("--transport").arg(transport.flag());
     }
 
-    start_pair((server, server_addr), (client, entry), dir)
+    start_pair(ctx, (server, server_addr), (client, entry), dir)
 }
 
 /// A client with defaults only: no user config file, no transport cache, no TP_*
@@ -114,7 +114,7 @@ pub(super) fn server(
     dir: &Path,
     many_streams: bool,
 ) -> anyhow::Result<(Command, SocketAddr)> {
-    let server_addr = ctx.ports.take()?;
+    let server_addr = ctx.server_addr()?;
     let c = &ctx.certs;
     write_config(
         &dir.join("policy.toml"),
