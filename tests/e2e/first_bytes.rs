@@ -12,7 +12,7 @@ use tp_tests::server::ONLY_BOB_POLICY;
 use tp_tests::target::EchoTarget;
 use tp_tests::{TestServer, Transport, pki};
 
-/// The `first=N` of `tp up -vv`'s "tunnel open" line: bytes sent with the hello.
+/// The `first=N` of `tp up -vv`'s "tunnel open" line: bytes sent before the answer.
 async fn first_bytes(up: &TpUp) -> usize {
     let line = up.expect_stderr(&["tunnel open", " first="]).await;
     line.split_once(" first=")

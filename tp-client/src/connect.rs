@@ -260,6 +260,9 @@ impl Connector {
         let deadline = Instant::now() + self.connect_timeout;
         let resolver = Resolver::new(&self.server);
         let mut retried = false;
+        // In stealth mode, the hello goes alone.
+        let mut no_first = FirstBytes::default();
+        let first = if self.stealth { &mut no_first } else { first };
         loop {
             let carrier = match transport {
                 Transport::Tcp => {
@@ -268,21 +271,17 @@ impl Connector {
                 Transport::Quic => Carrier::Quic(self.quic_connect(&resolver, deadline).await?),
                 Transport::Auto => auto::connect(self, &resolver, deadline).await?,
             };
-            let with_hello = if self.stealth {
-                &[][..]
-            } else {
-                // The carrier is dropped unused (over TLS/TCP, without a
-                // hello); the server dials nothing.
-                first.take().map_err(ConnectError::Local)?
-            };
+            // A broken local connection is not worth a tunnel: the carrier is
+            // dropped unused (over TLS/TCP, without a hello); the server
+            // dials nothing.
+            first.take().map_err(ConnectError::Local)?;
             let (via, opened) = match carrier {
-                Carrier::Tls(stream) => (
-                    Via::Tcp,
-                    self.tunnel_over_tls(stream, hello, with_hello).await,
-                ),
+                Carrier::Tls(stream) => {
+                    (Via::Tcp, self.tunnel_over_tls(stream, hello, first).await)
+                }
                 Carrier::Quic(Acquired { conn, reused }) => {
                     match self
-                        .tunnel_over_quic(&conn, reused, hello, with_hello, deadline)
+                        .tunnel_over_quic(&conn, reused, hello, first, deadline)
                         .await
                     {
                         Err(e @ ConnectError::Quic { .. }) if reused && !retried => {
@@ -295,7 +294,7 @@ impl Connector {
                 }
             };
             if opened.is_ok() {
-                let first = with_hello.len();
+                let first = first.len();
                 debug!(transport = %via, server = %self.server, first, "tunnel open");
             }
             return opened;
@@ -358,7 +357,7 @@ impl Connector {
         &self,
         stream: Box<TlsStream<TcpStream>>,
         hello: &Hello,
-        first: &[u8],
+        first: &mut FirstBytes<'_>,
     ) -> Result<Tunnel, ConnectError> {
         let server = &self.server;
         let errors = Errors {
@@ -395,7 +394,7 @@ impl Connector {
         conn: &Connection,
         reused: bool,
         hello: &Hello,
-        first: &[u8],
+        first: &mut FirstBytes<'_>,
         deadline: Instant,
     ) -> Result<Tunnel, ConnectError> {
         let server = &self.server;

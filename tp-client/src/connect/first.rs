@@ -4,24 +4,26 @@
 //! before the answer: the server holds it until it has decided, forwards it
 //! on `ok` and discards it otherwise (docs/protocol.md). For a local
 //! application that speaks first (an HTTP request, a TLS ClientHello), sending
-//! what it has already written along with the hello saves the round trip the
-//! tunnel would otherwise wait for the answer before reading it.
+//! what it has written along with the hello saves the round trip the tunnel
+//! would otherwise wait for the answer before reading it.
 //!
-//! Only what is already there is taken, without waiting: a protocol where the
-//! target speaks first (SSH's banner) must not be held up. It is read once,
-//! when the hello is about to go out: after the handshake on a new connection
-//! (so a local client has had all that time to write), right after the accept
-//! on a kept QUIC connection (what a client wrote at once after connecting is
-//! usually there by then). The bytes are kept until the tunnel opens, so a
-//! retry on a new QUIC connection can send them again (see
-//! [`super::Connector::open_over`] for when it does).
+//! What is already there when the hello goes out is taken without waiting: a
+//! protocol where the target speaks first (SSH's banner) must not be held up.
+//! It is read after the handshake on a new connection (so a local client has
+//! had all that time to write), right after the accept on a kept QUIC
+//! connection. There a client that writes a moment after connecting often has
+//! not yet: so while the hello waits for its answer, whatever the local side
+//! writes follows it at once ([`FirstBytes::more`]), up to [`FIRST_BYTES_MAX`]
+//! in all. The bytes are kept until the tunnel opens, so a retry on a new QUIC
+//! connection can send them again (see [`super::Connector::open_over`] for
+//! when it does).
 
 use std::io::{self, Read};
 
 use tokio::net::TcpStream;
 
-/// At most this much of what the local side has written travels with the
-/// hello: one TLS record's worth.
+/// At most this much of what the local side has written travels before the
+/// answer: one TLS record's worth.
 pub const FIRST_BYTES_MAX: usize = 16 * 1024;
 
 /// Where a tunnel's first bytes come from: a local TCP connection, or nowhere.
@@ -30,6 +32,8 @@ pub struct FirstBytes<'a> {
     local: Option<&'a TcpStream>,
     /// What was read, once it was.
     taken: Option<Vec<u8>>,
+    /// The local side's EOF was read: nothing more will come.
+    eof: bool,
 }
 
 impl<'a> FirstBytes<'a> {
@@ -58,12 +62,48 @@ impl<'a> FirstBytes<'a> {
         Ok(self.taken.as_deref().unwrap_or_default())
     }
 
-    /// How many bytes went with the hello.
+    /// Waits until the local side writes more, takes it and returns it: the
+    /// bytes to send behind those already sent, while the hello waits for its
+    /// answer. None when nothing more is to come before the answer: there is
+    /// no local connection, it reached EOF (the relay reads the EOF again), or
+    /// [`FIRST_BYTES_MAX`] are taken (the rest stays for the relay). An error
+    /// means the local connection broke. Cancel-safe: what was read is kept.
+    pub(crate) async fn more(&mut self) -> io::Result<Option<&[u8]>> {
+        let Some(local) = self.local else {
+            return Ok(None);
+        };
+        let taken = self.taken.get_or_insert_with(Vec::new);
+        let start = taken.len();
+        if self.eof || start >= FIRST_BYTES_MAX {
+            return Ok(None);
+        }
+        loop {
+            local.readable().await?;
+            taken.resize(FIRST_BYTES_MAX, 0);
+            let read = local.try_read(&mut taken[start..]);
+            taken.truncate(start + *read.as_ref().unwrap_or(&0));
+            match read {
+                Ok(0) => {
+                    self.eof = true;
+                    return Ok(None);
+                }
+                Ok(_) => return Ok(Some(&taken[start..])),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                    ) => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// How many bytes went before the answer.
     pub fn len(&self) -> usize {
         self.taken.as_ref().map_or(0, Vec::len)
     }
 
-    /// Whether no byte went with the hello.
+    /// Whether no byte went before the answer.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -144,6 +184,56 @@ mod tests {
         assert_eq!(taken.len(), FIRST_BYTES_MAX);
         let mut rest = Vec::new();
         ours.read_to_end(&mut rest).await.unwrap();
+        assert_eq!([taken, rest].concat(), sent);
+    }
+
+    #[tokio::test]
+    async fn what_the_local_side_writes_later_is_taken_by_more_and_kept_behind() {
+        let (mut app, ours) = pair().await;
+        let mut first = FirstBytes::from(&ours);
+        assert!(first.take().unwrap().is_empty(), "nothing yet");
+        app.write_all(b"late").await.unwrap();
+        assert_eq!(first.more().await.unwrap(), Some(&b"late"[..]));
+        app.write_all(b" and later").await.unwrap();
+        assert_eq!(first.more().await.unwrap(), Some(&b" and later"[..]));
+        assert_eq!(first.take().unwrap(), b"late and later", "kept for a retry");
+        assert_eq!(first.len(), 14);
+        assert_eq!(FirstBytes::none().more().await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn more_ends_at_eof_and_leaves_it_to_the_relay() {
+        use tokio::io::AsyncReadExt;
+        let (mut app, mut ours) = pair().await;
+        app.write_all(b"bye").await.unwrap();
+        app.shutdown().await.unwrap();
+        let mut first = FirstBytes::from(&ours);
+        let mut got = Vec::new();
+        while let Some(bytes) = first.more().await.unwrap() {
+            got.extend_from_slice(bytes);
+        }
+        assert_eq!(got, b"bye");
+        assert_eq!(first.more().await.unwrap(), None, "and stays ended");
+        drop(first);
+        assert_eq!(ours.read(&mut [0u8; 8]).await.unwrap(), 0, "the EOF again");
+    }
+
+    #[tokio::test]
+    async fn more_stops_at_the_cap_and_the_rest_stays_for_the_relay() {
+        use tokio::io::AsyncReadExt;
+        let (mut app, mut ours) = pair().await;
+        let sent: Vec<u8> = (0..FIRST_BYTES_MAX + 1000).map(|i| i as u8).collect();
+        let writer = tokio::spawn(async move {
+            app.write_all(&sent).await.unwrap();
+            sent
+        });
+        let mut first = FirstBytes::from(&ours);
+        while first.more().await.unwrap().is_some() {}
+        let taken = first.take().unwrap().to_vec();
+        assert_eq!(taken.len(), FIRST_BYTES_MAX);
+        let sent = writer.await.unwrap();
+        let mut rest = vec![0u8; 1000];
+        ours.read_exact(&mut rest).await.unwrap();
         assert_eq!([taken, rest].concat(), sent);
     }
 

@@ -1,6 +1,7 @@
 //! The first bytes of a local connection travel with the hello, before the
 //! answer (checked against a canned server that never answers and reports
-//! what it read behind the hello), are not sent again after the kept QUIC
+//! what it read behind the hello), as do those written while the hello waits
+//! for its answer; they are not sent again after the kept QUIC
 //! connection just went silent, and stay home in stealth mode. That they are
 //! sent again after a restarted server's stateless reset is checked against
 //! the real server (tests/e2e/first_bytes.rs).
@@ -90,6 +91,38 @@ async fn what_the_local_client_sent_goes_out_with_the_hello_before_any_answer() 
         assert_eq!(end.bytes, REQUEST.len() as u64, "{transport:?}: {end:?}");
         assert_ne!(end.how, ClientEnd::Finished, "given up: aborted");
         assert_eq!(first, REQUEST.len());
+        connector.close().await;
+    }
+}
+
+#[tokio::test]
+async fn what_the_local_client_writes_while_the_hello_waits_follows_it_before_any_answer() {
+    let pki = Pki::new("test CA");
+    for transport in [Transport::Quic, Transport::Tcp] {
+        // Never answers: whatever it reads came before the answer.
+        let mut server = start_dual(ServerSetup::trusting(&pki), Behaviour::Silent).await;
+        let connector = connector_via(&pki, &pki, server.addr.port(), transport);
+        let (mut app, local) = local_with(b"").await;
+        let mut first = FirstBytes::from(&local);
+        let target = db9_target();
+        let opening = connector.open_link_with(&target, &mut first);
+        // The local client writes only once the hello has gone out alone, as
+        // one that connects and then prepares its request does.
+        let late = async {
+            let hello = server.hellos.recv().await.expect("the server runs");
+            assert_eq!(hello, db9());
+            app.write_all(REQUEST).await.unwrap();
+            // Loopback: read by the server well within this.
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        };
+        tokio::select! {
+            _ = opening => panic!("{transport:?}: the tunnel opened without an answer"),
+            () = late => {}
+        }
+        assert_eq!(first.len(), REQUEST.len(), "{transport:?}");
+        drop(first);
+        let end = server.next_end().await;
+        assert_eq!(end.bytes, REQUEST.len() as u64, "{transport:?}: {end:?}");
         connector.close().await;
     }
 }
