@@ -231,6 +231,27 @@ impl Report<'_> {
                 verdict(vs_tcp.map(|v| v < 1.0 / 3.0)),
             ));
         }
+        // (h): the same two targets for opens across the link, where round
+        // trips count as they do on a network.
+        let across = r.ratio(SystemId::Tp, Metric::LinkOpenP50);
+        if across.is_some() {
+            rows.push((
+                "(h) open p50 across the link: no slower than the best peer".into(),
+                across.map_or("-".into(), ratio),
+                verdict(across.map(|v| v <= 1.0)),
+            ));
+        }
+        if let Some(quic) = r.median(SystemId::TpQuic, Metric::LinkOpenP50) {
+            let vs_tcp = tp(Metric::LinkOpenP50).map(|t| quic / t);
+            rows.push((
+                "(h) open p50 across the link over a reused QUIC connection: under a third \
+                 of TLS/TCP"
+                    .into(),
+                // Three decimals: a third is 0.333.
+                vs_tcp.map_or("-".into(), |v| format!("{v:.3}x")),
+                verdict(vs_tcp.map(|v| v < 1.0 / 3.0)),
+            ));
+        }
         let kib = tp(Metric::IdleServer);
         rows.push((
             "(e) server memory per idle tunnel under 24 KiB".into(),
