@@ -95,7 +95,11 @@ else
   step "build tp from the working tree (release)"
   cargo build --release -p tp-server -p tp-client
   tp_bin="$target_dir/release"
-  tp_source="$(git describe --always --dirty --abbrev=12) (working tree; -dirty: uncommitted changes)"
+  tp_source="$(git describe --always --dirty --abbrev=12)"
+  case "$tp_source" in
+    *-dirty) tp_source="$tp_source (working tree with uncommitted changes)" ;;
+    *) tp_source="$tp_source (working tree, nothing uncommitted)" ;;
+  esac
 fi
 step "build tp-bench (release)"
 cargo build --release -p tp-bench
