@@ -86,8 +86,9 @@ pub enum ConnectError {
         /// What went wrong.
         reason: String,
     },
-    /// The kept QUIC connection stopped answering after this tunnel's first
-    /// bytes had gone out with its hello. They may have reached the server (only
+    /// The kept QUIC connection stopped answering after some of this tunnel's
+    /// bytes had gone out with its hello or behind it, before the answer
+    /// ([`super::FirstBytes`]). They may have reached the server (only
     /// its answers may have been lost), so they are not sent again on a new
     /// connection, where the target could get them twice; the next tunnel
     /// dials a new connection.
@@ -99,12 +100,13 @@ pub enum ConnectError {
     Unanswered {
         /// The server.
         server: ServerAddr,
-        /// The first bytes that went out with the hello.
+        /// The bytes that went out before the answer.
         sent: usize,
     },
     /// The local connection the tunnel was for failed (it was reset, say)
-    /// before the hello went out: no tunnel was requested.
-    #[error("the local connection failed before its tunnel was requested: {0}")]
+    /// before the tunnel opened: before the hello went out (no tunnel was
+    /// requested), or while it waited for its answer (the tunnel is dropped).
+    #[error("the local connection failed before its tunnel opened: {0}")]
     Local(#[source] io::Error),
     /// Sending the hello failed.
     #[error("sending the hello to {server} failed: {source}")]

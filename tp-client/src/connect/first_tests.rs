@@ -175,6 +175,19 @@ async fn in_stealth_mode_the_hello_goes_alone() {
 
 #[tokio::test]
 async fn first_bytes_are_not_sent_again_when_the_kept_connection_just_went_silent() {
+    not_sent_again_after_silence(false).await;
+}
+
+#[tokio::test]
+async fn bytes_written_while_the_hello_waits_are_not_sent_again_after_silence_either() {
+    not_sent_again_after_silence(true).await;
+}
+
+/// A tunnel on a kept QUIC connection whose path has just gone silent, its
+/// local client having written "POST /once" before the hello went out (or,
+/// `late`, while it waits for the answer): the tunnel fails rather than
+/// sending those bytes again on a new connection, which the next tunnel dials.
+async fn not_sent_again_after_silence(late: bool) {
     let pki = Pki::new("test CA");
     let (tx, _hellos) = tokio::sync::mpsc::unbounded_channel();
     let first_server =
@@ -187,19 +200,24 @@ async fn first_bytes_are_not_sent_again_when_the_kept_connection_just_went_silen
     // nothing comes back. Sent again elsewhere, "POST /once" could run twice.
     let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     relay.point_at(silent.local_addr().unwrap());
-    let (_app, local) = local_with(b"POST /once").await;
+    let (mut app, local) = local_with(if late { b"" } else { b"POST /once" }).await;
     let mut first = FirstBytes::from(&local);
     let target = db9_target();
-    let err = tokio::time::timeout(
-        Duration::from_secs(10),
-        connector.open_link_with(&target, &mut first),
-    )
+    let writing_late = async {
+        if late {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            app.write_all(b"POST /once").await.unwrap();
+        }
+    };
+    let (opened, ()) = tokio::time::timeout(Duration::from_secs(10), async {
+        tokio::join!(connector.open_link_with(&target, &mut first), writing_late)
+    })
     .await
-    .expect("the silence is noticed well before the answer timeout")
-    .unwrap_err();
+    .expect("the silence is noticed well before the answer timeout");
+    let err = opened.unwrap_err();
     assert!(
         matches!(err, ConnectError::Unanswered { sent: 10, .. }),
-        "{err}"
+        "late {late}: {err}"
     );
     assert!(err.to_string().contains("not sending them again"), "{err}");
 
