@@ -5,7 +5,7 @@
 # link with a round trip (a network namespace and TUN devices: needs root). Writes
 # docs/benchmarks.md.
 #
-#   bench/run.sh            full run (3 runs per figure; about 20 minutes on 2 cores)
+#   bench/run.sh            full run (3 runs per figure; about 15 minutes on 2 cores)
 #   bench/run.sh --quick    smoke test: small sizes, one run (about 3 minutes)
 #
 # Any other option goes to `tp-bench run` (`target/release/tp-bench run --help`), e.g.

@@ -21,6 +21,9 @@ pub(crate) const FAR: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
 
 const FORWARDER: &str = include_str!("link.py");
 
+/// The far namespace's name, before the pid of the `tp-bench` that made it.
+const NETNS_PREFIX: &str = "tpb-far-";
+
 /// A running link. Dropping it stops the forwarder (its TUN devices go with it) and
 /// deletes the namespace, and with it everything still bound there.
 #[derive(Debug)]
@@ -32,8 +35,9 @@ pub(crate) struct Link {
 impl Link {
     /// Creates the namespace and the link with round trip `rtt`, and addresses both ends.
     pub(crate) fn start(work_dir: &Path, rtt: Duration) -> anyhow::Result<Link> {
+        remove_stale();
         let id = std::process::id();
-        let netns = format!("tpb-far-{id}");
+        let netns = format!("{NETNS_PREFIX}{id}");
         let (near_dev, far_dev) = (format!("tpb{id}n"), format!("tpb{id}f"));
         ip(&["netns", "add", &netns]).context("creating the far network namespace")?;
         // From here on, dropping `link` cleans up.
@@ -107,6 +111,53 @@ pub(crate) fn measured_rtt(addr: SocketAddr, count: usize) -> anyhow::Result<Dur
     }
     samples.sort_by(f64::total_cmp);
     Ok(Duration::from_secs_f64(percentile(&samples, 50.0)))
+}
+
+/// Removes what a killed `tp-bench` left behind, recognised by the dead pid in
+/// the names: its far namespace (a namespace is not a process and outlives it)
+/// with the processes still in it, and its forwarder, which holds the link's
+/// addresses on its TUN devices.
+fn remove_stale() {
+    let dead = |pid: &str| !Path::new("/proc").join(pid).exists();
+    let namespaces = Command::new("ip").args(["netns", "list"]).output();
+    let listed = namespaces.map(|out| String::from_utf8_lossy(&out.stdout).into_owned());
+    for line in listed.unwrap_or_default().lines() {
+        let name = line.split_whitespace().next().unwrap_or_default();
+        if !name.strip_prefix(NETNS_PREFIX).is_some_and(dead) {
+            continue;
+        }
+        if let Ok(out) = Command::new("ip").args(["netns", "pids", name]).output() {
+            String::from_utf8_lossy(&out.stdout)
+                .split_whitespace()
+                .for_each(kill);
+        }
+        match ip(&["netns", "del", name]) {
+            Ok(()) => eprintln!("tp-bench: removed {name}, left by a run that did not finish"),
+            Err(e) => eprintln!("tp-bench: {e:#}"),
+        }
+    }
+    // Forwarders: `python3 -c SCRIPT tpbPIDn tpbPIDf DELAY`.
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return;
+    };
+    for entry in procs.flatten() {
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
+        let owner = args.get(3).and_then(|near| {
+            let near = std::str::from_utf8(near).ok()?;
+            near.strip_prefix("tpb")?.strip_suffix('n')
+        });
+        if args.get(1) == Some(&&b"-c"[..]) && owner.is_some_and(dead) {
+            kill(&entry.file_name().to_string_lossy());
+        }
+    }
+}
+
+/// Sends SIGTERM to `pid`.
+fn kill(pid: &str) {
+    let _ = Command::new("kill").arg(pid).status();
 }
 
 /// Runs `ip ARGS`; its stderr is the error.

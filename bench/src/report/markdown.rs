@@ -297,19 +297,10 @@ impl Report<'_> {
             return;
         };
         let ms = |v: f64| value(Metric::OpenP50, v);
-        let per_run: Vec<String> = r
-            .samples
-            .iter()
-            .filter(|s| s.system == SystemId::TpQuic && s.metric == Metric::OpenP50)
-            .filter_map(|q| {
-                r.samples
-                    .iter()
-                    .find(|t| {
-                        t.system == SystemId::Tp && t.metric == Metric::OpenP50 && t.run == q.run
-                    })
-                    .filter(|t| t.value > 0.0)
-                    .map(|t| ratio(q.value / t.value))
-            })
+        let per_run: Vec<String> = self
+            .quic_over_tcp_by_run(Metric::OpenP50)
+            .into_iter()
+            .map(ratio)
             .collect();
         let _ = writeln!(
             md,

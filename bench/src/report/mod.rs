@@ -183,6 +183,23 @@ impl Report<'_> {
         out
     }
 
+    /// tp-quic's `metric` over tp's, run by run (runs where both have one).
+    fn quic_over_tcp_by_run(&self, metric: Metric) -> Vec<f64> {
+        let samples = &self.run.results.samples;
+        let of = |system| {
+            samples
+                .iter()
+                .filter(move |s| s.system == system && s.metric == metric)
+        };
+        of(SystemId::TpQuic)
+            .filter_map(|q| {
+                of(SystemId::Tp)
+                    .find(|t| t.run == q.run && t.value > 0.0)
+                    .map(|t| q.value / t.value)
+            })
+            .collect()
+    }
+
     /// Figures where tp is behind the best peer: the summary's, (g)'s and (h)'s (the
     /// (f1) figures have no peer; the link's round trip is the link's, not tp's).
     fn tp_behind(&self) -> Vec<String> {
