@@ -33,7 +33,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tracing::{debug, info, warn};
 
 use crate::addr::Target;
-use crate::connect::{ConnectError, Connector};
+use crate::connect::{ConnectError, Connector, FirstBytes};
 use crate::{exit, quic_error};
 
 /// Copy buffer size of each direction.
@@ -115,7 +115,7 @@ pub(crate) async fn run_with<R, W, S>(
     stop: impl FnOnce() -> Result<S, BridgeError>,
 ) -> Result<BridgeStats, StdioError>
 where
-    R: AsyncRead + Unpin,
+    R: AsyncRead + Unpin + Send,
     W: AsyncWrite + Unpin,
     S: Future<Output = &'static str>,
 {
@@ -128,20 +128,33 @@ where
 async fn open_and_bridge<R, W, S>(
     connector: &Connector,
     target: &Target,
-    input: R,
+    mut input: R,
     output: W,
     stop: impl FnOnce() -> Result<S, BridgeError>,
 ) -> Result<BridgeStats, StdioError>
 where
-    R: AsyncRead + Unpin,
+    R: AsyncRead + Unpin + Send,
     W: AsyncWrite + Unpin,
     S: Future<Output = &'static str>,
 {
-    let mut link = connector.open_link(target).await?;
+    // What the local client (ssh's banner, a request) writes before the answer
+    // goes behind the hello, without waiting for the answer.
+    let mut first = FirstBytes::reader(&mut input);
+    let mut link = connector.open_link_with(target, &mut first).await?;
+    let (sent_first, ended) = (first.len() as u64, first.reached_eof());
+    drop(first);
     info!(%target, server = %connector.server(), transport = %link.via(), "tunnel open");
     // Installed only now: until the tunnel is open, a signal just ends tp.
     let stop = stop()?;
-    let bridged = bridge(&mut link, input, output, stop).await;
+    // stdin's end was read while the hello waited: a terminal does not give it
+    // twice, so the bridge must not wait for it again.
+    let input = input.take(if ended { 0 } else { u64::MAX });
+    let bridged = bridge(&mut link, input, output, stop)
+        .await
+        .map(|stats| BridgeStats {
+            sent: sent_first + stats.sent,
+            ..stats
+        });
     let tunnel = link.into_tunnel();
     if bridged.is_ok() {
         // The bridge has ended our write side; over QUIC, wait until the server
@@ -438,18 +451,30 @@ mod tests {
     async fn a_tunnel_the_server_aborts_exits_non_zero() {
         let pki = Pki::new("test CA");
         for transport in [Transport::Quic, Transport::Tcp] {
-            let server = start_dual(ServerSetup::trusting(&pki), Behaviour::Abort).await;
+            let mut server = start_dual(ServerSetup::trusting(&pki), Behaviour::Abort).await;
             let connector = connector_via(&pki, &pki, server.addr.port(), transport);
             let (mut stdin_w, stdin) = duplex(1024);
             let (stdout, _stdout_r) = duplex(1024);
-            stdin_w.write_all(b"x").await.unwrap();
-            let err = tokio::time::timeout(
-                Duration::from_secs(10),
-                run_with(&connector, &db9(), stdin, stdout, no_signal),
-            )
-            .await
-            .expect("the bridge ends")
-            .unwrap_err();
+            // The byte that makes the server abort, once the tunnel is open (a
+            // byte that came with the hello would have it abort before its
+            // answer is read).
+            let byte_later = async {
+                server.hellos.recv().await.expect("the server runs");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                stdin_w.write_all(b"x").await.unwrap();
+                std::future::pending::<()>().await;
+            };
+            let target = db9();
+            let bridged = async {
+                tokio::select! {
+                    bridged = run_with(&connector, &target, stdin, stdout, no_signal) => bridged,
+                    () = byte_later => unreachable!(),
+                }
+            };
+            let err = tokio::time::timeout(Duration::from_secs(10), bridged)
+                .await
+                .expect("the bridge ends")
+                .unwrap_err();
             assert_eq!(err.exit_status(), exit::LOCAL, "{transport:?}");
             let text = err.to_string();
             match transport {
@@ -460,6 +485,78 @@ mod tests {
                 ),
                 _ => assert_eq!(text, format!("tunnel broke: {ENDED_ABRUPTLY}")),
             }
+        }
+    }
+
+    #[tokio::test]
+    async fn what_stdin_gives_before_the_answer_goes_behind_the_hello() {
+        let pki = Pki::new("test CA");
+        for transport in [Transport::Quic, Transport::Tcp] {
+            // Never answers: whatever it reads came before the answer.
+            let mut server = start_dual(ServerSetup::trusting(&pki), Behaviour::Silent).await;
+            let connector = connector_via(&pki, &pki, server.addr.port(), transport);
+            let (mut stdin_w, stdin) = duplex(1024);
+            let (stdout, _stdout_r) = duplex(1024);
+            stdin_w.write_all(b"SSH-2.0-banner\r\n").await.unwrap();
+            let target = db9();
+            let opening = run_with(&connector, &target, stdin, stdout, no_signal);
+            let late = async {
+                server.hellos.recv().await.expect("the server runs");
+                stdin_w.write_all(b"more").await.unwrap();
+                // Loopback: read by the server well within this.
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            };
+            tokio::select! {
+                _ = opening => panic!("{transport:?}: the tunnel opened without an answer"),
+                () = late => {}
+            }
+            let end = server.next_end().await;
+            assert_eq!(end.bytes, 20, "{transport:?}: {end:?}");
+            connector.close().await;
+        }
+    }
+
+    /// A stdin like a terminal's: its bytes, then its end once (Ctrl-D), then
+    /// nothing, ever.
+    struct EndsOnce(Option<Vec<u8>>);
+
+    impl AsyncRead for EndsOnce {
+        fn poll_read(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            buf: &mut tokio::io::ReadBuf<'_>,
+        ) -> std::task::Poll<io::Result<()>> {
+            match self.0.take() {
+                Some(bytes) if !bytes.is_empty() => {
+                    buf.put_slice(&bytes);
+                    self.0 = Some(Vec::new());
+                    std::task::Poll::Ready(Ok(()))
+                }
+                Some(_) => std::task::Poll::Ready(Ok(())),
+                None => std::task::Poll::Pending,
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_stdin_that_ends_before_the_answer_still_half_closes_the_tunnel() {
+        let pki = Pki::new("test CA");
+        for transport in [Transport::Quic, Transport::Tcp] {
+            let server = start_dual(ServerSetup::trusting(&pki), Behaviour::Echo).await;
+            let connector = connector_via(&pki, &pki, server.addr.port(), transport);
+            let (stdout, mut stdout_r) = duplex(1024);
+            let stdin = EndsOnce(Some(b"request".to_vec()));
+            let stats = tokio::time::timeout(
+                Duration::from_secs(10),
+                run_with(&connector, &db9(), stdin, stdout, no_signal),
+            )
+            .await
+            .expect("the bridge ends")
+            .unwrap();
+            let mut got = Vec::new();
+            stdout_r.read_to_end(&mut got).await.unwrap();
+            assert_eq!(got, b"earlyrequest", "{transport:?}");
+            assert_eq!(stats.sent, 7, "{transport:?}");
         }
     }
 

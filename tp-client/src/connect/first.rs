@@ -2,7 +2,8 @@
 //!
 //! The protocol lets a client send tunnel payload right behind its hello,
 //! before the answer: the server holds it until it has decided, forwards it
-//! on `ok` and discards it otherwise (docs/protocol.md). For a local
+//! on `ok` and discards it otherwise (docs/protocol.md). The local side is
+//! `tp up`'s accepted connection or `tp HOST PORT`'s stdin. For a local
 //! application that speaks first (an HTTP request, a TLS ClientHello), sending
 //! what it has written along with the hello saves the round trip the tunnel
 //! would otherwise wait for the answer before reading it.
@@ -18,22 +19,45 @@
 //! connection can send them again (see [`super::Connector::open_over`] for
 //! when it does).
 
+use std::fmt;
 use std::io::{self, Read};
+use std::pin::pin;
+use std::task::{Context, Poll, Waker};
 
+use bytes::BufMut;
+use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::net::TcpStream;
 
 /// At most this much of what the local side has written travels before the
 /// answer: one TLS record's worth.
 pub const FIRST_BYTES_MAX: usize = 16 * 1024;
 
-/// Where a tunnel's first bytes come from: a local TCP connection, or nowhere.
+/// Where a tunnel's first bytes come from: a local TCP connection, a reader
+/// (stdin), or nowhere.
 #[derive(Debug, Default)]
 pub struct FirstBytes<'a> {
-    local: Option<&'a TcpStream>,
+    source: Option<Source<'a>>,
     /// What was read, once it was.
     taken: Option<Vec<u8>>,
     /// The local side's EOF was read: nothing more will come.
     eof: bool,
+}
+
+/// A local side the first bytes are read from.
+enum Source<'a> {
+    /// `tp up`'s accepted connection, read on its socket directly.
+    Tcp(&'a TcpStream),
+    /// `tp HOST PORT`'s stdin, or any reader.
+    Reader(&'a mut (dyn AsyncRead + Unpin + Send)),
+}
+
+impl fmt::Debug for Source<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::Tcp(stream) => f.debug_tuple("Tcp").field(stream).finish(),
+            Source::Reader(_) => f.write_str("Reader"),
+        }
+    }
 }
 
 impl<'a> FirstBytes<'a> {
@@ -45,18 +69,37 @@ impl<'a> FirstBytes<'a> {
     /// Whatever `local` has already sent when the hello goes out.
     pub fn from(local: &'a TcpStream) -> Self {
         FirstBytes {
-            local: Some(local),
+            source: Some(Source::Tcp(local)),
             ..FirstBytes::default()
         }
     }
 
-    /// The bytes to send with the hello: read from the local connection the
-    /// first time (what is there, without waiting), the same bytes after that.
+    /// Whatever `reader` has at hand when the hello goes out (stdin, for
+    /// `tp HOST PORT`). Once the tunnel is open, the caller reads on from
+    /// `reader`, unless [`FirstBytes::reached_eof`]: a terminal's end of input
+    /// is read only once.
+    pub fn reader(reader: &'a mut (dyn AsyncRead + Unpin + Send)) -> Self {
+        FirstBytes {
+            source: Some(Source::Reader(reader)),
+            ..FirstBytes::default()
+        }
+    }
+
+    /// The bytes to send with the hello: read from the local side the first
+    /// time (what is there, without waiting), the same bytes after that.
     /// An error means the local connection is already broken (reset, say):
     /// its tunnel is not worth opening.
     pub(crate) fn take(&mut self) -> io::Result<&[u8]> {
         if self.taken.is_none() {
-            let read = self.local.map_or(Ok(Vec::new()), read_ready)?;
+            let read = match &mut self.source {
+                None => Vec::new(),
+                Some(Source::Tcp(stream)) => read_ready(stream)?,
+                Some(Source::Reader(reader)) => {
+                    let (read, eof) = poll_once(&mut **reader)?;
+                    self.eof = eof;
+                    read
+                }
+            };
             self.taken = Some(read);
         }
         Ok(self.taken.as_deref().unwrap_or_default())
@@ -65,11 +108,11 @@ impl<'a> FirstBytes<'a> {
     /// Waits until the local side writes more, takes it and returns it: the
     /// bytes to send behind those already sent, while the hello waits for its
     /// answer. None when nothing more is to come before the answer: there is
-    /// no local connection, it reached EOF (the relay reads the EOF again), or
+    /// no local side, it reached EOF ([`FirstBytes::reached_eof`]), or
     /// [`FIRST_BYTES_MAX`] are taken (the rest stays for the relay). An error
-    /// means the local connection broke. Cancel-safe: what was read is kept.
+    /// means the local side broke. Cancel-safe: what was read is kept.
     pub(crate) async fn more(&mut self) -> io::Result<Option<&[u8]>> {
-        let Some(local) = self.local else {
+        let Some(source) = &mut self.source else {
             return Ok(None);
         };
         let taken = self.taken.get_or_insert_with(Vec::new);
@@ -77,25 +120,41 @@ impl<'a> FirstBytes<'a> {
         if self.eof || start >= FIRST_BYTES_MAX {
             return Ok(None);
         }
-        loop {
-            local.readable().await?;
-            taken.resize(FIRST_BYTES_MAX, 0);
-            let read = local.try_read(&mut taken[start..]);
-            taken.truncate(start + *read.as_ref().unwrap_or(&0));
-            match read {
-                Ok(0) => {
-                    self.eof = true;
-                    return Ok(None);
+        let read = match source {
+            Source::Tcp(local) => loop {
+                local.readable().await?;
+                taken.resize(FIRST_BYTES_MAX, 0);
+                let read = local.try_read(&mut taken[start..]);
+                taken.truncate(start + *read.as_ref().unwrap_or(&0));
+                match read {
+                    Ok(n) => break n,
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                        ) => {}
+                    Err(e) => return Err(e),
                 }
-                Ok(_) => return Ok(Some(&taken[start..])),
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
-                    ) => {}
-                Err(e) => return Err(e),
+            },
+            // Cancel-safe (tokio's word for `read_buf`): nothing is read
+            // unless it completes.
+            Source::Reader(reader) => {
+                let room = FIRST_BYTES_MAX - start;
+                taken.reserve(room);
+                reader.read_buf(&mut (&mut *taken).limit(room)).await?
             }
+        };
+        if read == 0 {
+            self.eof = true;
+            return Ok(None);
         }
+        Ok(Some(&taken[start..]))
+    }
+
+    /// Whether the local side's EOF was read: a reader's caller must not
+    /// expect to read it again (a terminal gives it once).
+    pub fn reached_eof(&self) -> bool {
+        self.eof
     }
 
     /// How many bytes went before the answer.
@@ -106,6 +165,23 @@ impl<'a> FirstBytes<'a> {
     /// Whether no byte went before the answer.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+/// What `reader` gives at the first poll, up to [`FIRST_BYTES_MAX`], and
+/// whether that was its EOF. The poll's wake-up is dropped: the next read (in
+/// [`FirstBytes::more`], or the relay) polls again. For tokio's stdin, this
+/// poll starts the background read whose bytes that next read returns.
+fn poll_once(reader: &mut (dyn AsyncRead + Unpin + Send)) -> io::Result<(Vec<u8>, bool)> {
+    let mut buf = Vec::with_capacity(FIRST_BYTES_MAX);
+    let mut limited = (&mut buf).limit(FIRST_BYTES_MAX);
+    let polled = pin!(reader.read_buf(&mut limited)).poll(&mut Context::from_waker(Waker::noop()));
+    match polled {
+        Poll::Pending => Ok((Vec::new(), false)),
+        Poll::Ready(Ok(0)) => Ok((Vec::new(), true)),
+        Poll::Ready(Ok(_)) => Ok((buf, false)),
+        Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::Interrupted => Ok((Vec::new(), false)),
+        Poll::Ready(Err(e)) => Err(e),
     }
 }
 
