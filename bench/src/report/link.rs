@@ -98,6 +98,45 @@ impl Report<'_> {
                     .join(", ")
             );
         }
+        self.link_first(md);
+    }
+
+    /// The first tunnel of a fresh `tp HOST PORT` across the link, if measured.
+    fn link_first(&self, md: &mut String) {
+        let r = &self.run.results;
+        let row = |system| {
+            let p50 = r.median(system, Metric::LinkFirstP50)?;
+            Some((
+                p50,
+                r.median(system, Metric::LinkFirstP99),
+                r.median(system, Metric::LinkRtt),
+            ))
+        };
+        let (tcp, quic) = (row(SystemId::Tp), row(SystemId::TpQuic));
+        if tcp.is_none() && quic.is_none() {
+            return;
+        }
+        let ms = |v: Option<f64>| v.map_or("-".into(), |v| value(Metric::LinkFirstP50, v));
+        let _ = writeln!(
+            md,
+            "The first tunnel of a fresh `tp HOST PORT` across the link, as in (f1) (a new \
+             process, connection and handshake per sample, the way ssh's ProxyCommand runs \
+             it; the byte it sends goes behind the hello): over TLS/TCP the TCP handshake, \
+             the TLS handshake and the request are three round trips, over QUIC the \
+             handshake and the request two.\n\n\
+             | | p50 [ms] | p99 [ms] | p50 in round trips |\n|---|---:|---:|---:|"
+        );
+        for (name, row) in [("**tp** (TLS/TCP)", tcp), ("**tp-quic**", quic)] {
+            let Some((p50, p99, rtt)) = row else { continue };
+            let trips = rtt
+                .filter(|&rtt| rtt > 0.0)
+                .map_or("-".into(), |rtt| format!("{:.2}", p50 / rtt));
+            let _ = writeln!(md, "| {name} | {} | {} | {trips} |", ms(Some(p50)), ms(p99));
+        }
+        if let (Some((t, ..)), Some((q, ..))) = (tcp, quic) {
+            let _ = writeln!(md, "| tp-quic / tp | {} | | |", ratio(q / t));
+        }
+        md.push('\n');
     }
 
     /// The (h) lines of the terminal table, if (h) ran.
@@ -142,6 +181,10 @@ mod tests {
             results.add(system, Metric::LinkOpenP50, 1, p50);
             results.add(system, Metric::LinkOpenP99, 1, p50 + 2.0);
         }
+        results.add(SystemId::Tp, Metric::LinkFirstP50, 1, 35.0);
+        results.add(SystemId::Tp, Metric::LinkFirstP99, 1, 40.0);
+        results.add(SystemId::TpQuic, Metric::LinkFirstP50, 1, 25.0);
+        results.add(SystemId::TpQuic, Metric::LinkFirstP99, 1, 30.0);
         results.add(SystemId::Tp, Metric::OpenP50, 1, 1.5);
         results.add(SystemId::TpQuic, Metric::OpenP50, 1, 0.5);
         let run = RunRecord::with_results(results);
@@ -156,6 +199,9 @@ mod tests {
             "| haproxy | 10.500 | 33.600 (1.00x) | 35.600 | 3.20 |",
             "| direct (reference) | 10.000 | 20.500 (0.61x) | 22.500 | 2.05 |",
             "tp-quic / tp = 0.33x (on loopback, (c): 0.33x); run by run: 0.330x.",
+            "| **tp** (TLS/TCP) | 35.000 | 40.000 | 3.50 |",
+            "| **tp-quic** | 25.000 | 30.000 | 2.50 |",
+            "| tp-quic / tp | 0.71x | | |",
         ] {
             assert!(md.contains(row), "{row} in:\n{md}");
         }

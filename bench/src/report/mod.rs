@@ -91,7 +91,9 @@ pub(crate) fn value(metric: Metric, v: f64) -> String {
         | Metric::SignalOpenP99
         | Metric::LinkOpenP50
         | Metric::LinkOpenP99
-        | Metric::LinkRtt => format!("{v:.3}"),
+        | Metric::LinkRtt
+        | Metric::LinkFirstP50
+        | Metric::LinkFirstP99 => format!("{v:.3}"),
         Metric::IdleServer | Metric::IdleClient | Metric::SignalIdle => format!("{v:.1}"),
     }
 }

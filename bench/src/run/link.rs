@@ -1,6 +1,7 @@
 //! Running (h): the link and a target at its far end are set up once per harness
 //! run; then, per run and system, the system starts with its server side across the
-//! link and its client side here, and sequential opens are timed as in (c).
+//! link and its client side here, and sequential opens are timed as in (c); for tp,
+//! also fresh `tp HOST PORT` processes as in (f1).
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::process::Command;
@@ -12,7 +13,7 @@ use super::progress;
 use crate::children::Child;
 use crate::link::{self, Link};
 use crate::results::Results;
-use crate::scenarios::{Metric, conn, latency};
+use crate::scenarios::{Metric, conn, first, latency};
 use crate::settings::Settings;
 use crate::systems::{self, Ctx, SystemId};
 
@@ -94,5 +95,25 @@ pub(super) async fn scenario(
     results.add(system, Metric::LinkRtt, run, rtt_ms);
     results.add(system, Metric::LinkOpenP50, run, l.p50_ms);
     results.add(system, Metric::LinkOpenP99, run, l.p99_ms);
+    drop(running);
+
+    // tp alone: (f1) across the link, a fresh `tp HOST PORT` per sample.
+    let Some(stdio) = systems::start_stdio(system, ctx, &format!("run{run}-link-first"))
+        .context("did not start for the first tunnels")?
+    else {
+        return Ok(());
+    };
+    let count = (settings.link_opens / 4).max(10);
+    let f = first::run(|| stdio.tunnel(), || stdio.version(), count, &stdio.log())
+        .await
+        .context("(h) first tunnels")?;
+    progress(
+        system,
+        run,
+        "(h) first tunnel across the link",
+        format!("p50 {:.3} ms, p99 {:.3} ms", f.p50_ms, f.p99_ms),
+    );
+    results.add(system, Metric::LinkFirstP50, run, f.p50_ms);
+    results.add(system, Metric::LinkFirstP99, run, f.p99_ms);
     Ok(())
 }

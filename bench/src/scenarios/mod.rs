@@ -97,10 +97,13 @@ pub(crate) enum Metric {
     LinkOpenP99,
     /// (h) the link's round trip, measured (TCP connect p50) before the system's opens.
     LinkRtt,
+    /// (h) tp only: (f1) across the link, p50 of one run.
+    LinkFirstP50,
+    LinkFirstP99,
 }
 
 impl Metric {
-    pub(crate) const ALL: [Metric; 20] = [
+    pub(crate) const ALL: [Metric; 22] = [
         Metric::BulkOne,
         Metric::BulkEight,
         Metric::OpenP50,
@@ -121,6 +124,8 @@ impl Metric {
         Metric::LinkOpenP50,
         Metric::LinkOpenP99,
         Metric::LinkRtt,
+        Metric::LinkFirstP50,
+        Metric::LinkFirstP99,
     ];
 
     /// Column title.
@@ -146,6 +151,8 @@ impl Metric {
             Metric::LinkOpenP50 => "(h) open p50 across the link",
             Metric::LinkOpenP99 => "(h) open p99 across the link",
             Metric::LinkRtt => "(h) link round trip",
+            Metric::LinkFirstP50 => "(h) first tunnel p50 across the link",
+            Metric::LinkFirstP99 => "(h) first tunnel p99 across the link",
         }
     }
 
@@ -163,7 +170,9 @@ impl Metric {
             | Metric::SignalOpenP99
             | Metric::LinkOpenP50
             | Metric::LinkOpenP99
-            | Metric::LinkRtt => "ms",
+            | Metric::LinkRtt
+            | Metric::LinkFirstP50
+            | Metric::LinkFirstP99 => "ms",
             Metric::OpenRate => "/s",
             Metric::IdleServer | Metric::IdleClient | Metric::SignalIdle => "KiB",
         }
@@ -200,6 +209,8 @@ impl Metric {
                 | Metric::LinkOpenP50
                 | Metric::LinkOpenP99
                 | Metric::LinkRtt
+                | Metric::LinkFirstP50
+                | Metric::LinkFirstP99
         )
     }
 }

@@ -79,6 +79,7 @@ pub(super) fn start(ctx: &Ctx, dir: &Path, transport: Transport) -> anyhow::Resu
             c.ca.display()
         ),
     )?;
+    let server = ctx.server_side(server);
     let mut server = Child::spawn("server side", server, &dir.join("server.log"))?;
     server.wait_listening(addr)?;
     Ok(Stdio {
