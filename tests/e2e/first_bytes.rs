@@ -2,10 +2,11 @@
 //! hello (docs/protocol.md allows payload right behind the hello): curl's
 //! request reaches nginx without waiting for the answer, a refused tunnel's
 //! request reaches no one, and after a server restart the tunnel retried on a
-//! new QUIC connection delivers the bytes once.
+//! new QUIC connection delivers the bytes once. `tp HOST PORT` does the same
+//! with what is piped into it.
 
 use tokio::process::Command;
-use tp_tests::bins::{TpUp, run, system_bin, tp};
+use tp_tests::bins::{TpUp, run, run_tp, system_bin, tp};
 use tp_tests::nginx::{BODY, Nginx};
 use tp_tests::process::ServerProcess;
 use tp_tests::server::ONLY_BOB_POLICY;
@@ -58,6 +59,32 @@ async fn curls_request_goes_out_with_the_hello(transport: Transport) {
         .expect("bytes.up");
     assert!(up_bytes >= first, "bytes.up={up_bytes}, first={first}");
     assert_eq!(up.terminate().await.code(), Some(0));
+}
+
+/// A request piped into `tp HOST PORT` goes before the answer (real stdin,
+/// read by tokio on a blocking thread), and comes back whole from the echo.
+async fn a_request_piped_into_tp_goes_before_the_answer(transport: Transport) {
+    let server = TestServer::start().await;
+    let target = EchoTarget::start().await;
+    let config = server.client_config_over(&pki().alice, transport);
+    let port = target.addr().port().to_string();
+    let request = b"GET / HTTP/1.0\r\nHost: example\r\n\r\n";
+    let out = run_tp(&config, ["-vv", "127.0.0.1", port.as_str()], request).await;
+    assert_eq!(out.code(), 0, "{transport:?}: {}", out.stderr);
+    assert_eq!(out.stdout, request, "{transport:?}: the echo");
+    let line = out
+        .stderr
+        .lines()
+        .find(|l| l.contains("tunnel open") && l.contains(" first="))
+        .unwrap_or_else(|| panic!("{transport:?}: no first=N in {}", out.stderr));
+    let first: usize = line
+        .split_once(" first=")
+        .and_then(|(_, rest)| rest.split(' ').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("first=N in {line}"));
+    assert!(
+        first > 0,
+        "{transport:?}: nothing went before the answer: {line}"
+    );
 }
 
 /// A denied tunnel: what the local client sent with the hello reaches no one,
@@ -148,4 +175,5 @@ async fn after_a_server_restart_the_first_bytes_reach_the_target_once() {
 tp_tests::over_both_transports!(
     curls_request_goes_out_with_the_hello,
     a_refused_tunnels_first_bytes_reach_no_one,
+    a_request_piped_into_tp_goes_before_the_answer,
 );

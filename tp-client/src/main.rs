@@ -46,74 +46,83 @@ fn run(cli: Cli) -> u8 {
         Ok(runtime) => runtime,
         Err(e) => return fail(&format!("{e:#}"), exit::LOCAL),
     };
-    let status = runtime.block_on(async {
-        match cli.command {
-            Command::Connect { dest, port } => {
-                match stdio::run(&connector, &Target { dest, port }).await {
-                    Ok(_) => exit::OK,
-                    Err(e) => fail(&e, e.exit_status()),
-                }
-            }
-            Command::Up {
-                target,
-                local_port,
-                bind,
-                udp,
-                udp_idle,
-            } => {
-                let connector = Arc::new(connector);
-                let stop = up::shutdown_signal();
-                let served = if udp {
-                    let options = up::udp::UdpOptions {
-                        idle: udp_idle,
-                        ..up::udp::UdpOptions::default()
-                    };
-                    up::udp::run(connector, target, bind, local_port, options, stop).await
-                } else {
-                    up::run(connector, target, bind, local_port, stop).await
-                };
-                match served {
-                    Ok(()) => exit::OK,
-                    Err(e) => fail(&e, exit::LOCAL),
-                }
-            }
-            Command::Expose {
-                local_port,
-                name,
-                public,
-                allow,
-                proxy_protocol,
-                local_host,
-            } => {
-                let mode = match (name, public) {
-                    (Some(name), _) => Mode::Service {
-                        name,
-                        allow: AllowList::new(allow),
-                    },
-                    (None, Some(port)) => Mode::Public {
-                        port,
-                        proxy_protocol,
-                    },
-                    // clap requires one of --name and --public.
-                    (None, None) => return fail(&"give --name or --public", exit::USAGE),
-                };
-                let options = ExposeOptions {
-                    local_host,
-                    local_port,
-                    mode,
-                    heartbeat: expose::Heartbeat::default(),
-                };
-                let renew = || Connector::from_settings(&settings);
-                match expose::run(connector, renew, options, up::shutdown_signal()).await {
-                    Ok(()) => exit::OK,
-                    Err(e) => fail(&e, e.exit_status()),
-                }
-            }
-        }
-    });
+    // A panic unwinding out of `block_on` would drop the runtime, which waits
+    // for its blocking tasks: one may be parked in a read of stdin, and tp
+    // would hang with ssh waiting on it. Caught, the runtime is let go below,
+    // and the status is Rust's for a panic (the default hook has printed it).
+    let command =
+        std::panic::AssertUnwindSafe(|| runtime.block_on(command(cli, connector, &settings)));
+    let status = std::panic::catch_unwind(command).unwrap_or(101);
     // Do not wait for blocking tasks: one may be parked in a read of stdin.
     runtime.shutdown_background();
     status
+}
+
+/// Runs the command; returns the exit status.
+async fn command(cli: Cli, connector: Connector, settings: &config::Settings) -> u8 {
+    match cli.command {
+        Command::Connect { dest, port } => {
+            match stdio::run(&connector, &Target { dest, port }).await {
+                Ok(_) => exit::OK,
+                Err(e) => fail(&e, e.exit_status()),
+            }
+        }
+        Command::Up {
+            target,
+            local_port,
+            bind,
+            udp,
+            udp_idle,
+        } => {
+            let connector = Arc::new(connector);
+            let stop = up::shutdown_signal();
+            let served = if udp {
+                let options = up::udp::UdpOptions {
+                    idle: udp_idle,
+                    ..up::udp::UdpOptions::default()
+                };
+                up::udp::run(connector, target, bind, local_port, options, stop).await
+            } else {
+                up::run(connector, target, bind, local_port, stop).await
+            };
+            match served {
+                Ok(()) => exit::OK,
+                Err(e) => fail(&e, exit::LOCAL),
+            }
+        }
+        Command::Expose {
+            local_port,
+            name,
+            public,
+            allow,
+            proxy_protocol,
+            local_host,
+        } => {
+            let mode = match (name, public) {
+                (Some(name), _) => Mode::Service {
+                    name,
+                    allow: AllowList::new(allow),
+                },
+                (None, Some(port)) => Mode::Public {
+                    port,
+                    proxy_protocol,
+                },
+                // clap requires one of --name and --public.
+                (None, None) => return fail(&"give --name or --public", exit::USAGE),
+            };
+            let options = ExposeOptions {
+                local_host,
+                local_port,
+                mode,
+                heartbeat: expose::Heartbeat::default(),
+            };
+            let renew = || Connector::from_settings(settings);
+            match expose::run(connector, renew, options, up::shutdown_signal()).await {
+                Ok(()) => exit::OK,
+                Err(e) => fail(&e, e.exit_status()),
+            }
+        }
+    }
 }
 
 fn build_runtime(command: &Command) -> anyhow::Result<Runtime> {

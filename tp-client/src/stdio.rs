@@ -142,13 +142,14 @@ where
     let mut first = FirstBytes::reader(&mut input);
     let mut link = connector.open_link_with(target, &mut first).await?;
     let (sent_first, ended) = (first.len() as u64, first.reached_eof());
-    drop(first);
+    // Read but not sent (no hello took it: a service, stealth mode): first.
+    let unsent = first.into_unsent();
     info!(%target, server = %connector.server(), transport = %link.via(), "tunnel open");
     // Installed only now: until the tunnel is open, a signal just ends tp.
     let stop = stop()?;
-    // stdin's end was read while the hello waited: a terminal does not give it
-    // twice, so the bridge must not wait for it again.
-    let input = input.take(if ended { 0 } else { u64::MAX });
+    // stdin's end was read before the tunnel opened: a terminal does not give
+    // it twice, so the bridge must not wait for it again.
+    let input = std::io::Cursor::new(unsent).chain(input.take(if ended { 0 } else { u64::MAX }));
     let bridged = bridge(&mut link, input, output, stop)
         .await
         .map(|stats| BridgeStats {
@@ -514,6 +515,32 @@ mod tests {
             assert_eq!(end.bytes, 20, "{transport:?}: {end:?}");
             connector.close().await;
         }
+    }
+
+    #[tokio::test]
+    async fn in_stealth_mode_stdin_waits_for_the_tunnel_and_nothing_is_lost() {
+        let pki = Pki::new("test CA");
+        let setup = ServerSetup {
+            alpn: false,
+            ..ServerSetup::trusting(&pki)
+        };
+        let server = start_dual(setup, Behaviour::Echo).await;
+        let connector = connector_via(&pki, &pki, server.addr.port(), Transport::Tcp).stealth();
+        // Read before the hello went (stdin is polled early), but not sent
+        // with it: it must come first once the tunnel is open.
+        let stdin = EndsOnce(Some(b"request".to_vec()));
+        let (stdout, mut stdout_r) = duplex(1024);
+        let stats = tokio::time::timeout(
+            Duration::from_secs(10),
+            run_with(&connector, &db9(), stdin, stdout, no_signal),
+        )
+        .await
+        .expect("the bridge ends")
+        .unwrap();
+        let mut got = Vec::new();
+        stdout_r.read_to_end(&mut got).await.unwrap();
+        assert_eq!(got, b"earlyrequest");
+        assert_eq!(stats.sent, 7);
     }
 
     /// A stdin like a terminal's: its bytes, then its end once (Ctrl-D), then

@@ -37,8 +37,10 @@ pub const FIRST_BYTES_MAX: usize = 16 * 1024;
 #[derive(Debug, Default)]
 pub struct FirstBytes<'a> {
     source: Option<Source<'a>>,
-    /// What was read, once it was.
-    taken: Option<Vec<u8>>,
+    /// What was read.
+    taken: Vec<u8>,
+    /// The bytes for the hello were read: [`FirstBytes::take`] reads no more.
+    took: bool,
     /// The local side's EOF was read: nothing more will come.
     eof: bool,
 }
@@ -74,15 +76,17 @@ impl<'a> FirstBytes<'a> {
         }
     }
 
-    /// Whatever `reader` has at hand when the hello goes out (stdin, for
-    /// `tp HOST PORT`). Once the tunnel is open, the caller reads on from
-    /// `reader`, unless [`FirstBytes::reached_eof`]: a terminal's end of input
-    /// is read only once.
+    /// Whatever `reader` (stdin, for `tp HOST PORT`) has at hand when the
+    /// hello goes out. It is polled once now as well, so that a reader that
+    /// reads in the background (tokio's stdin) has its bytes by then. Once the
+    /// tunnel is open, the caller reads on from `reader`, unless
+    /// [`FirstBytes::reached_eof`]: a terminal's end of input is read only once.
+    /// A reader's errors are left to the caller too: they end the watch.
     pub fn reader(reader: &'a mut (dyn AsyncRead + Unpin + Send)) -> Self {
-        FirstBytes {
-            source: Some(Source::Reader(reader)),
-            ..FirstBytes::default()
-        }
+        let mut first = FirstBytes::default();
+        first.eof = poll_once(reader, &mut first.taken);
+        first.source = Some(Source::Reader(reader));
+        first
     }
 
     /// The bytes to send with the hello: read from the local side the first
@@ -90,19 +94,22 @@ impl<'a> FirstBytes<'a> {
     /// An error means the local connection is already broken (reset, say):
     /// its tunnel is not worth opening.
     pub(crate) fn take(&mut self) -> io::Result<&[u8]> {
-        if self.taken.is_none() {
-            let read = match &mut self.source {
-                None => Vec::new(),
-                Some(Source::Tcp(stream)) => read_ready(stream)?,
-                Some(Source::Reader(reader)) => {
-                    let (read, eof) = poll_once(&mut **reader)?;
-                    self.eof = eof;
-                    read
+        if !self.took {
+            match &mut self.source {
+                None => {}
+                Some(Source::Tcp(stream)) => {
+                    let room = FIRST_BYTES_MAX.saturating_sub(self.taken.len());
+                    let read = read_ready(stream, room)?;
+                    self.taken.extend_from_slice(&read);
                 }
-            };
-            self.taken = Some(read);
+                Some(Source::Reader(reader)) if !self.eof => {
+                    self.eof = poll_once(&mut **reader, &mut self.taken);
+                }
+                Some(Source::Reader(_)) => {}
+            }
+            self.took = true;
         }
-        Ok(self.taken.as_deref().unwrap_or_default())
+        Ok(&self.taken)
     }
 
     /// Waits until the local side writes more, takes it and returns it: the
@@ -115,7 +122,7 @@ impl<'a> FirstBytes<'a> {
         let Some(source) = &mut self.source else {
             return Ok(None);
         };
-        let taken = self.taken.get_or_insert_with(Vec::new);
+        let taken = &mut self.taken;
         let start = taken.len();
         if self.eof || start >= FIRST_BYTES_MAX {
             return Ok(None);
@@ -141,7 +148,15 @@ impl<'a> FirstBytes<'a> {
             Source::Reader(reader) => {
                 let room = FIRST_BYTES_MAX - start;
                 taken.reserve(room);
-                reader.read_buf(&mut (&mut *taken).limit(room)).await?
+                loop {
+                    match reader.read_buf(&mut (&mut *taken).limit(room)).await {
+                        Ok(n) => break n,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        // Not this tunnel's failure: the caller reads on and
+                        // meets it (for stdin: the end of what is sent).
+                        Err(_) => return Ok(None),
+                    }
+                }
             }
         };
         if read == 0 {
@@ -159,7 +174,14 @@ impl<'a> FirstBytes<'a> {
 
     /// How many bytes went before the answer.
     pub fn len(&self) -> usize {
-        self.taken.as_ref().map_or(0, Vec::len)
+        if self.took { self.taken.len() } else { 0 }
+    }
+
+    /// What was read from a reader but did not go with a hello (there was
+    /// none: a tunnel to a service, stealth mode, a failure first): the caller
+    /// sends it first once the tunnel is open.
+    pub fn into_unsent(self) -> Vec<u8> {
+        if self.took { Vec::new() } else { self.taken }
     }
 
     /// Whether no byte went before the answer.
@@ -168,27 +190,26 @@ impl<'a> FirstBytes<'a> {
     }
 }
 
-/// What `reader` gives at the first poll, up to [`FIRST_BYTES_MAX`], and
-/// whether that was its EOF. The poll's wake-up is dropped: the next read (in
-/// [`FirstBytes::more`], or the relay) polls again. For tokio's stdin, this
-/// poll starts the background read whose bytes that next read returns.
-fn poll_once(reader: &mut (dyn AsyncRead + Unpin + Send)) -> io::Result<(Vec<u8>, bool)> {
-    let mut buf = Vec::with_capacity(FIRST_BYTES_MAX);
-    let mut limited = (&mut buf).limit(FIRST_BYTES_MAX);
-    let polled = pin!(reader.read_buf(&mut limited)).poll(&mut Context::from_waker(Waker::noop()));
-    match polled {
-        Poll::Pending => Ok((Vec::new(), false)),
-        Poll::Ready(Ok(0)) => Ok((Vec::new(), true)),
-        Poll::Ready(Ok(_)) => Ok((buf, false)),
-        Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::Interrupted => Ok((Vec::new(), false)),
-        Poll::Ready(Err(e)) => Err(e),
+/// Appends what `reader` gives at one poll to `taken`, up to
+/// [`FIRST_BYTES_MAX`] in all; true if that was its EOF. The poll's wake-up is
+/// dropped: the next read (in [`FirstBytes::more`], or the caller's) polls
+/// again. For tokio's stdin, a first poll starts the background read whose
+/// bytes a later one returns. An error is left for the caller's reads to meet.
+fn poll_once(reader: &mut (dyn AsyncRead + Unpin + Send), taken: &mut Vec<u8>) -> bool {
+    let room = FIRST_BYTES_MAX.saturating_sub(taken.len());
+    if room == 0 {
+        return false;
     }
+    taken.reserve(room);
+    let mut limited = taken.limit(room);
+    let polled = pin!(reader.read_buf(&mut limited)).poll(&mut Context::from_waker(Waker::noop()));
+    matches!(polled, Poll::Ready(Ok(0)))
 }
 
 /// Reads what `stream` has at hand, up to [`FIRST_BYTES_MAX`], without
 /// waiting. An empty result is "nothing yet" or EOF alike: the relay reads the
 /// EOF again.
-fn read_ready(stream: &TcpStream) -> io::Result<Vec<u8>> {
+fn read_ready(stream: &TcpStream, room: usize) -> io::Result<Vec<u8>> {
     // tokio would not read before its reactor has seen the socket readable,
     // which a connection accepted a moment ago may not have been yet: read the
     // (non-blocking) socket directly. tokio's own next read then finds what
@@ -198,7 +219,7 @@ fn read_ready(stream: &TcpStream) -> io::Result<Vec<u8>> {
     // allocated when there is nothing to take.
     let mut buf = [0u8; FIRST_BYTES_MAX];
     loop {
-        match (&*socket).read(&mut buf) {
+        match (&*socket).read(&mut buf[..room.min(FIRST_BYTES_MAX)]) {
             Ok(n) => return Ok(buf[..n].to_vec()),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Vec::new()),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
