@@ -206,8 +206,7 @@ fn poll_once(reader: &mut (dyn AsyncRead + Unpin + Send), taken: &mut Vec<u8>) -
     matches!(polled, Poll::Ready(Ok(0)))
 }
 
-/// Reads what `stream` has at hand, up to [`FIRST_BYTES_MAX`], without
-/// waiting. An empty result is "nothing yet" or EOF alike: the relay reads the
+/// Reads what `stream` has at hand, up to `room` bytes, without waiting. An empty result is "nothing yet" or EOF alike: the relay reads the
 /// EOF again.
 fn read_ready(stream: &TcpStream, room: usize) -> io::Result<Vec<u8>> {
     // tokio would not read before its reactor has seen the socket readable,
