@@ -210,7 +210,7 @@ mod tests {
         for row in [
             "| (h) open p50 across the link: no slower than the best peer | 0.98x | met |",
             "| (h) open p50 across the link over a reused QUIC connection: under a third of \
-             TLS/TCP | 0.330x | met |",
+             TLS/TCP | 0.3303x | met |",
         ] {
             assert!(md.contains(row), "{row} in:\n{md}");
         }
