@@ -33,6 +33,10 @@ pub(super) struct FarSide {
 /// the reference with no tunnel across the link.
 pub(super) fn start(near: &Ctx, settings: &Settings) -> anyhow::Result<FarSide> {
     let work_dir = near.work_dir.join("far");
+    // As for the near side: no configs or logs of an earlier run.
+    if work_dir.join("systems").exists() {
+        std::fs::remove_dir_all(work_dir.join("systems"))?;
+    }
     std::fs::create_dir_all(&work_dir)?;
     let link = Link::start(&work_dir, settings.link_rtt).context("setting up the link")?;
     let port = near.ports.take()?.port();
