@@ -448,6 +448,21 @@ mod tests {
         Ok(never())
     }
 
+    /// A tunnel to db9 through `connector`, bridged to `stdin` and `stdout`
+    /// until it ends (within 10 s).
+    async fn bridged(
+        connector: &Connector,
+        stdin: impl AsyncRead + Unpin + Send,
+        stdout: impl AsyncWrite + Unpin,
+    ) -> Result<BridgeStats, StdioError> {
+        tokio::time::timeout(
+            Duration::from_secs(10),
+            run_with(connector, &db9(), stdin, stdout, no_signal),
+        )
+        .await
+        .expect("the bridge ends")
+    }
+
     #[tokio::test]
     async fn a_tunnel_the_server_aborts_exits_non_zero() {
         let pki = Pki::new("test CA");
@@ -530,13 +545,7 @@ mod tests {
         // with it: it must come first once the tunnel is open.
         let stdin = EndsOnce(Some(b"request".to_vec()));
         let (stdout, mut stdout_r) = duplex(1024);
-        let stats = tokio::time::timeout(
-            Duration::from_secs(10),
-            run_with(&connector, &db9(), stdin, stdout, no_signal),
-        )
-        .await
-        .expect("the bridge ends")
-        .unwrap();
+        let stats = bridged(&connector, stdin, stdout).await.unwrap();
         let mut got = Vec::new();
         stdout_r.read_to_end(&mut got).await.unwrap();
         assert_eq!(got, b"earlyrequest");
@@ -573,13 +582,7 @@ mod tests {
             let connector = connector_via(&pki, &pki, server.addr.port(), transport);
             let (stdout, mut stdout_r) = duplex(1024);
             let stdin = EndsOnce(Some(b"request".to_vec()));
-            let stats = tokio::time::timeout(
-                Duration::from_secs(10),
-                run_with(&connector, &db9(), stdin, stdout, no_signal),
-            )
-            .await
-            .expect("the bridge ends")
-            .unwrap();
+            let stats = bridged(&connector, stdin, stdout).await.unwrap();
             let mut got = Vec::new();
             stdout_r.read_to_end(&mut got).await.unwrap();
             assert_eq!(got, b"earlyrequest", "{transport:?}");
@@ -596,13 +599,7 @@ mod tests {
         let (stdout, stdout_r) = duplex(1024);
         drop(stdout_r);
         // The server's "early" bytes cannot be written: ssh has gone.
-        let stats = tokio::time::timeout(
-            Duration::from_secs(10),
-            run_with(&connector, &db9(), stdin, stdout, no_signal),
-        )
-        .await
-        .expect("the bridge ends")
-        .unwrap();
+        let stats = bridged(&connector, stdin, stdout).await.unwrap();
         assert_eq!(stats, BridgeStats::default());
         assert_eq!(server.next_end().await.how, ClientEnd::Reset(1));
     }
