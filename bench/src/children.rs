@@ -45,56 +45,60 @@ impl Child {
 
     /// Waits until `addr` accepts TCP connections; fails if the child exits first.
     pub(crate) fn wait_listening(&mut self, addr: SocketAddr) -> anyhow::Result<()> {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(status) = self.child.try_wait().context("polling a child")? {
-                bail!(
-                    "{} exited ({status}) before listening on {addr}; log {}:\n{}",
-                    self.name,
-                    self.log.display(),
-                    tail(&self.log)
-                );
-            }
-            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                bail!(
-                    "{} is not listening on {addr} after 20 s; log {}:\n{}",
-                    self.name,
-                    self.log.display(),
-                    tail(&self.log)
-                );
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let what = format!("listening on {addr}");
+        self.wait_until(
+            &what,
+            Duration::from_secs(20),
+            Duration::from_millis(50),
+            || TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok(),
+        )
     }
 
     /// Waits until the child's output (its log) contains `marker`; fails if the child
     /// exits first, or after 10 s.
     pub(crate) fn wait_output(&mut self, marker: &str) -> anyhow::Result<()> {
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let log = self.log.clone();
+        let what = format!("ready (its output says {marker:?})");
+        self.wait_until(
+            &what,
+            Duration::from_secs(10),
+            Duration::from_millis(20),
+            || std::fs::read_to_string(&log).is_ok_and(|text| text.contains(marker)),
+        )
+    }
+
+    /// Polls `ready` every `every` until it holds; fails, quoting the log, if the
+    /// child exits first or `limit` passes. `what` says what is awaited.
+    fn wait_until(
+        &mut self,
+        what: &str,
+        limit: Duration,
+        every: Duration,
+        mut ready: impl FnMut() -> bool,
+    ) -> anyhow::Result<()> {
+        let deadline = Instant::now() + limit;
         loop {
-            if std::fs::read_to_string(&self.log).is_ok_and(|text| text.contains(marker)) {
-                return Ok(());
-            }
             if let Some(status) = self.child.try_wait().context("polling a child")? {
                 bail!(
-                    "{} exited ({status}); log {}:\n{}",
+                    "{} exited ({status}) before {what}; log {}:\n{}",
                     self.name,
                     self.log.display(),
                     tail(&self.log)
                 );
+            }
+            if ready() {
+                return Ok(());
             }
             if Instant::now() > deadline {
                 bail!(
-                    "{} did not start in 10 s; log {}:\n{}",
+                    "{} is not {what} after {} s; log {}:\n{}",
                     self.name,
+                    limit.as_secs(),
                     self.log.display(),
                     tail(&self.log)
                 );
             }
-            std::thread::sleep(Duration::from_millis(20));
+            std::thread::sleep(every);
         }
     }
 
