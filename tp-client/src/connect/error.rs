@@ -108,8 +108,9 @@ pub enum ConnectError {
     /// requested), or while it waited for its answer (the tunnel is dropped).
     #[error("the local connection failed before its tunnel opened: {0}")]
     Local(#[source] io::Error),
-    /// Sending the hello failed.
-    #[error("sending the hello to {server} failed: {source}")]
+    /// Sending the hello failed, or sending the tunnel's first bytes behind it
+    /// (those the local side wrote while the answer was awaited).
+    #[error("sending the hello or the tunnel's first bytes to {server} failed: {source}")]
     Io {
         /// The server.
         server: ServerAddr,
