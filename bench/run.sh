@@ -43,10 +43,13 @@ command -v openssl >/dev/null 2>&1 || need+=(openssl)
 # (h): the emulated link (network namespace, TUN devices, the python3 forwarder).
 command -v ip >/dev/null 2>&1 || [ -x /usr/sbin/ip ] || need+=(iproute2)
 command -v python3 >/dev/null 2>&1 || need+=(python3)
+# The harness stops each peer's whole process group with kill(1) (a shell builtin
+# here, a binary for tp-bench), which minimal images may lack.
+[ -x /bin/kill ] || [ -x /usr/bin/kill ] || need+=(procps)
 if [ ${#need[@]} -gt 0 ]; then
   step "installing peers: ${need[*]}"
   $SUDO apt-get update -q
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${need[@]}"
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${need[@]}"
 fi
 # PATH may lack /usr/sbin for non-root users.
 export PATH="$PATH:/usr/sbin:/sbin"
@@ -67,6 +70,9 @@ fi
 # --rev REV: benchmark tp as committed at REV (a `git archive` export built in its own
 # target dir) instead of the working tree; useful while the tree is mid-edit and for
 # before/after comparisons. Every other option goes to tp-bench.
+# `safe.directory`: as root (sudo, which (h) needs) in a checkout another user owns,
+# git would refuse to read it.
+git() { command git -c safe.directory="$PWD" "$@"; }
 rev=""
 args=()
 while [ $# -gt 0 ]; do
@@ -95,7 +101,7 @@ else
   step "build tp from the working tree (release)"
   cargo build --release -p tp-server -p tp-client
   tp_bin="$target_dir/release"
-  tp_source="$(git describe --always --dirty --abbrev=12)"
+  tp_source="$(git describe --always --dirty --abbrev=12 2>/dev/null || echo "unknown (not a git checkout)")"
   case "$tp_source" in
     *-dirty) tp_source="$tp_source (working tree with uncommitted changes)" ;;
     *) tp_source="$tp_source (working tree, nothing uncommitted)" ;;

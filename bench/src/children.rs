@@ -50,7 +50,10 @@ impl Child {
             &what,
             Duration::from_secs(20),
             Duration::from_millis(50),
-            || TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok(),
+            // Long enough for a connect across (h)'s link at its longest
+            // round trip (`--rtt-ms` up to 1000); on loopback a closed port
+            // refuses at once.
+            || TcpStream::connect_timeout(&addr, Duration::from_secs(3)).is_ok(),
         )
     }
 
@@ -128,6 +131,9 @@ impl Child {
             std::thread::sleep(Duration::from_millis(20));
         }
         self.signal_group("-KILL");
+        // Without a `kill` binary the group was not signalled: the leader at least
+        // must not be waited for forever.
+        let _ = self.child.kill();
         let _ = self.child.wait();
     }
 }

@@ -58,6 +58,10 @@ impl Link {
         let ns = link.netns.as_str();
         let (near, far) = (NEAR.to_string(), FAR.to_string());
         ip(&["link", "set", &far_dev, "netns", ns])?;
+        // No IPv6 link-local addresses, so no router solicitations and the like
+        // on the link: only the benchmark's own packets cross it.
+        ip(&["link", "set", &near_dev, "addrgenmode", "none"])?;
+        ip(&["-n", ns, "link", "set", &far_dev, "addrgenmode", "none"])?;
         ip(&["addr", "add", &near, "peer", &far, "dev", &near_dev])?;
         ip(&["link", "set", &near_dev, "up"])?;
         ip(&[
@@ -118,7 +122,12 @@ pub(crate) fn measured_rtt(addr: SocketAddr, count: usize) -> anyhow::Result<Dur
 /// with the processes still in it, and its forwarder, which holds the link's
 /// addresses on its TUN devices.
 fn remove_stale() {
-    let dead = |pid: &str| !Path::new("/proc").join(pid).exists();
+    // Ours is not made yet: a name with this process's pid is an earlier
+    // run's whose pid came round again.
+    let ours = std::process::id().to_string();
+    let dead = |pid: &str| {
+        pid.parse::<u32>().is_ok() && (pid == ours || !Path::new("/proc").join(pid).exists())
+    };
     let namespaces = Command::new("ip").args(["netns", "list"]).output();
     let listed = namespaces.map(|out| String::from_utf8_lossy(&out.stdout).into_owned());
     for line in listed.unwrap_or_default().lines() {

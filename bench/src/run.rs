@@ -31,7 +31,47 @@ fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
     })
 }
 
+/// SIGINT, SIGTERM and SIGHUP, caught from the start: every child runs in a
+/// process group of its own, so only this process can stop them, and it must not
+/// die of a signal before it has. A signal that arrives during the setup (the
+/// target, `openssl speed`, the link) takes effect when the scenarios start.
+struct Stop {
+    signals: Vec<(&'static str, tokio::signal::unix::Signal)>,
+}
+
+impl Stop {
+    fn install() -> anyhow::Result<Stop> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut signals = Vec::new();
+        for (name, kind) in [
+            ("SIGINT", SignalKind::interrupt()),
+            ("SIGTERM", SignalKind::terminate()),
+            ("SIGHUP", SignalKind::hangup()),
+        ] {
+            signals.push((
+                name,
+                signal(kind).with_context(|| format!("catching {name}"))?,
+            ));
+        }
+        Ok(Stop { signals })
+    }
+
+    /// The name of the first of the signals to arrive.
+    async fn received(&mut self) -> &'static str {
+        std::future::poll_fn(|cx| {
+            for (name, signal) in &mut self.signals {
+                if signal.poll_recv(cx).is_ready() {
+                    return std::task::Poll::Ready(*name);
+                }
+            }
+            std::task::Poll::Pending
+        })
+        .await
+    }
+}
+
 pub(crate) async fn main(args: RunArgs) -> anyhow::Result<()> {
+    let mut stop = Stop::install()?;
     let mut settings = Settings::from_args(&args)?;
     let work_dir = absolute(&args.work_dir)?;
     let bin_dir = absolute(&args.bin_dir)?;
@@ -152,7 +192,7 @@ pub(crate) async fn main(args: RunArgs) -> anyhow::Result<()> {
     };
     tokio::select! {
         () = harness => {}
-        _ = tokio::signal::ctrl_c() => bail!("interrupted; every started process was stopped"),
+        name = stop.received() => bail!("stopped by {name}; every started process was stopped"),
     }
     drop(far);
     drop(target);
@@ -289,7 +329,15 @@ async fn check_mtls(ctx: &Ctx, system: SystemId, running: &Running, results: &mu
     let tp_hello = matches!(system, SystemId::Tp | SystemId::TpQuic);
     match probe::without_client_cert(port, &ctx.certs.ca, ctx.target, tp_hello).await {
         Ok(how) => results.note(system, format!("mTLS check: no client certificate: {how}")),
-        Err(e) => results.note(system, format!("mTLS check FAILED: {e:#}")),
+        Err(e) => {
+            results.note(
+                system,
+                format!("mTLS check FAILED: {e:#}; left out of the best peer"),
+            );
+            if system.is_peer() {
+                results.unverified.push(system);
+            }
+        }
     }
 }
 

@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use super::{Report, ratio, value};
+use super::{Report, ratio, ratio_beside, value};
 use crate::scenarios::Metric;
 use crate::systems::SystemId;
 
@@ -205,7 +205,7 @@ impl Report<'_> {
             let vs_peer = r.ratio(SystemId::Tp, metric);
             rows.push((
                 format!("{}: at least 1.2x the best peer", metric.title()),
-                vs_peer.map_or("-".into(), ratio),
+                vs_peer.map_or("-".into(), |v| ratio_beside(v, 1.2)),
                 verdict(vs_peer.map(|v| v >= 1.2)),
             ));
             let vs_relay = tp(metric)
@@ -213,21 +213,21 @@ impl Report<'_> {
                 .map(|(t, rel)| t / rel);
             rows.push((
                 format!("{}: at least half the plain relay", metric.title()),
-                vs_relay.map_or("-".into(), ratio),
+                vs_relay.map_or("-".into(), |v| ratio_beside(v, 0.5)),
                 verdict(vs_relay.map(|v| v >= 0.5)),
             ));
         }
         let p50 = r.ratio(SystemId::Tp, Metric::OpenP50);
         rows.push((
             "(c) open p50: no slower than the best peer".into(),
-            p50.map_or("-".into(), ratio),
+            p50.map_or("-".into(), |v| ratio_beside(v, 1.0)),
             verdict(p50.map(|v| v <= 1.0)),
         ));
         if let Some(quic) = r.median(SystemId::TpQuic, Metric::OpenP50) {
             let vs_tcp = tp(Metric::OpenP50).map(|t| quic / t);
             rows.push((
                 "(c)/(f) open p50 over a reused QUIC connection: under a third of TLS/TCP".into(),
-                vs_tcp.map_or("-".into(), ratio),
+                vs_tcp.map_or("-".into(), |v| ratio_beside(v, 1.0 / 3.0)),
                 verdict(vs_tcp.map(|v| v < 1.0 / 3.0)),
             ));
         }
@@ -237,7 +237,7 @@ impl Report<'_> {
         if across.is_some() {
             rows.push((
                 "(h) open p50 across the link: no slower than the best peer".into(),
-                across.map_or("-".into(), ratio),
+                across.map_or("-".into(), |v| ratio_beside(v, 1.0)),
                 verdict(across.map(|v| v <= 1.0)),
             ));
         }
@@ -247,8 +247,7 @@ impl Report<'_> {
                 "(h) open p50 across the link over a reused QUIC connection: under a third \
                  of TLS/TCP"
                     .into(),
-                // Four decimals: a third is 0.3333, and the figure is close.
-                vs_tcp.map_or("-".into(), |v| format!("{v:.4}x")),
+                vs_tcp.map_or("-".into(), |v| ratio_beside(v, 1.0 / 3.0)),
                 verdict(vs_tcp.map(|v| v < 1.0 / 3.0)),
             ));
         }

@@ -103,6 +103,16 @@ pub(crate) fn ratio(r: f64) -> String {
     format!("{r:.2}x")
 }
 
+/// A ratio shown beside a verdict against `threshold`: four decimals where two
+/// would round it onto the threshold, so that 0.3340 does not read "0.33x, not met".
+pub(crate) fn ratio_beside(r: f64, threshold: f64) -> String {
+    if ratio(r) == ratio(threshold) && r != threshold {
+        format!("{r:.4}x")
+    } else {
+        ratio(r)
+    }
+}
+
 impl Report<'_> {
     /// The systems that produced at least one figure, in the canonical order.
     fn systems(&self) -> Vec<SystemId> {
@@ -235,5 +245,21 @@ impl Report<'_> {
             }
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_ratio_beside_its_threshold_never_rounds_onto_it() {
+        assert_eq!(ratio_beside(0.3340, 1.0 / 3.0), "0.3340x");
+        assert_eq!(ratio_beside(0.3321, 1.0 / 3.0), "0.3321x");
+        assert_eq!(ratio_beside(1.196, 1.2), "1.1960x");
+        assert_eq!(ratio_beside(1.004, 1.0), "1.0040x");
+        assert_eq!(ratio_beside(1.0, 1.0), "1.00x");
+        assert_eq!(ratio_beside(0.35, 1.0 / 3.0), "0.35x");
+        assert_eq!(ratio_beside(1.43, 1.2), "1.43x");
     }
 }
