@@ -20,7 +20,7 @@ use crate::report::{Report, RunRecord};
 use crate::results::Results;
 use crate::scenarios::{Metric, ScenarioId, bulk, conn, idle, latency, rate};
 use crate::settings::{RunArgs, Settings};
-use crate::systems::{self, Ctx, Running, SystemId};
+use crate::systems::{self, Ctx, Running, SystemId, Tuning};
 use crate::{certs, crypto, probe};
 
 fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
@@ -285,7 +285,12 @@ async fn run_system(
         ScenarioId::OpenRate,
     ];
     if traffic.into_iter().any(has) {
-        match systems::start(system, ctx, &format!("run{run}-traffic")) {
+        match systems::start(
+            system,
+            ctx,
+            &format!("run{run}-traffic"),
+            Tuning::Throughput,
+        ) {
             Ok(running) => {
                 if run == 1 {
                     check_mtls(ctx, system, &running, results).await;
@@ -298,7 +303,7 @@ async fn run_system(
         }
     }
     if has(ScenarioId::Idle) {
-        match systems::start(system, ctx, &format!("run{run}-idle")) {
+        match systems::start(system, ctx, &format!("run{run}-idle"), Tuning::Memory) {
             Ok(running) => {
                 if let Err(e) = idle_scenario(settings, system, run, &running, results).await {
                     results.note(system, format!("run {run} (e): {e:#}"));

@@ -127,7 +127,11 @@ impl Report<'_> {
             "\nCertificates: one CA, a server leaf (`localhost`, `127.0.0.1`) and a client leaf, \
              ECDSA P-256 / SHA-256, made with rcgen at the start of each harness run. Every TLS \
              system verifies both sides and resumes no session, so each tunnel pays a full \
-             handshake, as tp does (docs/adr/0001-no-session-resumption.md).\n"
+             handshake, as tp does (docs/adr/0001-no-session-resumption.md). The OpenSSL \
+             peers (stunnel, haproxy, nginx, socat) share an OpenSSL configuration \
+             (`OPENSSL_CONF`): TLS 1.3, AES-128-GCM and `NumTickets = 0`, since OpenSSL \
+             otherwise sends two session tickets after every TLS 1.3 handshake whatever the \
+             peer's own ticket setting, work tp-server does not do.\n"
         );
         self.crypto(&mut md);
         self.machine_section(&mut md);

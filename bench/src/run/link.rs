@@ -15,7 +15,7 @@ use crate::link::{self, Link};
 use crate::results::Results;
 use crate::scenarios::{Metric, conn, first, latency};
 use crate::settings::Settings;
-use crate::systems::{self, Ctx, SystemId};
+use crate::systems::{self, Ctx, SystemId, Tuning};
 
 /// Connects timed to measure the link's round trip before each system.
 const RTT_PROBES: usize = 20;
@@ -76,8 +76,8 @@ pub(super) async fn scenario(
     results: &mut Results,
 ) -> anyhow::Result<()> {
     let ctx = &far.ctx;
-    let running =
-        systems::start(system, ctx, &format!("run{run}-link")).context("did not start")?;
+    let running = systems::start(system, ctx, &format!("run{run}-link"), Tuning::Throughput)
+        .context("did not start")?;
     let probe = SocketAddr::from((link::FAR, ctx.target.port()));
     let rtt = link::measured_rtt(probe, RTT_PROBES)?;
     for _ in 0..3 {

@@ -238,16 +238,33 @@ pub(crate) fn unavailable(system: SystemId, bin_dir: &Path) -> Option<String> {
     (!found).then(|| format!("`{program}` not found (bench/run.sh installs it)"))
 }
 
+/// What a peer is configured for. tp has one configuration (its copy buffers
+/// come from a pool and go back when a tunnel idles); a peer gets what suits the
+/// scenario best, as its operator would choose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Tuning {
+    /// Traffic ((a)-(d), (h)): 64 KiB copy buffers where the peer has a setting,
+    /// as tp's relay and the plain relay use.
+    Throughput,
+    /// Idle tunnels ((e)): the peer's default buffers.
+    Memory,
+}
+
 /// Starts `system`; `tag` names its scratch directory (configs and logs).
-pub(crate) fn start(system: SystemId, ctx: &Ctx, tag: &str) -> anyhow::Result<Running> {
+pub(crate) fn start(
+    system: SystemId,
+    ctx: &Ctx,
+    tag: &str,
+    tuning: Tuning,
+) -> anyhow::Result<Running> {
     let dir = ctx.dir(system, tag)?;
     match system {
         SystemId::Tp => tp::start(ctx, &dir, tp::Transport::Tcp),
         SystemId::TpQuic => tp::start(ctx, &dir, tp::Transport::Quic),
         SystemId::Stunnel => stunnel::start(ctx, &dir),
-        SystemId::Haproxy => haproxy::start(ctx, &dir),
-        SystemId::Nginx => nginx::start(ctx, &dir),
-        SystemId::Socat => socat::start(ctx, &dir),
+        SystemId::Haproxy => haproxy::start(ctx, &dir, tuning),
+        SystemId::Nginx => nginx::start(ctx, &dir, tuning),
+        SystemId::Socat => socat::start(ctx, &dir, tuning),
         SystemId::Direct => Ok(Running {
             entry: ctx.target_from_here(),
             tls_port: None,
@@ -312,6 +329,30 @@ fn fd_limit() -> usize {
     crate::machine::open_files_limit()
         .and_then(|l| l.parse().ok())
         .unwrap_or(1024)
+}
+
+/// The OpenSSL configuration every OpenSSL peer runs with (`OPENSSL_CONF`): TLS 1.3
+/// with AES-128-GCM (socat has no setting for TLS 1.3 ciphersuites), and no
+/// session tickets. OpenSSL sends two tickets after every TLS 1.3 handshake even
+/// with nginx's `ssl_session_tickets off`, haproxy's `no-tls-tickets` or stunnel's
+/// `sessionResume = no`; tp-server sends none, and no client here resumes.
+const OPENSSL_CONF: &str = "openssl_conf = openssl_init\n\n[openssl_init]\n\
+ssl_conf = ssl_module\n\n[ssl_module]\nsystem_default = tls_defaults\n\n[tls_defaults]\n\
+MinProtocol = TLSv1.3\nCiphersuites = TLS_AES_128_GCM_SHA256\nNumTickets = 0\n";
+
+/// `program` with [`OPENSSL_CONF`] in its environment.
+fn openssl_peer(ctx: &Ctx, program: &str) -> anyhow::Result<Command> {
+    let mut cmd = Command::new(program);
+    openssl_env(ctx, &mut cmd)?;
+    Ok(cmd)
+}
+
+/// Puts [`OPENSSL_CONF`] in `cmd`'s environment.
+fn openssl_env(ctx: &Ctx, cmd: &mut Command) -> anyhow::Result<()> {
+    let conf = ctx.work_dir.join("openssl-peers.cnf");
+    write_config(&conf, OPENSSL_CONF)?;
+    cmd.env("OPENSSL_CONF", conf);
+    Ok(())
 }
 
 /// Writes a config file.

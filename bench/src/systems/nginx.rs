@@ -4,13 +4,14 @@
 use std::path::Path;
 use std::process::Command;
 
-use super::{Ctx, Running, start_pair, write_config};
+use super::{Ctx, Running, Tuning, openssl_env, start_pair, write_config};
 use crate::certs::SERVER_NAME;
 
 pub(super) const SETUP: &str = "nginx stream (`proxy_ssl on`, `proxy_ssl_verify on`, \
 `proxy_ssl_certificate`, `proxy_ssl_session_reuse off`) -> nginx stream (`listen ... ssl`, \
 `ssl_verify_client on`, `ssl_session_tickets off`); TLSv1.3 only, ciphersuites \
-TLS_AES_128_GCM_SHA256 via `*ssl_conf_command`, `worker_processes auto` (2), `worker_connections` from the open-file limit, no access log.";
+TLS_AES_128_GCM_SHA256 via `*ssl_conf_command`, `worker_processes auto` (2), `worker_connections` from the open-file limit, no access log; \
+`proxy_buffer_size 64k` for (a)-(d) and (h), the default 16k for (e).";
 
 const MODULE: &str = "/usr/lib/nginx/modules/ngx_stream_module.so";
 
@@ -38,7 +39,11 @@ pub(super) fn command(dir: &Path, conf: &Path) -> Command {
     cmd
 }
 
-pub(super) fn start(ctx: &Ctx, dir: &Path) -> anyhow::Result<Running> {
+pub(super) fn start(ctx: &Ctx, dir: &Path, tuning: Tuning) -> anyhow::Result<Running> {
+    let buffer = match tuning {
+        Tuning::Throughput => "    proxy_buffer_size 64k;\n",
+        Tuning::Memory => "",
+    };
     let server_addr = ctx.server_addr()?;
     let entry = ctx.ports.take()?;
     let c = &ctx.certs;
@@ -57,7 +62,7 @@ pub(super) fn start(ctx: &Ctx, dir: &Path) -> anyhow::Result<Running> {
                  ssl_certificate_key {};\n    ssl_client_certificate {};\n    \
                  ssl_verify_client on;\n    ssl_protocols TLSv1.3;\n    \
                  ssl_conf_command Ciphersuites TLS_AES_128_GCM_SHA256;\n    \
-                 ssl_session_tickets off;\n    proxy_timeout 1h;\n    proxy_pass {};\n  }}\n",
+                 ssl_session_tickets off;\n    proxy_timeout 1h;\n{buffer}    proxy_pass {};\n  }}\n",
                 c.server_cert.display(),
                 c.server_key.display(),
                 c.ca.display(),
@@ -77,17 +82,16 @@ pub(super) fn start(ctx: &Ctx, dir: &Path) -> anyhow::Result<Running> {
                  proxy_ssl_verify on;\n    proxy_ssl_name {SERVER_NAME};\n    \
                  proxy_ssl_server_name on;\n    proxy_ssl_protocols TLSv1.3;\n    \
                  proxy_ssl_conf_command Ciphersuites TLS_AES_128_GCM_SHA256;\n    \
-                 proxy_ssl_session_reuse off;\n    proxy_timeout 1h;\n  }}\n",
+                 proxy_ssl_session_reuse off;\n    proxy_timeout 1h;\n{buffer}  }}\n",
                 c.client_cert.display(),
                 c.client_key.display(),
                 c.ca.display()
             ),
         ),
     )?;
-    start_pair(
-        ctx,
-        (command(&server_dir, &server_conf), server_addr),
-        (command(&client_dir, &client_conf), entry),
-        dir,
-    )
+    let mut server = command(&server_dir, &server_conf);
+    openssl_env(ctx, &mut server)?;
+    let mut client = command(&client_dir, &client_conf);
+    openssl_env(ctx, &mut client)?;
+    start_pair(ctx, (server, server_addr), (client, entry), dir)
 }

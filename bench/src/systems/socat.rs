@@ -2,22 +2,27 @@
 //! `OPENSSL-LISTEN,fork,verify=1` -> `TCP` on the server side.
 
 use std::path::Path;
-use std::process::Command;
 
-use super::{Ctx, Running, start_pair};
+use super::{Ctx, Running, Tuning, openssl_peer, start_pair};
 use crate::certs::SERVER_NAME;
 
 pub(super) const SETUP: &str = "socat `TCP-LISTEN:E,fork OPENSSL:S,cert,key,cafile,verify=1,\
 commonname=localhost` -> socat `OPENSSL-LISTEN:S,fork,cert,key,cafile,verify=1 TCP:target`; \
-`min-version=TLS1.3`, `nodelay` on all four sockets. socat sets no TLS 1.3 ciphersuites, so OpenSSL's default \
-(TLS_AES_256_GCM_SHA384) is used. One forked process per connection on each side, 8 KiB \
-copy buffer (socat's default).";
+`min-version=TLS1.3`, `nodelay` on all four sockets. socat has no setting for TLS 1.3 ciphersuites: \
+AES-128-GCM comes from the OpenSSL configuration all OpenSSL peers share. One forked process per \
+connection on each side; copy buffer `-b 65536` for (a)-(d) and (h), socat's default 8 KiB for (e).";
 
-pub(super) fn start(ctx: &Ctx, dir: &Path) -> anyhow::Result<Running> {
+pub(super) fn start(ctx: &Ctx, dir: &Path, tuning: Tuning) -> anyhow::Result<Running> {
     let server_addr = ctx.server_addr()?;
     let entry = ctx.ports.take()?;
     let c = &ctx.certs;
-    let mut server = Command::new("socat");
+    let buffer = |cmd: &mut std::process::Command| {
+        if tuning == Tuning::Throughput {
+            cmd.args(["-b", "65536"]);
+        }
+    };
+    let mut server = openssl_peer(ctx, "socat")?;
+    buffer(&mut server);
     server.arg(format!(
         "OPENSSL-LISTEN:{},bind={},reuseaddr,fork,backlog=1024,nodelay,cert={},key={},cafile={},\
          verify=1,min-version=TLS1.3",
@@ -28,7 +33,8 @@ pub(super) fn start(ctx: &Ctx, dir: &Path) -> anyhow::Result<Running> {
         c.ca.display()
     ));
     server.arg(format!("TCP:{},nodelay", ctx.target));
-    let mut client = Command::new("socat");
+    let mut client = openssl_peer(ctx, "socat")?;
+    buffer(&mut client);
     client.arg(format!(
         "TCP-LISTEN:{},bind=127.0.0.1,reuseaddr,fork,backlog=1024,nodelay",
         entry.port()

@@ -1,15 +1,14 @@
 //! stunnel 5: one `client = yes` instance, one server instance with `requireCert`.
 
 use std::path::Path;
-use std::process::Command;
 
-use super::{Ctx, Running, start_pair, write_config};
+use super::{Ctx, Running, openssl_peer, start_pair, write_config};
 use crate::certs::SERVER_NAME;
 
 pub(super) const SETUP: &str = "stunnel4 client (`client = yes`, `verifyChain`, `checkHost = localhost`) \
 -> stunnel4 server (`requireCert = yes`, `verifyChain`); both `sslVersionMin = TLSv1.3`, \
 `ciphersuites = TLS_AES_128_GCM_SHA256`, `sessionResume = no`, TCP_NODELAY both ways; default thread-per-connection \
-model and logging (level notice, to a file).";
+model and logging (level notice, to a file); no setting for its copy buffers.";
 
 const COMMON: &str = "foreground = yes\npid =\nsyslog = no\n\
                       socket = l:TCP_NODELAY=1\nsocket = r:TCP_NODELAY=1\n";
@@ -44,9 +43,9 @@ pub(super) fn start(ctx: &Ctx, dir: &Path) -> anyhow::Result<Running> {
             c.client_key.display()
         ),
     )?;
-    let mut server = Command::new("stunnel4");
+    let mut server = openssl_peer(ctx, "stunnel4")?;
     server.arg(&server_conf);
-    let mut client = Command::new("stunnel4");
+    let mut client = openssl_peer(ctx, "stunnel4")?;
     client.arg(&client_conf);
     start_pair(ctx, (server, server_addr), (client, entry), dir)
 }
