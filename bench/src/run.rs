@@ -332,7 +332,15 @@ async fn run_system(
 async fn check_mtls(ctx: &Ctx, system: SystemId, running: &Running, results: &mut Results) {
     let Some(port) = running.tls_port else { return };
     let tp_hello = matches!(system, SystemId::Tp | SystemId::TpQuic);
-    match probe::without_client_cert(port, &ctx.certs.ca, ctx.target, tp_hello).await {
+    // Bounded: a server that stalls the probe must not stall the run.
+    let probe = tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        probe::without_client_cert(port, &ctx.certs.ca, ctx.target, tp_hello),
+    );
+    let probed = probe
+        .await
+        .unwrap_or_else(|_| Ok("no answer within 20 s (neither refused nor forwarded)".into()));
+    match probed {
         Ok(how) => results.note(system, format!("mTLS check: no client certificate: {how}")),
         Err(e) => {
             results.note(

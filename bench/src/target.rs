@@ -4,9 +4,10 @@
 //! Target protocol (also spoken inside TLS by the stand-in Signal host of (g),
 //! `signal_host.rs`): the first byte picks the mode.
 //! - `E` echo: every following byte is sent back; EOF is answered with EOF.
-//! - `S` sink: a big-endian u64 length, then that many bytes, which are counted and
-//!   dropped; the count goes back as a big-endian u64, then EOF. The length prefix
-//!   means no system's half-close behaviour is needed to end a transfer.
+//! - `S` sink: a big-endian u64 length, then that many bytes of [`pattern`], which
+//!   are checked, counted and dropped; the count goes back as a big-endian u64
+//!   ([`SINK_CORRUPT`] if a byte differed from the pattern), then EOF. The length
+//!   prefix means no system's half-close behaviour is needed to end a transfer.
 //! - `D` source: a big-endian u64 length; that many bytes come back, then EOF.
 
 use std::net::SocketAddr;
@@ -21,6 +22,11 @@ pub(crate) const MODE_ECHO: u8 = b'E';
 pub(crate) const MODE_SINK: u8 = b'S';
 /// Mode byte: send the number of bytes asked for.
 pub(crate) const MODE_SOURCE: u8 = b'D';
+
+/// What the sink answers when the bytes it got are not the pattern.
+pub(crate) const SINK_CORRUPT: u64 = u64::MAX;
+/// Bulk data is [`pattern`]`(PATTERN_PERIOD)` over and over.
+pub(crate) const PATTERN_PERIOD: usize = 256 * 1024;
 
 const SINK_BUF: usize = 256 * 1024;
 const ECHO_BUF: usize = 16 * 1024;
@@ -70,10 +76,15 @@ pub(crate) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         MODE_SINK => {
             let want = stream.read_u64().await?;
             let mut buf = vec![0u8; SINK_BUF];
+            let expected = pattern(PATTERN_PERIOD);
             let mut count: u64 = 0;
             while count < want {
                 let n = stream.read(&mut buf).await?;
                 if n == 0 {
+                    break;
+                }
+                if !is_pattern(&buf[..n], count, &expected) {
+                    count = SINK_CORRUPT;
                     break;
                 }
                 count += n as u64;
@@ -83,7 +94,7 @@ pub(crate) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         }
         MODE_SOURCE => {
             let mut left = stream.read_u64().await?;
-            let chunk = pattern(SINK_BUF);
+            let chunk = pattern(PATTERN_PERIOD);
             while left > 0 {
                 let n = left.min(chunk.len() as u64) as usize;
                 stream.write_all(&chunk[..n]).await?;
@@ -93,6 +104,22 @@ pub(crate) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         }
         _ => Ok(()),
     }
+}
+
+/// Whether `got`, found `offset` bytes into a transfer, is what the pattern
+/// repeated every [`PATTERN_PERIOD`] bytes has there; `period` is one period of it.
+pub(crate) fn is_pattern(got: &[u8], offset: u64, period: &[u8]) -> bool {
+    let mut at = (offset % period.len() as u64) as usize;
+    let mut got = got;
+    while !got.is_empty() {
+        let take = got.len().min(period.len() - at);
+        if got[..take] != period[at..at + take] {
+            return false;
+        }
+        got = &got[take..];
+        at = 0;
+    }
+    true
 }
 
 /// `len` bytes of a fixed pattern: what bulk transfers send.

@@ -149,7 +149,16 @@ async fn checks(client: &SignalClient, entry: SocketAddr, system: SystemId, resu
         ),
         Err(e) => results.note(system, format!("(g) outer TLS FAILED: {e:#}")),
     }
-    match client.connect_to(entry, "example.com").await {
+    let refused = tokio::time::timeout(
+        crate::scenarios::conn::PING_TIMEOUT,
+        client.connect_to(entry, "example.com"),
+    );
+    match refused.await.unwrap_or_else(|_| {
+        Err(anyhow::anyhow!(
+            "no answer within {:?}",
+            crate::scenarios::conn::PING_TIMEOUT
+        ))
+    }) {
         Ok(_) => results.note(
             system,
             "(g) check FAILED: an inner TLS handshake to example.com (not on the allowlist) \

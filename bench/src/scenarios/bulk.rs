@@ -9,9 +9,9 @@ use anyhow::{Context, bail};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::target::{MODE_SINK, MODE_SOURCE, pattern};
+use crate::target::{MODE_SINK, MODE_SOURCE, PATTERN_PERIOD, SINK_CORRUPT, is_pattern, pattern};
 
-const CHUNK: usize = 256 * 1024;
+const CHUNK: usize = PATTERN_PERIOD;
 const STREAM_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// Moves `total` bytes over `streams` concurrent tunnels; returns MB/s (10^6 bytes).
@@ -65,6 +65,9 @@ pub(crate) async fn send<S: AsyncRead + AsyncWrite + Unpin>(
         .read_u64()
         .await
         .context("reading the sink's byte count (tunnel closed early?)")?;
+    if count == SINK_CORRUPT {
+        bail!("the sink got bytes that differ from those sent");
+    }
     if count != bytes {
         bail!("the sink counted {count} bytes of {bytes}");
     }
@@ -88,16 +91,8 @@ pub(crate) async fn receive<S: AsyncRead + AsyncWrite + Unpin>(
         if n == 0 {
             break;
         }
-        // The source repeats the pattern every CHUNK bytes.
-        let mut at = (count % CHUNK as u64) as usize;
-        let mut got = &buf[..n];
-        while !got.is_empty() {
-            let take = got.len().min(CHUNK - at);
-            if got[..take] != want[at..at + take] {
-                bail!("bulk data differs from what the source sent, after {count} bytes");
-            }
-            got = &got[take..];
-            at = 0;
+        if !is_pattern(&buf[..n], count, &want) {
+            bail!("bulk data differs from what the source sent, after {count} bytes");
         }
         count += n as u64;
     }
@@ -142,5 +137,20 @@ mod tests {
             .expect_err("a flipped bit");
         assert!(format!("{e:#}").contains("differs"), "{e:#}");
         wrong.await.expect("join").expect("peer");
+    }
+
+    #[tokio::test]
+    async fn the_sink_notices_changed_bytes() {
+        let (mut ours, mut theirs) = tokio::io::duplex(64 * 1024);
+        let target = tokio::spawn(async move { crate::target::serve(&mut theirs).await });
+        let bytes = CHUNK as u64 + 10;
+        ours.write_u8(MODE_SINK).await.expect("mode");
+        ours.write_u64(bytes).await.expect("length");
+        let mut data = pattern(CHUNK);
+        data.extend_from_slice(&pattern(10));
+        data[CHUNK + 3] ^= 1;
+        ours.write_all(&data).await.expect("data");
+        assert_eq!(ours.read_u64().await.expect("count"), SINK_CORRUPT);
+        target.await.expect("join").expect("sink");
     }
 }
