@@ -1,20 +1,17 @@
 //! One sample of (f1): spawn a process, optionally write to its stdin, and time the
 //! wait for the first byte on its stdout. The process then gets stdin EOF and must
-//! exit successfully on its own; the time to its exit is taken too (its status is
-//! polled every millisecond).
+//! exit successfully on its own; the time to its exit is taken too (tokio's child
+//! reaping wakes the wait when the child exits, so no polling interval rounds it).
 //!
-//! stdin and stdout are pipes driven through `tokio::net::unix::pipe`, so every
-//! wait has a deadline.
+//! stdin and stdout are tokio pipes, so every wait has a deadline.
 
 use std::fs::File;
-use std::os::fd::OwnedFd;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::unix::pipe;
 
 use crate::children::tail;
 
@@ -39,18 +36,6 @@ pub(crate) struct Timing {
     pub(crate) exit: Duration,
 }
 
-/// Kills and reaps the child unless it already exited.
-struct Reaped(Child);
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        if matches!(self.0.try_wait(), Ok(None)) {
-            let _ = self.0.kill();
-        }
-        let _ = self.0.wait();
-    }
-}
-
 /// Time from `spawn()` to the first byte on stdout, and to the exit. stderr is
 /// appended to `log`.
 pub(crate) async fn first_byte(
@@ -69,13 +54,16 @@ pub(crate) async fn first_byte(
         Stdio::piped()
     };
     cmd.stdin(stdin).stdout(Stdio::piped()).stderr(err);
+    let mut cmd = tokio::process::Command::from(cmd);
+    // Killed (and reaped by tokio) if a deadline below gives up on it.
+    cmd.kill_on_drop(true);
 
     let start = Instant::now();
-    let mut child = Reaped(cmd.spawn().with_context(|| format!("starting {cmd:?}"))?);
-    let stdin = child.0.stdin.take().map(OwnedFd::from);
-    let stdout = child.0.stdout.take().context("no stdout pipe")?;
-    let mut stdout = pipe::Receiver::from_owned_fd(OwnedFd::from(stdout))?;
-    let mut stdin = stdin.map(pipe::Sender::from_owned_fd).transpose()?;
+    let mut child = cmd
+        .spawn()
+        .with_context(|| format!("starting {:?}", cmd.as_std()))?;
+    let mut stdin = child.stdin.take();
+    let mut stdout = child.stdout.take().context("no stdout pipe")?;
     if let Some(w) = &mut stdin {
         w.write_all(exchange.send)
             .await
@@ -104,7 +92,10 @@ pub(crate) async fn first_byte(
         .await
         .context("stdout still open 15 s after stdin closed")?
         .context("reading the rest of stdout")?;
-    let status = exit_status(&mut child.0).await?;
+    let status = tokio::time::timeout(DEADLINE, child.wait())
+        .await
+        .context("still running 15 s after its stdout closed")?
+        .context("waiting for the process")?;
     let exit = start.elapsed();
     if !status.success() {
         bail!("exited with {status}; stderr:\n{}", tail(log));
@@ -113,17 +104,4 @@ pub(crate) async fn first_byte(
         first_byte: elapsed,
         exit,
     })
-}
-
-async fn exit_status(child: &mut Child) -> anyhow::Result<std::process::ExitStatus> {
-    let deadline = Instant::now() + DEADLINE;
-    loop {
-        if let Some(status) = child.try_wait().context("polling the process")? {
-            return Ok(status);
-        }
-        if Instant::now() > deadline {
-            bail!("still running 15 s after its stdout closed");
-        }
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
 }
