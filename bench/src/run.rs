@@ -459,6 +459,16 @@ async fn idle_scenario(
             fmt(r.client_kib)
         ),
     );
+    if r.closed > 0 {
+        results.note(
+            system,
+            format!(
+                "run {run} (e): {} of the {} idle connections were closed by the system when \
+                 memory was measured; the figures are per connection still open",
+                r.closed, r.opened
+            ),
+        );
+    }
     if r.failed > 0 {
         results.note(
             system,

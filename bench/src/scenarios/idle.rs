@@ -1,21 +1,48 @@
 //! (e): many idle tunnels. Each tunnel is opened and proven with one echo, then held
 //! without traffic. Memory per tunnel = (PSS of the side's process groups with every
-//! tunnel open - PSS before the first one) / tunnels open. (g) uses the same with
-//! its TLS-in-TLS connections.
+//! tunnel open - PSS before the first one) / tunnels still open once it is taken (a
+//! system that closed idle tunnels must not look lighter for it). (g) uses the same
+//! with its TLS-in-TLS connections.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
+use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 
 use crate::children::{group_pss_kib, group_size};
+
+/// A held connection whose socket can be asked whether the other end closed it.
+pub(crate) trait Held {
+    /// The TCP connection to the system's entry.
+    fn tcp(&self) -> &TcpStream;
+
+    /// Whether the system closed or reset it. Reads at most one byte, without
+    /// waiting: only for a connection about to be dropped.
+    fn closed(&self) -> bool {
+        match self.tcp().try_read(&mut [0u8; 1]) {
+            Ok(0) => true,
+            Ok(_) => false,
+            Err(e) => e.kind() != std::io::ErrorKind::WouldBlock,
+        }
+    }
+}
+
+impl Held for TcpStream {
+    fn tcp(&self) -> &TcpStream {
+        self
+    }
+}
 
 /// What (e) measured.
 #[derive(Debug, Clone)]
 pub(crate) struct Idle {
     pub(crate) opened: usize,
+    /// Of those, closed by the system by the time memory was measured; the
+    /// figures are per tunnel still open.
+    pub(crate) closed: usize,
     /// Attempts that failed; opening stops early once they pile up.
     pub(crate) failed: usize,
     pub(crate) server_kib: Option<f64>,
@@ -42,7 +69,7 @@ pub(crate) async fn run<F, Fut, S>(
 where
     F: Fn() -> Fut,
     Fut: Future<Output = anyhow::Result<S>> + Send + 'static,
-    S: Send + 'static,
+    S: Held + Send + 'static,
 {
     let pss = |pgids: &[u32]| -> anyhow::Result<Option<u64>> {
         if pgids.is_empty() {
@@ -93,17 +120,20 @@ where
     }
     tokio::time::sleep(SETTLE).await;
     let opened = streams.len();
-    let per = |before: Option<u64>, pgids: &[u32]| -> anyhow::Result<Option<f64>> {
-        match (before, pss(pgids)?) {
-            (Some(b), Some(a)) if opened > 0 => Ok(Some((a as f64 - b as f64) / opened as f64)),
-            _ => Ok(None),
-        }
+    let server_after = pss(server)?;
+    let client_after = pss(client)?;
+    let closed = streams.iter().filter(|s| s.closed()).count();
+    let live = opened - closed;
+    let per = |before: Option<u64>, after: Option<u64>| match (before, after) {
+        (Some(b), Some(a)) if live > 0 => Some((a as f64 - b as f64) / live as f64),
+        _ => None,
     };
     let result = Idle {
         opened,
+        closed,
         failed,
-        server_kib: per(server_before, server)?,
-        client_kib: per(client_before, client)?,
+        server_kib: per(server_before, server_after),
+        client_kib: per(client_before, client_after),
         server_processes: server.iter().map(|&pgid| group_size(pgid)).sum(),
         first_error,
     };
@@ -111,4 +141,31 @@ where
     // Let the systems tear the tunnels down before whatever runs next.
     tokio::time::sleep(SETTLE).await;
     Ok(result)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_held_connection_knows_when_the_other_end_closed_it() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let ours = TcpStream::connect(listener.local_addr().expect("addr"))
+            .await
+            .expect("connect");
+        let (theirs, _) = listener.accept().await.expect("accept");
+        assert!(!ours.closed(), "open and quiet");
+        drop(theirs);
+        // The FIN arrives on its own time, even on loopback.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while !ours.closed() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the close never showed"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
 }

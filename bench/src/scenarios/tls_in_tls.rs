@@ -23,6 +23,12 @@ pub(crate) type Outer = TlsStream<TcpStream>;
 /// The inner connection: TLS to the Signal host, carried inside [`Outer`].
 pub(crate) type Inner = TlsStream<Outer>;
 
+impl super::idle::Held for Inner {
+    fn tcp(&self) -> &tokio::net::TcpStream {
+        self.get_ref().0.get_ref().0
+    }
+}
+
 /// Makes TLS-in-TLS connections through a Signal proxy.
 #[derive(Clone)]
 pub(crate) struct SignalClient {
