@@ -1,6 +1,7 @@
 //! The certificates every system uses, made at run time with rcgen: one CA, a server
 //! leaf for `localhost` and `127.0.0.1`, a client leaf, and a leaf for the Signal
-//! host the stand-in of scenario (g) plays. ECDSA P-256, SHA-256.
+//! host the stand-in of scenario (g) plays. ECDSA P-256, SHA-256. Also a client leaf
+//! with the same name from a CA no system trusts, for the mTLS check.
 
 use std::path::{Path, PathBuf};
 
@@ -33,6 +34,9 @@ pub(crate) struct Certs {
     /// The stand-in Signal host's certificate ([`SIGNAL_HOST`]) and key.
     pub(crate) signal_cert: PathBuf,
     pub(crate) signal_key: PathBuf,
+    /// A client leaf named [`CLIENT_IDENTITY`] issued by another CA, and its key.
+    pub(crate) foreign_client_cert: PathBuf,
+    pub(crate) foreign_client_key: PathBuf,
 }
 
 fn key() -> anyhow::Result<KeyPair> {
@@ -52,21 +56,24 @@ fn write(path: &Path, text: &str) -> anyhow::Result<()> {
     std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
 }
 
-/// Makes a fresh CA and both leaves under `dir`.
+/// A self-signed CA named `cn`, and the issuer it makes.
+fn ca(cn: &str) -> anyhow::Result<(rcgen::Certificate, Issuer<'static, KeyPair>)> {
+    let mut params = CertificateParams::default();
+    params.distinguished_name.push(DnType::CommonName, cn);
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let key = key()?;
+    let cert = params
+        .self_signed(&key)
+        .with_context(|| format!("self-signing {cn}"))?;
+    Ok((cert, Issuer::new(params, key)))
+}
+
+/// Makes a fresh CA and the leaves under `dir`.
 pub(crate) fn generate(dir: &Path) -> anyhow::Result<Certs> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
 
-    let mut ca_params = CertificateParams::default();
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "tp-bench CA");
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    let ca_key = key()?;
-    let ca_cert = ca_params
-        .self_signed(&ca_key)
-        .context("self-signing the CA")?;
-    let issuer = Issuer::new(ca_params, ca_key);
+    let (ca_cert, issuer) = ca("tp-bench CA")?;
 
     let mut server = leaf_params(SERVER_NAME, ExtendedKeyUsagePurpose::ServerAuth);
     server.subject_alt_names = vec![
@@ -95,6 +102,12 @@ pub(crate) fn generate(dir: &Path) -> anyhow::Result<Certs> {
         .signed_by(&signal_key, &issuer)
         .context("issuing the Signal host's certificate")?;
 
+    let (_, foreign_issuer) = ca("tp-bench CA")?;
+    let foreign_key = key()?;
+    let foreign_cert = leaf_params(CLIENT_IDENTITY, ExtendedKeyUsagePurpose::ClientAuth)
+        .signed_by(&foreign_key, &foreign_issuer)
+        .context("issuing the foreign client certificate")?;
+
     let certs = Certs {
         ca: dir.join("ca.pem"),
         server_cert: dir.join("server.pem"),
@@ -105,6 +118,8 @@ pub(crate) fn generate(dir: &Path) -> anyhow::Result<Certs> {
         client_combined: dir.join("client-combined.pem"),
         signal_cert: dir.join("signal.pem"),
         signal_key: dir.join("signal.key"),
+        foreign_client_cert: dir.join("foreign-client.pem"),
+        foreign_client_key: dir.join("foreign-client.key"),
     };
     write(&certs.ca, &ca_cert.pem())?;
     write(&certs.server_cert, &server_cert.pem())?;
@@ -121,5 +136,7 @@ pub(crate) fn generate(dir: &Path) -> anyhow::Result<Certs> {
     )?;
     write(&certs.signal_cert, &signal_cert.pem())?;
     write(&certs.signal_key, &signal_key.serialize_pem())?;
+    write(&certs.foreign_client_cert, &foreign_cert.pem())?;
+    write(&certs.foreign_client_key, &foreign_key.serialize_pem())?;
     Ok(certs)
 }
