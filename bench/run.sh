@@ -14,8 +14,10 @@
 #   bench/run.sh --scenarios h --rtt-ms 40            opens across a 40 ms round trip
 #   bench/run.sh --rev HEAD     tp as committed at HEAD, not the working tree
 #   bench/run.sh --systems tp,tp-quic --scenarios f1 --merge target/bench/run.json
-#                               one scenario again, merged into a saved full run: the
-#                               report keeps every other figure of that run
+#                               one scenario again, merged into a saved full run: what
+#                               this run set out to measure replaces the saved figures,
+#                               every other figure stays, and a ratio between figures of
+#                               the two runs is marked † (quick and full runs do not merge)
 #
 # 1. installs the peers when missing (apt-get; needs root or sudo),
 # 2. raises the open-file limit (and pid_max when too low: stunnel runs a thread per

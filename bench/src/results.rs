@@ -12,6 +12,10 @@ pub(crate) struct Sample {
     pub(crate) metric: Metric,
     pub(crate) run: u32,
     pub(crate) value: f64,
+    /// Which harness run measured it: 0 the record's own, k its k-th merged run
+    /// (`tp-bench run --merge`).
+    #[serde(default)]
+    pub(crate) origin: u32,
 }
 
 /// A remark about one system (a failure, a cap, a check).
@@ -22,7 +26,7 @@ pub(crate) struct Note {
 }
 
 /// Everything a harness run measured.
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub(crate) struct Results {
     /// Remarks about the whole run (limits of the machine).
     #[serde(default)]
@@ -45,6 +49,7 @@ impl Results {
                 metric,
                 run,
                 value,
+                origin: 0,
             });
         }
     }
@@ -90,7 +95,33 @@ impl Results {
         let mine = self.median(system, metric)?;
         (best != 0.0).then(|| mine / best)
     }
+
+    /// Whether the figures named come from more than one harness run (a merged
+    /// record): a ratio between them also measures how the machine changed.
+    pub(crate) fn mixed(&self, figures: &[(SystemId, Metric)]) -> bool {
+        let mut origins = self
+            .samples
+            .iter()
+            .filter(|s| figures.contains(&(s.system, s.metric)))
+            .map(|s| s.origin);
+        origins
+            .next()
+            .is_some_and(|first| origins.any(|o| o != first))
+    }
+
+    /// Whether `system`'s ratio to the best peer compares two runs' figures.
+    pub(crate) fn ratio_mixed(&self, system: SystemId, metric: Metric) -> bool {
+        self.best_peer(metric)
+            .is_some_and(|(peer, _)| self.mixed(&[(system, metric), (peer, metric)]))
+    }
 }
+
+/// Put after a ratio between figures of different runs ([`Results::mixed`]).
+pub(crate) const MIXED: &str = " †";
+
+/// What [`MIXED`] means, said once where the merged runs are listed.
+pub(crate) const MIXED_NOTE: &str = "A ratio marked † compares figures from different runs \
+of the harness: the machine's speed moves between runs, and the ratio moves with it.";
 
 /// Median of unsorted values; the mean of the middle two for an even count.
 pub(crate) fn median(values: &[f64]) -> Option<f64> {
@@ -142,5 +173,24 @@ mod tests {
             Some((SystemId::Stunnel, 400.0))
         );
         assert_eq!(r.best_peer(Metric::OpenP50), Some((SystemId::Stunnel, 1.2)));
+    }
+
+    #[test]
+    fn figures_of_two_runs_are_mixed() {
+        let mut r = Results::default();
+        r.add(SystemId::Tp, Metric::BulkOne, 1, 900.0);
+        r.add(SystemId::Haproxy, Metric::BulkOne, 1, 600.0);
+        assert!(!r.mixed(&[
+            (SystemId::Tp, Metric::BulkOne),
+            (SystemId::Haproxy, Metric::BulkOne)
+        ]));
+        assert!(!r.ratio_mixed(SystemId::Tp, Metric::BulkOne));
+        r.samples[0].origin = 1;
+        assert!(r.mixed(&[
+            (SystemId::Tp, Metric::BulkOne),
+            (SystemId::Haproxy, Metric::BulkOne)
+        ]));
+        assert!(r.ratio_mixed(SystemId::Tp, Metric::BulkOne));
+        assert!(!r.mixed(&[(SystemId::Tp, Metric::BulkOne)]));
     }
 }

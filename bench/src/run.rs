@@ -96,6 +96,9 @@ pub(crate) async fn main(args: RunArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&work_dir)?;
     // Read the run to merge into before measuring anything: a bad file fails now.
     let base = args.merge.as_deref().map(merge::load).transpose()?;
+    if let Some(base) = &base {
+        merge::check(base, settings.quick)?;
+    }
     let started = Instant::now();
     let mut machine = Machine::read();
     if let Some(source) = &args.tp_source {
@@ -215,7 +218,7 @@ pub(crate) async fn main(args: RunArgs) -> anyhow::Result<()> {
     };
     if let Some(base) = base {
         let measured = measured(&settings, &record);
-        record = merge::merge(base, record, measured);
+        record = merge::merge(base, record, &attempted(&settings), measured);
     }
     let saved = work_dir.join("run.json");
     std::fs::write(&saved, serde_json::to_string_pretty(&record)?)
@@ -229,20 +232,48 @@ pub(crate) async fn main(args: RunArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// What a run measured, in words: its scenarios, and the systems with figures.
-fn measured(settings: &Settings, record: &RunRecord) -> String {
-    let scenarios: Vec<String> = settings
-        .scenarios
-        .iter()
-        .map(|s| format!("({})", s.letter()))
-        .collect();
-    let systems: Vec<&str> = settings
+/// The figures a run sets out to measure: each of its systems, each figure of
+/// each of its scenarios.
+fn attempted(settings: &Settings) -> std::collections::BTreeSet<(SystemId, Metric)> {
+    settings
         .systems
         .iter()
-        .filter(|&&s| record.results.samples.iter().any(|x| x.system == s))
-        .map(|s| s.name())
+        .flat_map(|&system| {
+            Metric::ALL
+                .into_iter()
+                .filter(|m| settings.scenarios.contains(&m.scenario()))
+                .map(move |m| (system, m))
+        })
+        .collect()
+}
+
+/// What a run measured, in words: per scenario, the systems it got figures from.
+fn measured(settings: &Settings, record: &RunRecord) -> String {
+    let per_scenario: Vec<String> = settings
+        .scenarios
+        .iter()
+        .map(|&scenario| {
+            let systems: Vec<&str> = settings
+                .systems
+                .iter()
+                .filter(|&&s| {
+                    record
+                        .results
+                        .samples
+                        .iter()
+                        .any(|x| x.system == s && x.metric.scenario() == scenario)
+                })
+                .map(|s| s.name())
+                .collect();
+            let systems = if systems.is_empty() {
+                "no system".to_owned()
+            } else {
+                systems.join(", ")
+            };
+            format!("({}) for {systems}", scenario.letter())
+        })
         .collect();
-    format!("{} for {}", scenarios.join(", "), systems.join(", "))
+    per_scenario.join("; ")
 }
 
 /// Prints the table and writes the markdown report of `record`.

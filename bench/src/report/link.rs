@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use super::{Report, ratio, value};
+use super::{Report, mark, ratio, value};
 use crate::scenarios::Metric;
 use crate::systems::{LINK_SETUP, SystemId};
 
@@ -62,7 +62,12 @@ impl Report<'_> {
                 _ => system.name().to_owned(),
             };
             let p50 = match results.ratio(*system, Metric::LinkOpenP50) {
-                Some(r) => format!("{} ({})", ms(Some(row.p50)), ratio(r)),
+                Some(r) => format!(
+                    "{} ({}{})",
+                    ms(Some(row.p50)),
+                    ratio(r),
+                    mark(results.ratio_mixed(*system, Metric::LinkOpenP50))
+                ),
                 None => ms(Some(row.p50)),
             };
             let trips = row
@@ -88,8 +93,12 @@ impl Report<'_> {
             let _ = writeln!(
                 md,
                 "A tunnel over `tp up`'s kept QUIC connection against a fresh TLS/TCP tunnel \
-                 across the link: tp-quic / tp = {}{loopback}; run by run: {}.\n",
+                 across the link: tp-quic / tp = {}{}{loopback}; run by run: {}.\n",
                 ratio(quic / tcp),
+                mark(results.mixed(&[
+                    (SystemId::Tp, Metric::LinkOpenP50),
+                    (SystemId::TpQuic, Metric::LinkOpenP50)
+                ])),
                 // Three decimals: a third is 0.333.
                 self.quic_over_tcp_by_run(Metric::LinkOpenP50)
                     .iter()

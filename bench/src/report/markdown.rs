@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use super::{Report, ratio, ratio_beside, value};
+use super::{Report, mark, ratio, ratio_beside, value};
 use crate::scenarios::Metric;
 use crate::systems::SystemId;
 
@@ -167,7 +167,7 @@ impl Report<'_> {
                 m.load_after
             );
         }
-        md.push('\n');
+        let _ = writeln!(md, "\n{}\n", crate::results::MIXED_NOTE);
     }
 
     fn summary_table(&self, md: &mut String) {
@@ -205,11 +205,18 @@ impl Report<'_> {
             None => "not measured",
         };
         let mut rows: Vec<(String, String, &str)> = Vec::new();
+        // A ratio, marked when its two figures come from different runs.
+        let shown = |v: Option<f64>, threshold: f64, mixed: bool| {
+            v.map_or("-".into(), |v| {
+                format!("{}{}", ratio_beside(v, threshold), mark(mixed))
+            })
+        };
+        let between = |a: SystemId, b: SystemId, metric| r.mixed(&[(a, metric), (b, metric)]);
         for metric in [Metric::BulkOne, Metric::BulkEight] {
             let vs_peer = r.ratio(SystemId::Tp, metric);
             rows.push((
                 format!("{}: at least 1.2x the best peer", metric.title()),
-                vs_peer.map_or("-".into(), |v| ratio_beside(v, 1.2)),
+                shown(vs_peer, 1.2, r.ratio_mixed(SystemId::Tp, metric)),
                 verdict(vs_peer.map(|v| v >= 1.2)),
             ));
             let vs_relay = tp(metric)
@@ -217,21 +224,29 @@ impl Report<'_> {
                 .map(|(t, rel)| t / rel);
             rows.push((
                 format!("{}: at least half the plain relay", metric.title()),
-                vs_relay.map_or("-".into(), |v| ratio_beside(v, 0.5)),
+                shown(
+                    vs_relay,
+                    0.5,
+                    between(SystemId::Tp, SystemId::Relay, metric),
+                ),
                 verdict(vs_relay.map(|v| v >= 0.5)),
             ));
         }
         let p50 = r.ratio(SystemId::Tp, Metric::OpenP50);
         rows.push((
             "(c) open p50: no slower than the best peer".into(),
-            p50.map_or("-".into(), |v| ratio_beside(v, 1.0)),
+            shown(p50, 1.0, r.ratio_mixed(SystemId::Tp, Metric::OpenP50)),
             verdict(p50.map(|v| v <= 1.0)),
         ));
         if let Some(quic) = r.median(SystemId::TpQuic, Metric::OpenP50) {
             let vs_tcp = tp(Metric::OpenP50).map(|t| quic / t);
             rows.push((
                 "(c)/(f) open p50 over a reused QUIC connection: under a third of TLS/TCP".into(),
-                vs_tcp.map_or("-".into(), |v| ratio_beside(v, 1.0 / 3.0)),
+                shown(
+                    vs_tcp,
+                    1.0 / 3.0,
+                    between(SystemId::TpQuic, SystemId::Tp, Metric::OpenP50),
+                ),
                 verdict(vs_tcp.map(|v| v < 1.0 / 3.0)),
             ));
         }
@@ -241,7 +256,11 @@ impl Report<'_> {
         if across.is_some() {
             rows.push((
                 "(h) open p50 across the link: no slower than the best peer".into(),
-                across.map_or("-".into(), |v| ratio_beside(v, 1.0)),
+                shown(
+                    across,
+                    1.0,
+                    r.ratio_mixed(SystemId::Tp, Metric::LinkOpenP50),
+                ),
                 verdict(across.map(|v| v <= 1.0)),
             ));
         }
@@ -251,7 +270,11 @@ impl Report<'_> {
                 "(h) open p50 across the link over a reused QUIC connection: under a third \
                  of TLS/TCP"
                     .into(),
-                vs_tcp.map_or("-".into(), |v| ratio_beside(v, 1.0 / 3.0)),
+                shown(
+                    vs_tcp,
+                    1.0 / 3.0,
+                    between(SystemId::TpQuic, SystemId::Tp, Metric::LinkOpenP50),
+                ),
                 verdict(vs_tcp.map(|v| v < 1.0 / 3.0)),
             ));
         }
@@ -275,6 +298,11 @@ impl Report<'_> {
             }),
             verdict(kib.zip(haproxy).map(|(t, h)| t < h)),
         ));
+        if between(SystemId::Tp, SystemId::Haproxy, Metric::IdleServer)
+            && let Some(row) = rows.last_mut()
+        {
+            row.1.push_str(crate::results::MIXED);
+        }
         let _ = writeln!(
             md,
             "### Targets of issue 6\n\n| target | tp | |\n|---|---:|---|"
@@ -447,6 +475,37 @@ mod tests {
                  tp-quic / tp run by run: 0.33x, 0.45x."
             ),
             "{md}"
+        );
+    }
+
+    #[test]
+    fn a_ratio_between_two_runs_is_marked() {
+        let mut results = Results::default();
+        results.add(SystemId::Tp, Metric::BulkOne, 1, 900.0);
+        results.add(SystemId::Haproxy, Metric::BulkOne, 1, 600.0);
+        results.add(SystemId::Relay, Metric::BulkOne, 1, 1200.0);
+        let md = |results| {
+            let run = RunRecord::with_results(results);
+            Report {
+                run: &run,
+                analysis: None,
+            }
+            .markdown()
+        };
+        let same = md(results.clone());
+        assert!(same.contains("| 900 (1.50x) |"), "{same}");
+        assert!(!same.contains(crate::results::MIXED), "{same}");
+        // haproxy's figure now comes from a merged run.
+        results.samples[1].origin = 1;
+        let mixed = md(results);
+        assert!(mixed.contains("| 900 (1.50x †) |"), "{mixed}");
+        assert!(
+            mixed.contains("| (a) bulk 1 stream: at least 1.2x the best peer | 1.50x † | met |"),
+            "{mixed}"
+        );
+        assert!(
+            mixed.contains("| (a) bulk 1 stream: at least half the plain relay | 0.75x | met |"),
+            "{mixed}"
         );
     }
 }

@@ -98,6 +98,11 @@ pub(crate) fn value(metric: Metric, v: f64) -> String {
     }
 }
 
+/// [`crate::results::MIXED`] when `mixed`.
+pub(crate) fn mark(mixed: bool) -> &'static str {
+    if mixed { crate::results::MIXED } else { "" }
+}
+
 /// A ratio to the best peer.
 pub(crate) fn ratio(r: f64) -> String {
     format!("{r:.2}x")
@@ -137,12 +142,18 @@ impl Report<'_> {
         metrics
     }
 
-    /// `median (ratio)` or `-`.
+    /// `median (ratio)` or `-`; the ratio marked when it compares two runs.
     fn cell(&self, system: SystemId, metric: Metric) -> String {
-        match self.run.results.median(system, metric) {
+        let results = &self.run.results;
+        match results.median(system, metric) {
             None => "-".to_owned(),
-            Some(m) => match self.run.results.ratio(system, metric) {
-                Some(r) => format!("{} ({})", value(metric, m), ratio(r)),
+            Some(m) => match results.ratio(system, metric) {
+                Some(r) => format!(
+                    "{} ({}{})",
+                    value(metric, m),
+                    ratio(r),
+                    mark(results.ratio_mixed(system, metric))
+                ),
                 None => value(metric, m),
             },
         }
@@ -206,7 +217,7 @@ impl Report<'_> {
         of(SystemId::TpQuic)
             .filter_map(|q| {
                 of(SystemId::Tp)
-                    .find(|t| t.run == q.run && t.value > 0.0)
+                    .find(|t| t.run == q.run && t.origin == q.origin && t.value > 0.0)
                     .map(|t| q.value / t.value)
             })
             .collect()
@@ -234,12 +245,13 @@ impl Report<'_> {
             };
             if behind {
                 out.push(format!(
-                    "{}: tp {} {unit} vs {} {} {unit} ({})",
+                    "{}: tp {} {unit} vs {} {} {unit} ({}{})",
                     metric.title(),
                     value(metric, tp),
                     peer.name(),
                     value(metric, best),
                     ratio(r),
+                    mark(self.run.results.ratio_mixed(SystemId::Tp, metric)),
                     unit = metric.unit()
                 ));
             }

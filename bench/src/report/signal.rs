@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use super::{Report, ratio, value};
+use super::{Report, mark, ratio, value};
 use crate::scenarios::Metric;
 use crate::systems::{SystemId, signal_setup};
 
@@ -38,10 +38,13 @@ impl Report<'_> {
     /// tp's median over nginx's, for one (g) figure.
     fn signal_ratio(&self, metric: Metric) -> String {
         let r = &self.run.results;
+        let mixed = r.mixed(&[(SystemId::Tp, metric), (SystemId::Nginx, metric)]);
         r.median(SystemId::Tp, metric)
             .zip(r.median(SystemId::Nginx, metric))
             .filter(|&(_, n)| n > 0.0)
-            .map_or("-".into(), |(t, n)| ratio(t / n))
+            .map_or("-".into(), |(t, n)| {
+                format!("{}{}", ratio(t / n), mark(mixed))
+            })
     }
 
     /// The (g) section of the markdown report, if (g) ran.

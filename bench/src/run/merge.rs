@@ -1,15 +1,20 @@
 //! `tp-bench run --merge RUN_JSON`: a partial run (a few scenarios or systems) folded
-//! into a saved full run, so the report keeps every figure. A figure this run
-//! measured (same system and metric) replaces the saved one's runs; every other
-//! figure, note and the machine description stay as saved, and the report names
-//! the merged run with its own command, date and tp build.
+//! into a saved full run, so the report keeps every figure. Every figure this run
+//! set out to measure (its systems times its scenarios' figures) replaces the saved
+//! one, even where this run got none (a system that failed now shows no figure
+//! rather than an old one); every other figure, note and the machine description
+//! stay as saved. Each figure remembers which run measured it, so the report can
+//! mark ratios between runs, and names the merged run with its own command, date
+//! and tp build.
 
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 
 use crate::report::{MergedRun, RunRecord};
+use crate::scenarios::Metric;
+use crate::systems::SystemId;
 
 /// Reads a saved run record.
 pub(crate) fn load(path: &Path) -> anyhow::Result<RunRecord> {
@@ -18,19 +23,50 @@ pub(crate) fn load(path: &Path) -> anyhow::Result<RunRecord> {
     serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
 }
 
-/// `base` with the figures of `part`; `measured` says in words what `part` ran.
-pub(crate) fn merge(mut base: RunRecord, part: RunRecord, measured: String) -> RunRecord {
-    let replaced: BTreeSet<_> = part
-        .results
-        .samples
-        .iter()
-        .map(|s| (s.system, s.metric))
-        .collect();
+/// Refuses a merge whose sizes cannot be compared: a quick run into a full one or
+/// the other way round.
+pub(crate) fn check(base: &RunRecord, quick: bool) -> anyhow::Result<()> {
+    if base.quick != quick {
+        let mode = |q| if q { "a quick run" } else { "a full run" };
+        bail!(
+            "cannot merge {} into {}: their sizes differ ({} --quick, or drop --merge)",
+            mode(quick),
+            mode(base.quick),
+            if quick { "drop" } else { "add" }
+        );
+    }
+    Ok(())
+}
+
+/// `base` with the figures of `part`: `attempted` are the figures `part` set out
+/// to measure, `measured` says in words what it ran.
+pub(crate) fn merge(
+    mut base: RunRecord,
+    part: RunRecord,
+    attempted: &BTreeSet<(SystemId, Metric)>,
+    measured: String,
+) -> RunRecord {
     let results = &mut base.results;
     results
         .samples
-        .retain(|s| !replaced.contains(&(s.system, s.metric)));
-    results.samples.extend(part.results.samples);
+        .retain(|s| !attempted.contains(&(s.system, s.metric)));
+    // `part`'s own merged runs come first in the list, then `part` itself.
+    let offset = base.merged.len() as u32;
+    let own = offset + part.merged.len() as u32 + 1;
+    results
+        .samples
+        .extend(part.results.samples.into_iter().map(|mut s| {
+            s.origin = if s.origin == 0 {
+                own
+            } else {
+                offset + s.origin
+            };
+            s
+        }));
+    // The mTLS verdict of a system this run checked is this run's.
+    let checked: BTreeSet<SystemId> = attempted.iter().map(|&(system, _)| system).collect();
+    results.unverified.retain(|s| !checked.contains(s));
+    results.unverified.extend(part.results.unverified);
     let date = &part.machine.date;
     results.general.extend(
         part.results
@@ -107,12 +143,16 @@ mod tests {
             ],
         );
         let part = record("day 2", &[(Tp, FirstP50, 5.0), (TpQuic, FirstP50, 4.0)]);
-        let merged = merge(base, part, "(f1) for tp, tp-quic".into());
+        let attempted = [(Tp, FirstP50), (TpQuic, FirstP50)].into_iter().collect();
+        let merged = merge(base, part, &attempted, "(f1) for tp, tp-quic".into());
         let r = &merged.results;
         assert_eq!(r.values(Tp, OpenP50), [1.3]);
         assert_eq!(r.values(TpQuic, OpenP50), [0.7]);
         assert_eq!(r.values(Tp, FirstP50), [5.0]);
         assert_eq!(r.values(TpQuic, FirstP50), [4.0]);
+        // The merged figures are the first merged run's; tp's (c) is the base's.
+        assert!(r.mixed(&[(Tp, OpenP50), (Tp, FirstP50)]));
+        assert!(!r.mixed(&[(Tp, FirstP50), (TpQuic, FirstP50)]));
         assert_eq!(merged.command, "run of day 1");
         assert_eq!(merged.merged.len(), 1);
         assert_eq!(merged.merged[0].command, "run of day 2");
@@ -122,5 +162,25 @@ mod tests {
             notes,
             ["note of day 1", "(merged run of day 2) note of day 2"]
         );
+    }
+
+    #[test]
+    fn a_figure_the_part_set_out_to_measure_but_did_not_get_is_gone() {
+        use {Metric::*, SystemId::*};
+        let base = record("day 1", &[(Tp, OpenP50, 1.3), (Nginx, OpenP50, 1.5)]);
+        // tp failed to start in the part: nginx has a new figure, tp none.
+        let part = record("day 2", &[(Nginx, OpenP50, 1.4)]);
+        let attempted = [(Tp, OpenP50), (Nginx, OpenP50)].into_iter().collect();
+        let merged = merge(base, part, &attempted, "(c) for nginx".into());
+        assert!(merged.results.values(Tp, OpenP50).is_empty());
+        assert_eq!(merged.results.values(Nginx, OpenP50), [1.4]);
+    }
+
+    #[test]
+    fn quick_and_full_runs_do_not_merge() {
+        let base = record("day 1", &[]);
+        assert!(check(&base, false).is_ok());
+        let e = check(&base, true).expect_err("a quick run into a full one");
+        assert!(e.to_string().contains("sizes differ"), "{e}");
     }
 }

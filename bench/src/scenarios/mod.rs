@@ -128,6 +128,32 @@ impl Metric {
         Metric::LinkFirstP99,
     ];
 
+    /// The scenario that measures it.
+    pub(crate) fn scenario(self) -> ScenarioId {
+        match self {
+            Metric::BulkOne => ScenarioId::BulkOne,
+            Metric::BulkEight => ScenarioId::BulkEight,
+            Metric::OpenP50 | Metric::OpenP99 => ScenarioId::OpenLatency,
+            Metric::OpenRate => ScenarioId::OpenRate,
+            Metric::IdleServer | Metric::IdleClient => ScenarioId::Idle,
+            Metric::FirstP50
+            | Metric::FirstP99
+            | Metric::StartP50
+            | Metric::StartP99
+            | Metric::ExitP50 => ScenarioId::FirstTunnel,
+            Metric::SignalUp
+            | Metric::SignalDown
+            | Metric::SignalOpenP50
+            | Metric::SignalOpenP99
+            | Metric::SignalIdle => ScenarioId::Signal,
+            Metric::LinkOpenP50
+            | Metric::LinkOpenP99
+            | Metric::LinkRtt
+            | Metric::LinkFirstP50
+            | Metric::LinkFirstP99 => ScenarioId::LinkOpen,
+        }
+    }
+
     /// Column title.
     pub(crate) fn title(self) -> &'static str {
         match self {
