@@ -45,9 +45,6 @@ command -v openssl >/dev/null 2>&1 || need+=(openssl)
 # (h): the emulated link (network namespace, TUN devices, the python3 forwarder).
 command -v ip >/dev/null 2>&1 || [ -x /usr/sbin/ip ] || need+=(iproute2)
 command -v python3 >/dev/null 2>&1 || need+=(python3)
-# The harness stops each peer's whole process group with kill(1) (a shell builtin
-# here, a binary for tp-bench), which minimal images may lack.
-[ -x /bin/kill ] || [ -x /usr/bin/kill ] || need+=(procps)
 if [ ${#need[@]} -gt 0 ]; then
   step "installing peers: ${need[*]}"
   $SUDO apt-get update -q
@@ -105,6 +102,7 @@ else
   tp_bin="$target_dir/release"
   tp_source="$(git describe --always --dirty --abbrev=12 2>/dev/null || echo "unknown (not a git checkout)")"
   case "$tp_source" in
+    unknown*) ;;
     *-dirty) tp_source="$tp_source (working tree with uncommitted changes)" ;;
     *) tp_source="$tp_source (working tree, nothing uncommitted)" ;;
   esac

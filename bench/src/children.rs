@@ -106,23 +106,19 @@ impl Child {
     }
 
     fn signal_group(&self, signal: &str) {
-        // `kill -SIG -- -PGID`: the leader and everything it forked (nginx workers,
-        // socat's per-connection children). Only groups this harness created.
-        let _ = Command::new("kill")
-            .args([signal, "--", &format!("-{}", self.pgid())])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
+        // The leader and everything it forked (nginx workers, socat's
+        // per-connection children). Only groups this harness created.
+        let _ = kill(signal, &format!("-{}", self.pgid()));
     }
 
     /// Stops the group: SIGTERM, up to 5 s, then SIGKILL.
     pub(crate) fn stop(&mut self) {
         if matches!(self.child.try_wait(), Ok(Some(_))) {
             // The leader is gone; its group may still hold forked children.
-            self.signal_group("-KILL");
+            self.signal_group("KILL");
             return;
         }
-        self.signal_group("-TERM");
+        self.signal_group("TERM");
         let deadline = Instant::now() + Duration::from_secs(5);
         while Instant::now() < deadline {
             if matches!(self.child.try_wait(), Ok(Some(_))) {
@@ -130,12 +126,23 @@ impl Child {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        self.signal_group("-KILL");
-        // Without a `kill` binary the group was not signalled: the leader at least
+        self.signal_group("KILL");
+        // Should the shell have failed to signal the group, the leader at least
         // must not be waited for forever.
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// `kill -s SIGNAL -- TARGET` (a pid, or `-PGID` for a process group) with the
+/// shell's built-in kill, which needs no procps. Whether it succeeded.
+pub(crate) fn kill(signal: &str, target: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", "kill -s \"$0\" -- \"$1\"", signal, target])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 impl Drop for Child {

@@ -39,6 +39,9 @@ pub(crate) struct Results {
     /// failed): they do less than the job, so they never set the bar.
     #[serde(default)]
     pub(crate) unverified: Vec<SystemId>,
+    /// Systems the mTLS check ran against (it runs with the traffic scenarios).
+    #[serde(default)]
+    pub(crate) mtls_checked: Vec<SystemId>,
 }
 
 impl Results {

@@ -369,6 +369,7 @@ async fn check_mtls(ctx: &Ctx, system: SystemId, running: &Running, results: &mu
         limit,
         probe::client_auth(port, &ctx.certs, ctx.target, tp_hello),
     );
+    results.mtls_checked.push(system);
     let verdict = match check.await {
         Ok(Ok(verdict)) => verdict,
         Ok(Err(e)) => probe::Verdict::Inconclusive(format!("{e:#}")),
@@ -389,13 +390,16 @@ async fn check_mtls(ctx: &Ctx, system: SystemId, running: &Running, results: &mu
             results.note(system, format!("mTLS check{listener} INCONCLUSIVE: {why}"));
         }
         probe::Verdict::Failed(what) => {
+            let consequence = if system.is_peer() {
+                results.unverified.push(system);
+                "; left out of the best peer"
+            } else {
+                ""
+            };
             results.note(
                 system,
-                format!("mTLS check{listener} FAILED: {what}; left out of the best peer"),
+                format!("mTLS check{listener} FAILED: {what}{consequence}"),
             );
-            if system.is_peer() {
-                results.unverified.push(system);
-            }
         }
     }
 }
@@ -505,15 +509,8 @@ async fn idle_scenario(
             fmt(r.client_kib)
         ),
     );
-    if r.closed > 0 {
-        results.note(
-            system,
-            format!(
-                "run {run} (e): {} of the {} idle connections were closed by the system when \
-                 memory was measured; the figures are per connection still open",
-                r.closed, r.opened
-            ),
-        );
+    if let Some(note) = r.closed_note(run, "(e)") {
+        results.note(system, note);
     }
     if r.failed > 0 {
         results.note(

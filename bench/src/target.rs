@@ -78,18 +78,20 @@ pub(crate) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
             let mut buf = vec![0u8; SINK_BUF];
             let expected = pattern(PATTERN_PERIOD);
             let mut count: u64 = 0;
+            let mut corrupt = false;
             while count < want {
                 let n = stream.read(&mut buf).await?;
                 if n == 0 {
                     break;
                 }
-                if !is_pattern(&buf[..n], count, &expected) {
-                    count = SINK_CORRUPT;
-                    break;
-                }
+                // Read on to the end even so: closing with bytes unread would
+                // reset the connection, and the answer with it.
+                corrupt = corrupt || !is_pattern(&buf[..n], count, &expected);
                 count += n as u64;
             }
-            stream.write_u64(count).await?;
+            stream
+                .write_u64(if corrupt { SINK_CORRUPT } else { count })
+                .await?;
             stream.shutdown().await
         }
         MODE_SOURCE => {

@@ -131,7 +131,9 @@ impl Report<'_> {
              peers (stunnel, haproxy, nginx, socat) share an OpenSSL configuration \
              (`OPENSSL_CONF`): TLS 1.3, AES-128-GCM and `NumTickets = 0`, since OpenSSL \
              otherwise sends two session tickets after every TLS 1.3 handshake whatever the \
-             peer's own ticket setting, work tp-server does not do.\n"
+             peer's own ticket setting, work tp-server does not do ((g)'s nginx keeps the \
+             settings of Signal-TLS-Proxy, as deployed). A peer whose mTLS check fails (see \
+             the notes) is never taken as the best peer.\n"
         );
         self.crypto(&mut md);
         self.machine_section(&mut md);

@@ -63,10 +63,16 @@ pub(crate) fn merge(
             };
             s
         }));
-    // The mTLS verdict of a system this run checked is this run's.
-    let checked: BTreeSet<SystemId> = attempted.iter().map(|&(system, _)| system).collect();
+    // The mTLS verdict of a system this run checked is this run's; one it did
+    // not check (no traffic scenario) keeps the saved verdict.
+    let checked = &part.results.mtls_checked;
     results.unverified.retain(|s| !checked.contains(s));
     results.unverified.extend(part.results.unverified);
+    for &system in checked {
+        if !results.mtls_checked.contains(&system) {
+            results.mtls_checked.push(system);
+        }
+    }
     let date = &part.machine.date;
     results.general.extend(
         part.results
@@ -174,6 +180,27 @@ mod tests {
         let merged = merge(base, part, &attempted, "(c) for nginx".into());
         assert!(merged.results.values(Tp, OpenP50).is_empty());
         assert_eq!(merged.results.values(Nginx, OpenP50), [1.4]);
+    }
+
+    #[test]
+    fn a_failed_mtls_check_stands_until_a_merged_run_checks_again() {
+        use {Metric::*, SystemId::*};
+        let mut base = record("day 1", &[(Haproxy, BulkOne, 600.0)]);
+        base.results.unverified.push(Haproxy);
+        base.results.mtls_checked.push(Haproxy);
+        // (e) alone does not run the check: haproxy stays left out.
+        let part = record("day 2", &[(Haproxy, IdleServer, 22.0)]);
+        let attempted = [(Haproxy, IdleServer), (Haproxy, IdleClient)]
+            .into_iter()
+            .collect();
+        let merged = merge(base, part, &attempted, "(e) for haproxy".into());
+        assert_eq!(merged.results.unverified, [Haproxy]);
+        // A traffic run that checked it and found it verifying clears the mark.
+        let mut part = record("day 3", &[(Haproxy, BulkOne, 650.0)]);
+        part.results.mtls_checked.push(Haproxy);
+        let attempted = [(Haproxy, BulkOne)].into_iter().collect();
+        let merged = merge(merged, part, &attempted, "(a) for haproxy".into());
+        assert!(merged.results.unverified.is_empty());
     }
 
     #[test]

@@ -120,15 +120,8 @@ pub(super) async fn scenario(
                 .map_or_else(|| "n/a".to_owned(), |v| format!("{v:.1} KiB"))
         ),
     );
-    if r.closed > 0 {
-        results.note(
-            system,
-            format!(
-                "run {run} (g): {} of the {} idle connections were closed by the system when \
-                 memory was measured; the figures are per connection still open",
-                r.closed, r.opened
-            ),
-        );
+    if let Some(note) = r.closed_note(run, "(g)") {
+        results.note(system, note);
     }
     if r.failed > 0 {
         results.note(

@@ -148,7 +148,8 @@ mod tests {
         ours.write_u64(bytes).await.expect("length");
         let mut data = pattern(CHUNK);
         data.extend_from_slice(&pattern(10));
-        data[CHUNK + 3] ^= 1;
+        // Early, so that the sink must read on past it before answering.
+        data[3] ^= 1;
         ours.write_all(&data).await.expect("data");
         assert_eq!(ours.read_u64().await.expect("count"), SINK_CORRUPT);
         target.await.expect("join").expect("sink");
