@@ -17,7 +17,8 @@
 #                               one scenario again, merged into a saved full run: what
 #                               this run set out to measure replaces the saved figures,
 #                               every other figure stays, and a ratio between figures of
-#                               the two runs is marked † (quick and full runs do not merge)
+#                               the two runs is marked † (a scenario with other sizes,
+#                               or a quick run and a full one, do not merge)
 #
 # 1. installs the peers when missing (apt-get; needs root or sudo),
 # 2. raises the open-file limit (and pid_max when too low: stunnel runs a thread per

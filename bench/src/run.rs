@@ -96,9 +96,6 @@ pub(crate) async fn main(args: RunArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&work_dir)?;
     // Read the run to merge into before measuring anything: a bad file fails now.
     let base = args.merge.as_deref().map(merge::load).transpose()?;
-    if let Some(base) = &base {
-        merge::check(base, settings.quick)?;
-    }
     let started = Instant::now();
     let mut machine = Machine::read();
     if let Some(source) = &args.tp_source {
@@ -173,6 +170,11 @@ pub(crate) async fn main(args: RunArgs) -> anyhow::Result<()> {
         results.general.push(note);
         settings.idle = fd_cap;
     }
+    // Before measuring anything, with the idle count as capped: the sizes this
+    // run will measure with against the saved run's.
+    if let Some(base) = &base {
+        merge::check(base, settings.quick, &settings.scenario_sizes())?;
+    }
     settings.systems.retain(|&system| {
         let why = systems::unavailable(system, &bin_dir);
         if let Some(why) = &why {
@@ -215,6 +217,7 @@ pub(crate) async fn main(args: RunArgs) -> anyhow::Result<()> {
             .clone()
             .unwrap_or_else(|| std::env::args().collect::<Vec<_>>().join(" ")),
         merged: Vec::new(),
+        scenario_sizes: settings.scenario_sizes(),
     };
     if let Some(base) = base {
         let measured = measured(&settings, &record);

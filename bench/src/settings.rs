@@ -47,8 +47,9 @@ pub(crate) struct RunArgs {
     /// Sequential tunnel opens across the link in scenario (h) [default: 200, quick: 30].
     #[arg(long)]
     pub(crate) link_opens: Option<usize>,
-    /// A saved run.json to merge this run into: its figures stay, except those this run
-    /// measures (same system and figure), which are replaced; the report names both runs.
+    /// A saved run.json to merge this run into: its figures stay, except every figure this
+    /// run sets out to measure (its systems, its scenarios), which is replaced; the sizes of
+    /// those scenarios must be the saved run's. The report names both runs.
     #[arg(long, value_name = "RUN_JSON")]
     pub(crate) merge: Option<PathBuf>,
     /// Directory holding the release binaries `tp` and `tp-server`.
@@ -135,6 +136,41 @@ impl Settings {
     }
 
     /// One line describing the sizes of the scenarios that run, for the report.
+    /// For each scenario this run has, the sizes that shape its figures, in
+    /// words: two runs whose words differ measured different things.
+    pub(crate) fn scenario_sizes(&self) -> std::collections::BTreeMap<String, String> {
+        let mib = self.bulk_bytes >> 20;
+        self.scenarios
+            .iter()
+            .map(|&s| {
+                let words = match s {
+                    ScenarioId::BulkOne => format!("{mib} MiB"),
+                    ScenarioId::BulkEight => {
+                        format!("{mib} MiB over {} streams", self.bulk_streams)
+                    }
+                    ScenarioId::OpenLatency => format!("{} opens", self.opens),
+                    ScenarioId::OpenRate => format!(
+                        "{} clients for {} s",
+                        self.rate_clients,
+                        self.rate_duration.as_secs()
+                    ),
+                    ScenarioId::Idle => format!("{} idle tunnels", self.idle),
+                    ScenarioId::FirstTunnel => format!("{} first tunnels", self.first),
+                    ScenarioId::Signal => format!(
+                        "{mib} MiB each way, {} setups, {} idle connections",
+                        self.opens, self.idle
+                    ),
+                    ScenarioId::LinkOpen => format!(
+                        "{} opens across a {} ms round trip",
+                        self.link_opens,
+                        self.link_rtt.as_millis()
+                    ),
+                };
+                (s.letter().to_owned(), words)
+            })
+            .collect()
+    }
+
     pub(crate) fn describe(&self) -> String {
         let has = |s| self.scenarios.contains(&s);
         let mut parts = vec![format!("{} run(s)", self.runs)];

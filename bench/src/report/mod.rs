@@ -29,6 +29,11 @@ pub(crate) struct RunRecord {
     /// Later partial runs merged into this one (`tp-bench run --merge`), oldest first.
     #[serde(default)]
     pub(crate) merged: Vec<MergedRun>,
+    /// Per scenario letter, the sizes its figures were measured with
+    /// ([`crate::settings::Settings::scenario_sizes`]; a merged run's replace
+    /// those of the scenarios it ran). Empty in records older than this field.
+    #[serde(default)]
+    pub(crate) scenario_sizes: std::collections::BTreeMap<String, String>,
 }
 
 #[cfg(test)]
@@ -46,6 +51,7 @@ impl RunRecord {
             elapsed_secs: 1.0,
             command: String::new(),
             merged: Vec::new(),
+            scenario_sizes: Default::default(),
         }
     }
 }

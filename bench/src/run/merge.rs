@@ -7,7 +7,7 @@
 //! mark ratios between runs, and names the merged run with its own command, date
 //! and tp build.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use anyhow::{Context, bail};
@@ -23,9 +23,14 @@ pub(crate) fn load(path: &Path) -> anyhow::Result<RunRecord> {
     serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
 }
 
-/// Refuses a merge whose sizes cannot be compared: a quick run into a full one or
-/// the other way round.
-pub(crate) fn check(base: &RunRecord, quick: bool) -> anyhow::Result<()> {
+/// Refuses a merge whose figures would not compare: a quick run into a full one
+/// or the other way round, or a scenario measured with other sizes than the saved
+/// run's (`sizes`: this run's, per scenario letter). The number of runs may differ.
+pub(crate) fn check(
+    base: &RunRecord,
+    quick: bool,
+    sizes: &BTreeMap<String, String>,
+) -> anyhow::Result<()> {
     if base.quick != quick {
         let mode = |q| if q { "a quick run" } else { "a full run" };
         bail!(
@@ -34,6 +39,16 @@ pub(crate) fn check(base: &RunRecord, quick: bool) -> anyhow::Result<()> {
             mode(base.quick),
             if quick { "drop" } else { "add" }
         );
+    }
+    for (scenario, ours) in sizes {
+        if let Some(saved) = base.scenario_sizes.get(scenario)
+            && saved != ours
+        {
+            bail!(
+                "cannot merge: ({scenario}) would run with {ours}, the saved run's with \
+                 {saved}; give the same sizes, or drop --merge"
+            );
+        }
     }
     Ok(())
 }
@@ -84,6 +99,7 @@ pub(crate) fn merge(
         note.text = format!("(merged run of {date}) {}", note.text);
         results.notes.push(note);
     }
+    base.scenario_sizes.extend(part.scenario_sizes);
     base.merged.extend(part.merged);
     base.merged.push(MergedRun {
         measured,
@@ -134,6 +150,7 @@ mod tests {
             elapsed_secs: 60.0,
             command: format!("run of {date}"),
             merged: Vec::new(),
+            scenario_sizes: BTreeMap::new(),
         }
     }
 
@@ -206,8 +223,45 @@ mod tests {
     #[test]
     fn quick_and_full_runs_do_not_merge() {
         let base = record("day 1", &[]);
-        assert!(check(&base, false).is_ok());
-        let e = check(&base, true).expect_err("a quick run into a full one");
+        let none = BTreeMap::new();
+        assert!(check(&base, false, &none).is_ok());
+        let e = check(&base, true, &none).expect_err("a quick run into a full one");
         assert!(e.to_string().contains("sizes differ"), "{e}");
+    }
+
+    #[test]
+    fn a_scenario_with_other_sizes_does_not_merge() {
+        let mut base = record("day 1", &[]);
+        let sizes = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs
+                .iter()
+                .map(|&(k, v)| (k.to_owned(), v.to_owned()))
+                .collect()
+        };
+        base.scenario_sizes = sizes(&[
+            ("a", "1024 MiB"),
+            ("h", "200 opens across a 10 ms round trip"),
+        ]);
+        // The same sizes, or a scenario the saved run lacks: fine.
+        assert!(
+            check(
+                &base,
+                false,
+                &sizes(&[("a", "1024 MiB"), ("f1", "200 first tunnels")])
+            )
+            .is_ok()
+        );
+        let e = check(
+            &base,
+            false,
+            &sizes(&[("h", "200 opens across a 40 ms round trip")]),
+        )
+        .expect_err("another round trip");
+        assert!(e.to_string().contains("40 ms"), "{e}");
+        // Merged, the part's sizes become the record's.
+        let mut part = record("day 2", &[]);
+        part.scenario_sizes = sizes(&[("a", "2048 MiB")]);
+        let merged = merge(base, part, &BTreeSet::new(), "(a)".into());
+        assert_eq!(merged.scenario_sizes["a"], "2048 MiB");
     }
 }
