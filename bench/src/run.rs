@@ -411,6 +411,25 @@ fn progress(system: SystemId, run: u32, what: &str, value: String) {
     eprintln!("tp-bench: run {run} {:<8} {what}: {value}", system.name());
 }
 
+/// Reports a p50 and p99 in ms and records them as `metrics` (p50, p99).
+fn percentiles(
+    results: &mut Results,
+    system: SystemId,
+    run: u32,
+    what: &str,
+    metrics: (Metric, Metric),
+    (p50, p99): (f64, f64),
+) {
+    progress(
+        system,
+        run,
+        what,
+        format!("p50 {p50:.3} ms, p99 {p99:.3} ms"),
+    );
+    results.add(system, metrics.0, run, p50);
+    results.add(system, metrics.1, run, p99);
+}
+
 async fn traffic_scenarios(
     settings: &Settings,
     system: SystemId,
@@ -439,14 +458,14 @@ async fn traffic_scenarios(
     }
     if has(ScenarioId::OpenLatency) {
         let l = latency::run(entry, settings.opens).await.context("(c)")?;
-        progress(
+        percentiles(
+            results,
             system,
             run,
             "(c) open latency",
-            format!("p50 {:.3} ms, p99 {:.3} ms", l.p50_ms, l.p99_ms),
+            (Metric::OpenP50, Metric::OpenP99),
+            (l.p50_ms, l.p99_ms),
         );
-        results.add(system, Metric::OpenP50, run, l.p50_ms);
-        results.add(system, Metric::OpenP99, run, l.p99_ms);
     }
     if has(ScenarioId::OpenRate) {
         let r = rate::run(entry, settings.rate_clients, settings.rate_duration)

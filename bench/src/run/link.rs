@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 
-use super::progress;
+use super::{percentiles, progress};
 use crate::children::Child;
 use crate::link::{self, Link};
 use crate::results::Results;
@@ -111,13 +111,13 @@ pub(super) async fn scenario(
     let f = first::run(|| stdio.tunnel(), || stdio.version(), count, &stdio.log())
         .await
         .context("(h) first tunnels")?;
-    progress(
+    percentiles(
+        results,
         system,
         run,
         "(h) first tunnel across the link",
-        format!("p50 {:.3} ms, p99 {:.3} ms", f.p50_ms, f.p99_ms),
+        (Metric::LinkFirstP50, Metric::LinkFirstP99),
+        (f.p50_ms, f.p99_ms),
     );
-    results.add(system, Metric::LinkFirstP50, run, f.p50_ms);
-    results.add(system, Metric::LinkFirstP99, run, f.p99_ms);
     Ok(())
 }

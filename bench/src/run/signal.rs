@@ -8,7 +8,7 @@ use std::process::Command;
 
 use anyhow::Context;
 
-use super::progress;
+use super::{percentiles, progress};
 use crate::certs::Certs;
 use crate::children::Child;
 use crate::ports::Ports;
@@ -76,14 +76,14 @@ pub(super) async fn scenario(
     let l = signal::latency(&client, entry, settings.opens)
         .await
         .context("(g) setup latency")?;
-    progress(
+    percentiles(
+        results,
         system,
         run,
         "(g) Signal setup",
-        format!("p50 {:.3} ms, p99 {:.3} ms", l.p50_ms, l.p99_ms),
+        (Metric::SignalOpenP50, Metric::SignalOpenP99),
+        (l.p50_ms, l.p99_ms),
     );
-    results.add(system, Metric::SignalOpenP50, run, l.p50_ms);
-    results.add(system, Metric::SignalOpenP99, run, l.p99_ms);
     drop(proxy);
 
     // Idle connections on a fresh start, as (e): no allocator state from the bulk.
