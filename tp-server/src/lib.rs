@@ -46,6 +46,7 @@ mod server;
 mod session;
 mod slots;
 mod tunnel;
+mod workers;
 
 pub use config::Config;
 pub use listeners::Listeners;

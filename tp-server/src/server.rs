@@ -2,8 +2,9 @@
 //!
 //! The TLS/TCP loop only accepts: a connection-limit permit is taken before
 //! `accept`, a per-source handshake slot right after it (see [`crate::slots`]), and
-//! the TLS handshake, hello and tunnel run in a spawned task under their own
-//! deadlines. QUIC connections ([`crate::quic`]) take the same permits and slots.
+//! the TLS handshake, hello and tunnel run in a task on one of the connection
+//! workers ([`crate::workers`], one thread per core) under their own deadlines.
+//! QUIC connections ([`crate::quic`]) take the same permits and slots.
 //! On shutdown the listeners close, open tunnels get `drain_timeout` to finish, and
 //! whatever is left is then closed.
 //!
@@ -25,6 +26,7 @@ use crate::config::{Config, Limits, QuicSettings, ReverseSettings, WebsiteSettin
 use crate::listeners::{Listeners, TcpListeners};
 use crate::reverse::registry::Registry;
 use crate::slots::{HandshakeSlots, KeyedSlots, Source, TunnelSlots};
+use crate::workers::Workers;
 use crate::{conn, quic};
 
 /// Why the server could not run.
@@ -37,6 +39,9 @@ pub enum RunError {
     /// A listener could not be used.
     #[error("listener: {0}")]
     Listener(std::io::Error),
+    /// The threads that serve TCP connections could not start.
+    #[error("starting the connection worker threads: {0}")]
+    Workers(std::io::Error),
 }
 
 /// State shared by every connection of one server; replaced whole on reload.
@@ -216,6 +221,7 @@ pub async fn run_with_reload(
         force: CancellationToken::new(),
         listen,
     };
+    let workers = Workers::per_core().map_err(RunError::Workers)?;
     let endpoint = match (quic_wanted, udp) {
         (true, Some(udp)) => {
             let endpoint = quinn::Endpoint::new(
@@ -240,6 +246,7 @@ pub async fn run_with_reload(
         listen = %listen,
         quic = endpoint.is_some(),
         tunnels = first.opens_tunnels,
+        workers = workers.count(),
         rules = first.policy.rule_count(),
         "tp-server listening ({})",
         if first.opens_tunnels {
@@ -330,7 +337,7 @@ pub async fn run_with_reload(
         let shared = ctx.current();
         let force = ctx.force.clone();
         let conn_ctx = ctx.clone();
-        ctx.tracker.spawn(
+        let serve = move |tcp| {
             async move {
                 let serve = async {
                     match port {
@@ -348,8 +355,11 @@ pub async fn run_with_reload(
                 }
                 drop(permit);
             }
-            .instrument(span),
-        );
+            .instrument(span)
+        };
+        if let Err(e) = workers.spawn(tcp, &ctx.tracker, serve) {
+            warn!(listen = %listen, peer = %peer, error = %e, "connection dropped: it could not be handed to a worker");
+        }
     }
 
     // No new TCP connections; new QUIC ones are refused by the accept loop, and
