@@ -20,7 +20,7 @@ use std::time::Duration;
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{Instrument, debug, info, info_span, warn};
+use tracing::{debug, info, info_span, warn};
 
 use crate::config::{Config, Limits, QuicSettings, ReverseSettings, WebsiteSettings};
 use crate::listeners::{Listeners, TcpListeners};
@@ -95,6 +95,8 @@ pub(crate) struct RunContext {
     /// Open connections that are not tunnels (website, routes), per source.
     pub(crate) others_per_source: Arc<HandshakeSlots>,
     pub(crate) tracker: TaskTracker,
+    /// The threads TCP connections are served on.
+    pub(crate) workers: Arc<Workers>,
     /// Cancelled when the drain starts: no new connections, hellos get `busy`.
     pub(crate) draining: CancellationToken,
     /// Cancelled at the drain deadline: whatever is still open is closed.
@@ -217,11 +219,11 @@ pub async fn run_with_reload(
         quic_per_identity: KeyedSlots::new(first.quic.max_connections_per_identity),
         others_per_source: HandshakeSlots::new(first.website.max_connections_per_source),
         tracker: TaskTracker::new(),
+        workers: Arc::new(Workers::per_core().map_err(RunError::Workers)?),
         draining: shutdown.clone(),
         force: CancellationToken::new(),
         listen,
     };
-    let workers = Workers::per_core().map_err(RunError::Workers)?;
     let endpoint = match (quic_wanted, udp) {
         (true, Some(udp)) => {
             let endpoint = quinn::Endpoint::new(
@@ -246,7 +248,7 @@ pub async fn run_with_reload(
         listen = %listen,
         quic = endpoint.is_some(),
         tunnels = first.opens_tunnels,
-        workers = workers.count(),
+        workers = ctx.workers.count(),
         rules = first.policy.rule_count(),
         "tp-server listening ({})",
         if first.opens_tunnels {
@@ -355,9 +357,8 @@ pub async fn run_with_reload(
                 }
                 drop(permit);
             }
-            .instrument(span)
         };
-        if let Err(e) = workers.spawn(tcp, &ctx.tracker, serve) {
+        if let Err(e) = ctx.workers.spawn(tcp, &ctx.tracker, span, serve) {
             warn!(listen = %listen, peer = %peer, error = %e, "connection dropped: it could not be handed to a worker");
         }
     }

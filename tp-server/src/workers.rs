@@ -23,7 +23,12 @@ use tokio::net::TcpStream;
 use tokio::runtime::Handle;
 use tokio::sync::oneshot;
 use tokio_util::task::TaskTracker;
-use tracing::warn;
+use tracing::{Instrument, Span, warn};
+
+/// Blocking threads of all workers together (tokio's default for one runtime).
+const MAX_BLOCKING_THREADS: usize = 512;
+/// At least this many per worker.
+const MIN_BLOCKING_THREADS: usize = 64;
 
 /// The connection workers of one server run.
 #[derive(Debug)]
@@ -50,39 +55,24 @@ impl Workers {
 
     /// Starts `count` workers, each a thread running a single-threaded runtime.
     pub(crate) fn start(count: NonZeroUsize) -> io::Result<Workers> {
+        // Blocking threads (DNS lookups) per worker: the process keeps about
+        // tokio's default of 512 for its connections in all.
+        let blocking = (MAX_BLOCKING_THREADS / count.get()).max(MIN_BLOCKING_THREADS);
         let workers = (0..count.get())
-            .map(|index| {
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()?;
-                let handle = runtime.handle().clone();
-                let (stop, stopped) = oneshot::channel::<()>();
-                std::thread::Builder::new()
-                    .name(format!("tp-worker-{index}"))
-                    .spawn(move || {
-                        // Runs the connections spawned onto `handle` until the
-                        // sender is dropped.
-                        let _ = runtime.block_on(stopped);
-                        // Does not wait for blocking tasks (a DNS lookup) to end.
-                        runtime.shutdown_background();
-                    })?;
-                Ok(Worker {
-                    handle,
-                    load: Arc::default(),
-                    _stop: stop,
-                })
-            })
+            .map(|index| Worker::start(index, blocking))
             .collect::<io::Result<_>>()?;
         Ok(Workers { workers })
     }
 
-    /// Serves `tcp` on the least busy worker: `serve` runs there with the
-    /// connection registered on that worker's runtime, tracked by `tracker` from
-    /// now on. Fails only if the connection could not leave this runtime.
+    /// Serves `tcp` on the least busy worker: `serve` runs there in `span`, with
+    /// the connection registered on that worker's runtime, tracked by `tracker`
+    /// from now on. Fails only if the connection could not leave the runtime it
+    /// was accepted on (it is then closed).
     pub(crate) fn spawn<F, Fut>(
         &self,
         tcp: TcpStream,
         tracker: &TaskTracker,
+        span: Span,
         serve: F,
     ) -> io::Result<()>
     where
@@ -94,7 +84,7 @@ impl Workers {
             .expect("at least one worker");
         let tcp = tcp.into_std()?;
         let load = Load::count(&worker.load);
-        worker.handle.spawn(tracker.track_future(async move {
+        let task = async move {
             let _load = load;
             match TcpStream::from_std(tcp) {
                 Ok(tcp) => serve(tcp).await,
@@ -102,7 +92,10 @@ impl Workers {
                     warn!(error = %e, "connection dropped: it could not be registered on a worker")
                 }
             }
-        }));
+        };
+        worker
+            .handle
+            .spawn(tracker.track_future(task.instrument(span)));
         Ok(())
     }
 
@@ -117,6 +110,47 @@ impl Workers {
         (self.workers.iter())
             .map(|w| w.load.load(Ordering::Relaxed))
             .collect()
+    }
+}
+
+impl Worker {
+    /// Starts the thread of worker `index`; its runtime is built there, so a
+    /// failure to start leaves no runtime to drop here.
+    fn start(index: usize, blocking: usize) -> io::Result<Worker> {
+        let (stop, stopped) = oneshot::channel::<()>();
+        let (started, handle) = std::sync::mpsc::sync_channel(1);
+        std::thread::Builder::new()
+            .name(format!("tp-worker-{index}"))
+            .spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .max_blocking_threads(blocking)
+                    .build();
+                let runtime = match runtime {
+                    Ok(runtime) => runtime,
+                    Err(e) => {
+                        let _ = started.send(Err(e));
+                        return;
+                    }
+                };
+                if started.send(Ok(runtime.handle().clone())).is_err() {
+                    return;
+                }
+                // Runs the connections spawned onto the handle until the sender
+                // is dropped.
+                let _ = runtime.block_on(stopped);
+                // Does not wait for blocking tasks (a DNS lookup) to end.
+                runtime.shutdown_background();
+            })?;
+        // Waits for the runtime's construction, microseconds; once, at start.
+        let handle = handle
+            .recv()
+            .map_err(|_| io::Error::other("the worker thread ended before it started"))??;
+        Ok(Worker {
+            handle,
+            load: Arc::default(),
+            _stop: stop,
+        })
     }
 }
 
@@ -165,7 +199,7 @@ mod tests {
         let (accepted, mut client) = pair(&listener).await;
         let (thread_tx, thread_rx) = oneshot::channel();
         workers
-            .spawn(accepted, &tracker, |mut tcp| async move {
+            .spawn(accepted, &tracker, Span::none(), |mut tcp| async move {
                 let name = std::thread::current().name().map(str::to_owned);
                 let _ = thread_tx.send(name);
                 let mut line = [0; 5];
@@ -198,7 +232,7 @@ mod tests {
             let (release, released) = oneshot::channel::<()>();
             releases.push(release);
             workers
-                .spawn(accepted, &tracker, |_tcp| async move {
+                .spawn(accepted, &tracker, Span::none(), |_tcp| async move {
                     let _ = released.await;
                 })
                 .expect("spawn");
@@ -222,7 +256,7 @@ mod tests {
         let (started_tx, started) = oneshot::channel();
         let (held_tx, held) = oneshot::channel::<()>();
         workers
-            .spawn(accepted, &tracker, |_tcp| async move {
+            .spawn(accepted, &tracker, Span::none(), |_tcp| async move {
                 let _ = started_tx.send(());
                 let _held = held_tx;
                 std::future::pending::<()>().await;

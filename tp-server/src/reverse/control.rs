@@ -18,7 +18,7 @@ use tokio::net::TcpListener;
 use tokio::time::Instant;
 use tokio_util::task::task_tracker::TaskTrackerToken;
 use tp_proto::{Answer, ErrorCode, Event, Listen, ListenKind};
-use tracing::{Instrument, debug, info};
+use tracing::{Instrument, Span, debug, info, warn};
 
 use super::public::{self, PublicConn, PublicSlots};
 use super::registry::{Attached, Key, Offer, Registration};
@@ -277,28 +277,32 @@ impl<S: TunnelStream> Channel<'_, S> {
             tcp.abort();
             return;
         };
-        let conn = PublicConn {
-            tcp,
-            peer,
-            to,
-            key: self.registration.key().clone(),
-            owner: self.who.to_string(),
-            offers: self.registration.sender(),
-            slots,
-        };
+        let key = self.registration.key().clone();
+        let owner = self.who.to_string();
+        let offers = self.registration.sender();
         let ctx = &self.origin.ctx;
         let shared = ctx.current();
         let force = ctx.force.clone();
-        // Under the control channel's span: its connection, listen address and identity.
-        ctx.tracker.spawn(
-            async move {
-                tokio::select! {
-                    () = public::serve(shared, conn) => {}
-                    () = force.cancelled() => debug!("public connection closed by shutdown deadline"),
-                }
+        // Served on the least busy worker, as any TCP connection, under the
+        // control channel's span: its connection, listen address and identity.
+        let serve = move |tcp| async move {
+            let conn = PublicConn {
+                tcp,
+                peer,
+                to,
+                key,
+                owner,
+                offers,
+                slots,
+            };
+            tokio::select! {
+                () = public::serve(shared, conn) => {}
+                () = force.cancelled() => debug!("public connection closed by shutdown deadline"),
             }
-            .in_current_span(),
-        );
+        };
+        if let Err(e) = (ctx.workers).spawn(tcp, &ctx.tracker, Span::current(), serve) {
+            warn!(peer = %peer, error = %e, "public connection dropped: it could not be handed to a worker");
+        }
     }
 }
 
