@@ -1,9 +1,10 @@
 //! A check that each system really verifies client certificates: TLS clients
-//! connect to the server side's TLS port and try to reach the echo target, one
-//! without a certificate and one with a certificate of the right name from a CA
-//! the system does not trust (the same CA name, another key). Neither may get an
-//! echo back. The real client certificate must get one, or the check proves
-//! nothing (a probe the system cannot parse would "pass" too).
+//! connect to the server side's TLS port (for tp-quic: QUIC on the same port
+//! number) and try to reach the echo target, one without a certificate and one
+//! with a certificate of the right name from a CA the system does not trust (the
+//! same CA name, another key). Neither may get an echo back. The real client
+//! certificate must get one, or the check proves nothing (a probe the system
+//! cannot parse would "pass" too).
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -11,9 +12,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use quinn::crypto::rustls::QuicClientConfig;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::certs::{Certs, SERVER_NAME};
@@ -35,15 +37,25 @@ pub(crate) enum Verdict {
     Inconclusive(String),
 }
 
-/// Probes the system whose server side is at `tls_port`; `tp_hello` sends tp's
-/// hello line first.
+/// How the probes reach the server side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Transport {
+    /// TLS over TCP, the peers' raw bytes after the handshake.
+    Tls,
+    /// TLS over TCP, tp's hello line first.
+    TpTls,
+    /// One stream of a QUIC connection, tp's hello line first.
+    TpQuic,
+}
+
+/// Probes the system whose server side is at `tls_port`.
 pub(crate) async fn client_auth(
     tls_port: SocketAddr,
     certs: &Certs,
     target: SocketAddr,
-    tp_hello: bool,
+    transport: Transport,
 ) -> anyhow::Result<Verdict> {
-    let probe = |client| probe(tls_port, &certs.ca, client, target, tp_hello);
+    let probe = |client| probe(tls_port, &certs.ca, client, target, transport);
     let none = match probe(None).await? {
         Reached::Target => {
             return Ok(Verdict::Failed(
@@ -86,13 +98,13 @@ enum Reached {
     Nothing(String),
 }
 
-/// One TLS client, with `client` (certificate and key files) or none.
+/// One TLS or QUIC client, with `client` (certificate and key files) or none.
 async fn probe(
     tls_port: SocketAddr,
     ca: &Path,
     client: Option<(&Path, &Path)>,
     target: SocketAddr,
-    tp_hello: bool,
+    transport: Transport,
 ) -> anyhow::Result<Reached> {
     let mut roots = rustls::RootCertStore::empty();
     for cert in CertificateDer::pem_file_iter(ca).context("reading the CA")? {
@@ -114,20 +126,8 @@ async fn probe(
         }
     };
     config.alpn_protocols = vec![b"tp/1".to_vec()];
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-
-    let tcp = TcpStream::connect(tls_port).await?;
-    let name = ServerName::try_from(SERVER_NAME)?;
-    let mut tls = match connector.connect(name, tcp).await {
-        Ok(tls) => tls,
-        Err(e) => {
-            return Ok(Reached::Nothing(format!(
-                "refused during the handshake ({e})"
-            )));
-        }
-    };
     let mut msg = Vec::new();
-    if tp_hello {
+    if transport != Transport::Tls {
         msg.extend_from_slice(
             format!(
                 "{{\"v\":1,\"op\":\"connect\",\"host\":\"{}\",\"port\":{}}}\n",
@@ -139,8 +139,44 @@ async fn probe(
     }
     msg.push(MODE_ECHO);
     msg.extend_from_slice(MARK);
-    if let Err(e) = tls.write_all(&msg).await {
-        return Ok(Reached::Nothing(format!("refused: write failed ({e})")));
+    let refused = |e: &dyn std::fmt::Display| {
+        Ok(Reached::Nothing(format!(
+            "refused during the handshake ({e})"
+        )))
+    };
+    if transport == Transport::TpQuic {
+        let crypto = QuicClientConfig::try_from(Arc::new(config))?;
+        let local: SocketAddr = match tls_port {
+            SocketAddr::V4(_) => ([127, 0, 0, 1], 0).into(),
+            SocketAddr::V6(_) => (std::net::Ipv6Addr::LOCALHOST, 0).into(),
+        };
+        let endpoint = quinn::Endpoint::client(local).context("a QUIC client endpoint")?;
+        let config = quinn::ClientConfig::new(Arc::new(crypto));
+        let conn = match endpoint.connect_with(config, tls_port, SERVER_NAME)?.await {
+            Ok(conn) => conn,
+            Err(e) => return refused(&e),
+        };
+        let reached = match conn.open_bi().await {
+            Ok((send, recv)) => echo(tokio::io::join(recv, send), &msg).await,
+            Err(e) => Reached::Nothing(format!("refused after the handshake ({e})")),
+        };
+        conn.close(0u32.into(), b"probe done");
+        endpoint.wait_idle().await;
+        return Ok(reached);
+    }
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = TcpStream::connect(tls_port).await?;
+    let name = ServerName::try_from(SERVER_NAME)?;
+    match connector.connect(name, tcp).await {
+        Ok(tls) => Ok(echo(tls, &msg).await),
+        Err(e) => refused(&e),
+    }
+}
+
+/// Sends `msg` (ending in [`MARK`]) on `stream` and waits for the mark to come back.
+async fn echo(mut stream: impl AsyncRead + AsyncWrite + Unpin, msg: &[u8]) -> Reached {
+    if let Err(e) = stream.write_all(msg).await {
+        return Reached::Nothing(format!("refused: write failed ({})", chain(&e)));
     }
     let mut got = Vec::new();
     let read = tokio::time::timeout(ECHO_WAIT, async {
@@ -149,7 +185,7 @@ async fn probe(
             if got.windows(MARK.len()).any(|w| w == MARK) {
                 return Ok(());
             }
-            match tls.read(&mut buf).await {
+            match stream.read(&mut buf).await {
                 Ok(0) => return Ok(()),
                 Ok(n) => got.extend_from_slice(&buf[..n]),
                 Err(e) => return Err(e),
@@ -158,11 +194,26 @@ async fn probe(
     })
     .await;
     if got.windows(MARK.len()).any(|w| w == MARK) {
-        return Ok(Reached::Target);
+        return Reached::Target;
     }
-    Ok(Reached::Nothing(match read {
+    Reached::Nothing(match read {
         Err(_) => "no answer within 5 s, nothing forwarded".to_owned(),
         Ok(Ok(())) => "closed without forwarding".to_owned(),
-        Ok(Err(e)) => format!("refused after the handshake ({e})"),
-    }))
+        Ok(Err(e)) => format!("refused after the handshake ({})", chain(&e)),
+    })
+}
+
+/// An error and its sources, `: `-separated (quinn's stream errors say
+/// "connection lost" and keep the reason in their source).
+fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let more = cause.to_string();
+        if !text.contains(&more) {
+            text = format!("{text}: {more}");
+        }
+        source = cause.source();
+    }
+    text
 }

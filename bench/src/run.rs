@@ -365,12 +365,17 @@ async fn run_system(
 
 async fn check_mtls(ctx: &Ctx, system: SystemId, running: &Running, results: &mut Results) {
     let Some(port) = running.tls_port else { return };
-    let tp_hello = matches!(system, SystemId::Tp | SystemId::TpQuic);
+    let transport = match system {
+        SystemId::Tp => probe::Transport::TpTls,
+        // tp-server's QUIC endpoint, on the TLS port's number.
+        SystemId::TpQuic => probe::Transport::TpQuic,
+        _ => probe::Transport::Tls,
+    };
     // Bounded: a server that stalls the probes must not stall the run.
     let limit = std::time::Duration::from_secs(60);
     let check = tokio::time::timeout(
         limit,
-        probe::client_auth(port, &ctx.certs, ctx.target, tp_hello),
+        probe::client_auth(port, &ctx.certs, ctx.target, transport),
     );
     results.mtls_checked.push(system);
     let verdict = match check.await {
@@ -378,10 +383,8 @@ async fn check_mtls(ctx: &Ctx, system: SystemId, running: &Running, results: &mu
         Ok(Err(e)) => probe::Verdict::Inconclusive(format!("{e:#}")),
         Err(_) => probe::Verdict::Inconclusive(format!("the probes took over {limit:?}")),
     };
-    // tp-quic's server side is tp-server's: its TLS/TCP listener is what is probed
-    // (QUIC's client authentication is the same rustls verifier, tested end to end).
     let listener = if system == SystemId::TpQuic {
-        " (tp-server's TLS/TCP listener)"
+        " (over QUIC)"
     } else {
         ""
     };
