@@ -383,17 +383,17 @@ async fn check_mtls(ctx: &Ctx, system: SystemId, running: &Running, results: &mu
         Ok(Err(e)) => probe::Verdict::Inconclusive(format!("{e:#}")),
         Err(_) => probe::Verdict::Inconclusive(format!("the probes took over {limit:?}")),
     };
-    let listener = if system == SystemId::TpQuic {
+    let via = if system == SystemId::TpQuic {
         " (over QUIC)"
     } else {
         ""
     };
     match verdict {
         probe::Verdict::Verified(how) => {
-            results.note(system, format!("mTLS check{listener}: {how}"));
+            results.note(system, format!("mTLS check{via}: {how}"));
         }
         probe::Verdict::Inconclusive(why) => {
-            results.note(system, format!("mTLS check{listener} INCONCLUSIVE: {why}"));
+            results.note(system, format!("mTLS check{via} INCONCLUSIVE: {why}"));
         }
         probe::Verdict::Failed(what) => {
             let consequence = if system.is_peer() {
@@ -404,7 +404,7 @@ async fn check_mtls(ctx: &Ctx, system: SystemId, running: &Running, results: &mu
             };
             results.note(
                 system,
-                format!("mTLS check{listener} FAILED: {what}{consequence}"),
+                format!("mTLS check{via} FAILED: {what}{consequence}"),
             );
         }
     }

@@ -10,8 +10,10 @@
 //! on the main runtime: a QUIC connection's streams share one connection driver,
 //! and they gain from more than one thread.
 //!
-//! The workers stop when [`Workers`] is dropped, after the server's drain:
-//! whatever still runs on them then (nothing the drain waited for) is dropped.
+//! The workers stop when the last handle to [`Workers`] is dropped: the run's
+//! context holds it, so after the drain, once the QUIC accept loop (which holds
+//! a clone) has ended too. Whatever still runs on them then (nothing the drain
+//! waited for) is dropped.
 
 use std::future::Future;
 use std::io;
