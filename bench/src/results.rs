@@ -99,6 +99,40 @@ impl Results {
         (best != 0.0).then(|| mine / best)
     }
 
+    /// `system`'s figure over the best verified peer's of the same run, run by run,
+    /// in the order measured: every system runs once per round, so a round's
+    /// figures saw the same machine. Rounds without a peer's figure are left out.
+    pub(crate) fn ratio_by_run(&self, system: SystemId, metric: Metric) -> Vec<f64> {
+        let mut mine: Vec<&Sample> = self
+            .samples
+            .iter()
+            .filter(|s| s.system == system && s.metric == metric)
+            .collect();
+        mine.sort_by_key(|s| (s.origin, s.run));
+        mine.into_iter()
+            .filter_map(|m| {
+                let best = self
+                    .samples
+                    .iter()
+                    .filter(|p| {
+                        p.system.is_peer()
+                            && !self.unverified.contains(&p.system)
+                            && p.metric == metric
+                            && (p.origin, p.run) == (m.origin, m.run)
+                    })
+                    .map(|p| p.value)
+                    .reduce(|a, b| {
+                        if metric.higher_is_better() {
+                            a.max(b)
+                        } else {
+                            a.min(b)
+                        }
+                    })?;
+                (best != 0.0).then(|| m.value / best)
+            })
+            .collect()
+    }
+
     /// Whether the figures named come from more than one harness run (a merged
     /// record): a ratio between them also measures how the machine changed.
     pub(crate) fn mixed(&self, figures: &[(SystemId, Metric)]) -> bool {
@@ -176,6 +210,30 @@ mod tests {
             Some((SystemId::Stunnel, 400.0))
         );
         assert_eq!(r.best_peer(Metric::OpenP50), Some((SystemId::Stunnel, 1.2)));
+    }
+
+    #[test]
+    fn ratios_run_by_run_pair_each_round_with_its_best_peer() {
+        let mut r = Results::default();
+        for (run, tp, haproxy, nginx) in [(1, 900.0, 600.0, 700.0), (2, 800.0, 800.0, 400.0)] {
+            r.add(SystemId::Tp, Metric::BulkOne, run, tp);
+            r.add(SystemId::Haproxy, Metric::BulkOne, run, haproxy);
+            r.add(SystemId::Nginx, Metric::BulkOne, run, nginx);
+        }
+        // A round no peer finished has no ratio.
+        r.add(SystemId::Tp, Metric::BulkOne, 3, 1000.0);
+        let by_run = r.ratio_by_run(SystemId::Tp, Metric::BulkOne);
+        assert_eq!(by_run.len(), 2, "{by_run:?}");
+        assert!((by_run[0] - 900.0 / 700.0).abs() < 1e-9, "{by_run:?}");
+        assert!((by_run[1] - 1.0).abs() < 1e-9, "{by_run:?}");
+        // A merged run's round 1 is not the record's round 1.
+        r.samples[0].origin = 1;
+        assert_eq!(r.ratio_by_run(SystemId::Tp, Metric::BulkOne).len(), 1);
+        // Lower is better for latency: the best peer is the fastest.
+        r.add(SystemId::Tp, Metric::OpenP50, 1, 1.0);
+        r.add(SystemId::Haproxy, Metric::OpenP50, 1, 2.0);
+        r.add(SystemId::Nginx, Metric::OpenP50, 1, 4.0);
+        assert_eq!(r.ratio_by_run(SystemId::Tp, Metric::OpenP50), vec![0.5]);
     }
 
     #[test]
