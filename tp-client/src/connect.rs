@@ -41,6 +41,7 @@ use tokio_rustls::client::TlsStream;
 use tp_net::message::ReadMessageError;
 use tp_net::pem::{load_certs, load_key};
 use tp_net::quic::QuicLimits;
+use tp_net::read_ahead::ReadAhead;
 use tp_net::tls::client_config;
 use tp_proto::{ALPN_STEALTH, Hello};
 use tracing::debug;
@@ -108,7 +109,7 @@ impl std::fmt::Debug for Connector {
 /// What a tunnel's stream will run on.
 #[derive(Debug)]
 enum Carrier {
-    Tls(Box<TlsStream<TcpStream>>),
+    Tls(Box<TlsStream<ReadAhead<TcpStream>>>),
     Quic(Acquired),
 }
 
@@ -320,7 +321,7 @@ impl Connector {
         &self,
         resolver: &Resolver<'_>,
         deadline: Instant,
-    ) -> Result<TlsStream<TcpStream>, ConnectError> {
+    ) -> Result<TlsStream<ReadAhead<TcpStream>>, ConnectError> {
         let alpn = if self.stealth {
             tls::Alpn::Any
         } else {
@@ -355,7 +356,7 @@ impl Connector {
 
     async fn tunnel_over_tls(
         &self,
-        stream: Box<TlsStream<TcpStream>>,
+        stream: Box<TlsStream<ReadAhead<TcpStream>>>,
         hello: &Hello,
         first: &mut FirstBytes<'_>,
     ) -> Result<Tunnel, ConnectError> {

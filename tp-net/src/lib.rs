@@ -2,6 +2,8 @@
 //!
 //! - [`relay`]: the one byte relay, both directions, half-close, idle timeout,
 //!   byte counts for the close log line.
+//! - [`read_ahead`]: a socket read that takes all it has (up to 64 KiB) under
+//!   rustls, which asks for one TLS record per read.
 //! - [`duration`]: `"10s"`-style durations used by both configs.
 //! - [`message`]: reading one bounded JSON line (hello or answer) from a stream.
 //! - [`pem`]: loading certificate chains and keys with errors that name the file.
@@ -16,8 +18,10 @@
 pub mod duration;
 pub mod message;
 pub mod pem;
+mod pool;
 pub mod proxy;
 pub mod quic;
+pub mod read_ahead;
 pub mod relay;
 pub mod text;
 pub mod tls;

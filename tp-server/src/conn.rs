@@ -10,6 +10,7 @@ use std::sync::Arc;
 use rustls::server::Acceptor;
 use tokio::net::TcpStream;
 use tokio_rustls::LazyConfigAcceptor;
+use tp_net::read_ahead::ReadAhead;
 use tp_proto::ALPN_TP_V1;
 use tracing::{Span, debug, info};
 
@@ -48,6 +49,8 @@ pub(crate) async fn serve(
         Ok(None) => {}
     }
     let handshake = async {
+        // Under rustls, which reads a TLS record at a time: see `ReadAhead`.
+        let tcp = ReadAhead::new(tcp);
         let start =
             (LazyConfigAcceptor::new(Acceptor::default(), tcp).await).map_err(|e| (None, e))?;
         let hello = start.client_hello();

@@ -12,6 +12,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 use tp_net::message::{ReadMessageError, read_message};
+use tp_net::read_ahead::ReadAhead;
 use tp_proto::{Answer, ErrorCode, Hello};
 use tracing::{debug, info};
 
@@ -32,11 +33,11 @@ pub(crate) trait TunnelStream: AsyncRead + AsyncWrite + Unpin + Send {
     fn abort(&mut self);
 }
 
-impl TunnelStream for TlsStream<TcpStream> {
+impl TunnelStream for TlsStream<ReadAhead<TcpStream>> {
     /// A TCP reset when dropped (zero linger): even after a `close_notify`
     /// already went out, the client sees a failure, not a clean end.
     fn abort(&mut self) {
-        self.get_mut().0.abort();
+        self.get_mut().0.get_mut().abort();
     }
 }
 

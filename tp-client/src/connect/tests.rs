@@ -267,7 +267,7 @@ async fn tls_dials_the_next_address_when_one_refuses_or_stays_silent() {
     let started = Instant::now();
     let deadline = started + Duration::from_secs(5);
     let stream = connector.tls_connect(&resolver, deadline).await.unwrap();
-    assert_eq!(stream.get_ref().0.peer_addr().unwrap(), addr);
+    assert_eq!(stream.get_ref().0.get_ref().peer_addr().unwrap(), addr);
     assert!(started.elapsed() < ATTEMPT_DELAY, "{:?}", started.elapsed());
 
     // Only closed ports: the last refusal is the error.

@@ -10,6 +10,7 @@ use tokio::time::{Instant, sleep_until, timeout_at};
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 use tp_net::message::ReadMessageError;
+use tp_net::read_ahead::ReadAhead;
 use tp_proto::ALPN_TP_V1;
 use tracing::debug;
 
@@ -35,11 +36,13 @@ pub(super) async fn connect(
     deadline: Instant,
     alpn: Alpn,
     timed_out: impl Fn(&'static str) -> ConnectError,
-) -> Result<TlsStream<TcpStream>, ConnectError> {
+) -> Result<TlsStream<ReadAhead<TcpStream>>, ConnectError> {
     let server = resolver.server();
     let tcp = timeout_at(deadline, dial(resolver))
         .await
         .map_err(|_| timed_out("connecting to"))??;
+    // Under rustls, which reads a TLS record at a time: see `ReadAhead`.
+    let tcp = ReadAhead::new(tcp);
     let stream = timeout_at(deadline, tls.connect(server_name.clone(), tcp))
         .await
         .map_err(|_| timed_out("in the TLS handshake with"))?

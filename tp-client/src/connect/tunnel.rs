@@ -20,6 +20,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 use tp_net::quic::QuicStream;
+use tp_net::read_ahead::ReadAhead;
 use tracing::debug;
 
 use crate::transport::Via;
@@ -51,12 +52,12 @@ pub struct Tunnel {
 
 #[derive(Debug)]
 enum Stream {
-    Tls(Box<TlsStream<TcpStream>>),
+    Tls(Box<TlsStream<ReadAhead<TcpStream>>>),
     Quic(QuicStream),
 }
 
 impl Tunnel {
-    pub(super) fn tls(stream: Box<TlsStream<TcpStream>>, early: BytesMut) -> Self {
+    pub(super) fn tls(stream: Box<TlsStream<ReadAhead<TcpStream>>>, early: BytesMut) -> Self {
         Tunnel {
             stream: Stream::Tls(stream),
             early,

@@ -9,7 +9,7 @@
 //! Both directions run in the caller's task, polled in turn (as tokio's
 //! `copy_bidirectional` does): no second task, and no lock around each stream,
 //! which `tokio::io::split` would need. A direction holds a copy buffer only
-//! while bytes are in flight: it takes one from a per-thread pool ([`pool`]) to
+//! while bytes are in flight: it takes one from a per-thread pool ([`crate::pool`]) to
 //! read, and gives it back when a read finds nothing and all it read has been
 //! written, so an idle tunnel holds no buffer at all. A read fills the buffer as
 //! far as the source has bytes at hand (several TLS records, one syscall on TCP)
@@ -25,7 +25,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Instant;
 
-mod pool;
+use crate::pool;
 
 /// Which end of a relay an error came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

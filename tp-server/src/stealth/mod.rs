@@ -20,6 +20,7 @@ use rustls_pki_types::CertificateDer;
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
+use tp_net::read_ahead::ReadAhead;
 use tracing::{Span, debug, info};
 
 use crate::server::{RunContext, Shared};
@@ -85,7 +86,7 @@ const FIRST_READ: usize = 4 * 1024;
 /// holders of a valid certificate have their first bytes read.
 pub(crate) async fn serve(
     shared: &Shared,
-    mut tls: Box<TlsStream<TcpStream>>,
+    mut tls: Box<TlsStream<ReadAhead<TcpStream>>>,
     peer: SocketAddr,
     local: SocketAddr,
     ctx: RunContext,
@@ -154,7 +155,7 @@ fn refused(e: &rustls::Error) {
 /// The tunnel of a verified stealth client.
 async fn tunnel(
     shared: &Shared,
-    stream: Prefixed<Box<TlsStream<TcpStream>>>,
+    stream: Prefixed<Box<TlsStream<ReadAhead<TcpStream>>>>,
     peer: SocketAddr,
     chain: Arc<[CertificateDer<'static>]>,
     alpn: Option<String>,

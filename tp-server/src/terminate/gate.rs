@@ -9,6 +9,7 @@ use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
+use tp_net::read_ahead::ReadAhead;
 use tracing::Span;
 
 use super::Route;
@@ -38,6 +39,6 @@ pub(crate) fn admits(shared: &Shared, route: &Route, conn: &rustls::ServerConnec
 }
 
 /// Ends a refused connection with a TLS close, nothing forwarded.
-pub(crate) async fn close(mut client: TlsStream<TcpStream>) {
+pub(crate) async fn close(mut client: TlsStream<ReadAhead<TcpStream>>) {
     let _ = tokio::time::timeout(CLOSE_GRACE, client.shutdown()).await;
 }

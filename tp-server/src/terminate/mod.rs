@@ -21,6 +21,7 @@ use std::net::SocketAddr;
 
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
+use tp_net::read_ahead::ReadAhead;
 
 pub(crate) use self::tls::configs;
 use crate::server::Shared;
@@ -84,7 +85,7 @@ impl Route {
 pub(crate) async fn serve(
     shared: &Shared,
     route: &Route,
-    mut client: TlsStream<TcpStream>,
+    mut client: TlsStream<ReadAhead<TcpStream>>,
     peer: SocketAddr,
     local: SocketAddr,
 ) {

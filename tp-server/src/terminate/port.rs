@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
+use tp_net::read_ahead::ReadAhead;
 use tracing::debug;
 
 use crate::server::{RunContext, Shared};
@@ -49,7 +50,7 @@ pub(crate) async fn serve(
         return;
     };
     let local = tcp.local_addr().unwrap_or(port.configured);
-    let accept = TlsAcceptor::from(shared.terminate_tls[i].clone()).accept(tcp);
+    let accept = TlsAcceptor::from(shared.terminate_tls[i].clone()).accept(ReadAhead::new(tcp));
     let tls = match tokio::time::timeout(shared.limits.handshake_timeout, accept).await {
         Err(_) => {
             debug!(timeout = ?shared.limits.handshake_timeout, "TLS handshake refused: timed out");

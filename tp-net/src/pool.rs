@@ -1,7 +1,9 @@
-//! Copy buffers lent to relays while bytes are in flight.
+//! Copy buffers lent while bytes are in flight: to a relay direction
+//! ([`crate::relay`]) and to a socket's read-ahead ([`crate::read_ahead`]).
 //!
 //! A relay direction takes a buffer to read into and gives it back as soon as a
-//! read finds nothing and everything read has been written, so an idle tunnel
+//! read finds nothing and everything read has been written; a read-ahead gives
+//! its buffer back as soon as its reader has taken every byte. So an idle tunnel
 //! holds none. Each thread keeps a few free buffers, so a busy relay that keeps
 //! going quiet for a moment (most reads on a fast link) does not allocate and
 //! zero 64 KiB every time.
@@ -10,7 +12,7 @@ use std::cell::RefCell;
 
 /// The size of every buffer: a read of this much is one syscall on TCP and
 /// four full TLS records.
-pub(super) const BUF_SIZE: usize = 64 * 1024;
+pub(crate) const BUF_SIZE: usize = 64 * 1024;
 
 /// Free buffers a thread keeps (at most 512 KiB); more are freed.
 const KEEP: usize = 8;
@@ -20,7 +22,7 @@ thread_local! {
 }
 
 /// A buffer of [`BUF_SIZE`] bytes, from this thread's free ones if it has any.
-pub(super) fn take() -> Box<[u8]> {
+pub(crate) fn take() -> Box<[u8]> {
     FREE.try_with(|free| free.borrow_mut().pop())
         .ok()
         .flatten()
@@ -28,7 +30,7 @@ pub(super) fn take() -> Box<[u8]> {
 }
 
 /// Gives `buf` back: kept for the next [`take`] on this thread, or freed.
-pub(super) fn give(buf: Box<[u8]>) {
+pub(crate) fn give(buf: Box<[u8]>) {
     // Fails only while the thread exits: the buffer is then simply freed.
     let _ = FREE.try_with(|free| {
         let mut free = free.borrow_mut();
