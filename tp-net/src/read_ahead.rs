@@ -71,36 +71,37 @@ impl<S: AsyncRead + Unpin> AsyncRead for ReadAhead<S> {
         if out.remaining() == 0 {
             return Poll::Ready(Ok(()));
         }
-        if this.pos == this.cap {
-            if out.remaining() >= pool::BUF_SIZE {
-                // As large as a read ahead: no copy.
+        // `buf` is `Some` exactly while `pos < cap`.
+        let buf = match this.buf.take() {
+            Some(buf) => buf,
+            // As large as a read ahead: no copy.
+            None if out.remaining() >= pool::BUF_SIZE => {
                 return Pin::new(&mut this.inner).poll_read(cx, out);
             }
-            let mut buf = pool::take();
-            let mut read = ReadBuf::new(&mut buf);
-            match Pin::new(&mut this.inner).poll_read(cx, &mut read) {
-                Poll::Ready(Ok(())) if !read.filled().is_empty() => {
-                    (this.pos, this.cap) = (0, read.filled().len());
-                    this.buf = Some(buf);
-                }
-                // EOF, an error, or nothing yet: the buffer goes straight back.
-                other => {
-                    pool::give(buf);
-                    return other;
+            None => {
+                let mut buf = pool::take();
+                let mut read = ReadBuf::new(&mut buf);
+                match Pin::new(&mut this.inner).poll_read(cx, &mut read) {
+                    Poll::Ready(Ok(())) if !read.filled().is_empty() => {
+                        (this.pos, this.cap) = (0, read.filled().len());
+                        buf
+                    }
+                    // EOF, an error, or nothing yet: the buffer goes straight back.
+                    other => {
+                        pool::give(buf);
+                        return other;
+                    }
                 }
             }
-        }
-        let Some(buf) = &this.buf else {
-            unreachable!("bytes read ahead are in the buffer")
         };
         let n = (this.cap - this.pos).min(out.remaining());
         out.put_slice(&buf[this.pos..this.pos + n]);
         this.pos += n;
         if this.pos == this.cap {
             (this.pos, this.cap) = (0, 0);
-            if let Some(buf) = this.buf.take() {
-                pool::give(buf);
-            }
+            pool::give(buf);
+        } else {
+            this.buf = Some(buf);
         }
         Poll::Ready(Ok(()))
     }
