@@ -149,9 +149,10 @@ async fn probe(
     };
     if transport == Transport::TpQuic {
         let crypto = QuicClientConfig::try_from(Arc::new(config))?;
+        // Any address of the server's family: the kernel picks the route's.
         let local: SocketAddr = match tls_port {
-            SocketAddr::V4(_) => ([127, 0, 0, 1], 0).into(),
-            SocketAddr::V6(_) => (std::net::Ipv6Addr::LOCALHOST, 0).into(),
+            SocketAddr::V4(_) => (std::net::Ipv4Addr::UNSPECIFIED, 0).into(),
+            SocketAddr::V6(_) => (std::net::Ipv6Addr::UNSPECIFIED, 0).into(),
         };
         let endpoint = quinn::Endpoint::client(local).context("a QUIC client endpoint")?;
         let mut config = quinn::ClientConfig::new(Arc::new(crypto));

@@ -124,8 +124,11 @@ impl Worker {
         std::thread::Builder::new()
             .name(format!("tp-worker-{index}"))
             .spawn(move || {
+                // A current-thread runtime's only threads are its blocking pool
+                // (DNS lookups): named after the worker they serve.
                 let runtime = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
+                    .thread_name(format!("tp-worker-{index}-blocking"))
                     .max_blocking_threads(blocking)
                     .build();
                 let runtime = match runtime {
@@ -203,14 +206,26 @@ mod tests {
         workers
             .spawn(accepted, &tracker, Span::none(), |mut tcp| async move {
                 let name = std::thread::current().name().map(str::to_owned);
-                let _ = thread_tx.send(name);
+                // A blocking task (a DNS lookup) runs on the worker's own pool.
+                let blocking = tokio::task::spawn_blocking(|| {
+                    std::thread::current().name().map(str::to_owned)
+                })
+                .await
+                .expect("blocking task");
+                let _ = thread_tx.send((name, blocking));
                 let mut line = [0; 5];
                 tcp.read_exact(&mut line).await.expect("read on the worker");
                 tcp.write_all(&line).await.expect("write on the worker");
             })
             .expect("spawn");
-        let name = thread_rx.await.expect("served").expect("a named thread");
+        let (name, blocking) = thread_rx.await.expect("served");
+        let name = name.expect("a named thread");
         assert!(name.starts_with("tp-worker-"), "served on {name}");
+        assert_eq!(
+            blocking.as_deref(),
+            Some(format!("{name}-blocking").as_str()),
+            "its blocking pool is named after it"
+        );
         client.write_all(b"hello").await.expect("write");
         let mut echo = [0; 5];
         client.read_exact(&mut echo).await.expect("echo");
