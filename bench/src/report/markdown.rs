@@ -483,6 +483,16 @@ mod tests {
     use crate::report::RunRecord;
     use crate::results::Results;
 
+    /// The report of a run that recorded `results` alone, without analysis.
+    fn markdown_of(results: Results) -> String {
+        let run = RunRecord::with_results(results);
+        Report {
+            run: &run,
+            analysis: None,
+        }
+        .markdown()
+    }
+
     #[test]
     fn the_quic_reuse_target_is_shown_against_the_relay_floor_run_by_run() {
         let mut results = Results::default();
@@ -491,12 +501,7 @@ mod tests {
             results.add(SystemId::TpQuic, Metric::OpenP50, run, quic);
             results.add(SystemId::Relay, Metric::OpenP50, run, relay);
         }
-        let run = RunRecord::with_results(results);
-        let md = Report {
-            run: &run,
-            analysis: None,
-        }
-        .markdown();
+        let md = markdown_of(results);
         assert!(
             md.contains(
                 "| (c)/(f) open p50 over a reused QUIC connection: under a third of TLS/TCP \
@@ -521,12 +526,7 @@ mod tests {
             results.add(SystemId::Tp, Metric::BulkOne, run, tp);
             results.add(SystemId::Haproxy, Metric::BulkOne, run, haproxy);
         }
-        let run = RunRecord::with_results(results);
-        let md = Report {
-            run: &run,
-            analysis: None,
-        }
-        .markdown();
+        let md = markdown_of(results);
         assert!(
             md.contains(
                 "| (a) bulk 1 stream: at least 1.2x the best peer | 1.23x | met (1 of 2 rounds \
@@ -552,14 +552,7 @@ mod tests {
         results.add(SystemId::Tp, Metric::BulkOne, 1, 900.0);
         results.add(SystemId::Haproxy, Metric::BulkOne, 1, 600.0);
         results.add(SystemId::Relay, Metric::BulkOne, 1, 1200.0);
-        let md = |results| {
-            let run = RunRecord::with_results(results);
-            Report {
-                run: &run,
-                analysis: None,
-            }
-            .markdown()
-        };
+        let md = markdown_of;
         let same = md(results.clone());
         assert!(same.contains("| 900 (1.50x) |"), "{same}");
         assert!(!same.contains(crate::results::MIXED), "{same}");
