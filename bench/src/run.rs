@@ -18,6 +18,7 @@ use crate::machine::{self, Machine};
 use crate::ports::Ports;
 use crate::report::{Report, RunRecord};
 use crate::results::Results;
+use crate::scenarios::bulk::Direction;
 use crate::scenarios::{Metric, ScenarioId, bulk, conn, idle, latency, rate};
 use crate::settings::{RunArgs, Settings};
 use crate::systems::{self, Ctx, Running, SystemId, Tuning};
@@ -446,16 +447,31 @@ async fn traffic_scenarios(
         drop(conn::open(entry).await.context("warm-up tunnel")?);
     }
     if has(ScenarioId::BulkOne) {
-        let mbps = bulk::run(entry, settings.bulk_bytes, 1)
+        let mbps = bulk::run(entry, settings.bulk_bytes, 1, Direction::Up)
             .await
             .context("(a)")?;
         progress(system, run, "(a) bulk 1 stream", format!("{mbps:.0} MB/s"));
         results.add(system, Metric::BulkOne, run, mbps);
+        let mbps = bulk::run(entry, settings.bulk_bytes, 1, Direction::Down)
+            .await
+            .context("(a) down")?;
+        progress(
+            system,
+            run,
+            "(a) bulk 1 stream down",
+            format!("{mbps:.0} MB/s"),
+        );
+        results.add(system, Metric::BulkOneDown, run, mbps);
     }
     if has(ScenarioId::BulkEight) {
-        let mbps = bulk::run(entry, settings.bulk_bytes, settings.bulk_streams)
-            .await
-            .context("(b)")?;
+        let mbps = bulk::run(
+            entry,
+            settings.bulk_bytes,
+            settings.bulk_streams,
+            Direction::Up,
+        )
+        .await
+        .context("(b)")?;
         progress(system, run, "(b) bulk 8 streams", format!("{mbps:.0} MB/s"));
         results.add(system, Metric::BulkEight, run, mbps);
     }

@@ -9,7 +9,7 @@ use crate::systems::SystemId;
 const SCENARIOS: &str = "\
 | | scenario | figure |
 |---|---|---|
-| (a) | one tunnel uploads the bulk size into the target's sink (length-prefixed, so no half-close is needed) | MB/s (10^6 bytes/s): bytes the sink counted / time from `connect()` to the count coming back |
+| (a) | one tunnel uploads the bulk size into the target's sink (length-prefixed, so no half-close is needed); then (down) a fresh tunnel downloads it from the target's source | MB/s (10^6 bytes/s): bytes the sink counted / time from `connect()` to the count coming back; down: bytes received, each checked against the pattern sent / time from `connect()` to EOF after the last |
 | (b) | eight tunnels at once upload the bulk size between them | MB/s, all streams together |
 | (c) | sequential: `connect()`, 32-byte ping, echo back, close; after 10 untimed | p50 and p99 of `connect()` → echo received, ms |
 | (d) | 64 clients loop on the same open-ping-echo-close | completed tunnels per second |
@@ -21,7 +21,7 @@ const SCENARIOS: &str = "\
 Every system gets the same job: the load generator (tp-bench) connects over plain TCP to
 the system's client-side entry, which carries the bytes over mutual TLS 1.3 across loopback
 to the system's server side, which connects over plain TCP to the target (a tp-bench
-process: echo or sink). Each system is started fresh for (a)-(d), again for (e) and, tp's
+process: echo, sink or source). Each system is started fresh for (a)-(d), again for (e) and, tp's
 server alone, for (f1), and stopped after; runs go round all systems before the next run
 starts, so background load spreads over all of them. (g) is another job: tp-server and
 nginx as Signal proxies, started fresh for its traffic figures and again for its idle
@@ -217,7 +217,7 @@ impl Report<'_> {
             })
         };
         let between = |a: SystemId, b: SystemId, metric| r.mixed(&[(a, metric), (b, metric)]);
-        for metric in [Metric::BulkOne, Metric::BulkEight] {
+        for metric in [Metric::BulkOne, Metric::BulkOneDown, Metric::BulkEight] {
             let vs_peer = r.ratio(SystemId::Tp, metric);
             let by_run = r.ratio_by_run(SystemId::Tp, metric);
             let mut ok = verdict(vs_peer.map(|v| v >= 1.2));
@@ -330,13 +330,13 @@ impl Report<'_> {
     /// machine's speed moves from round to round and a median near the threshold
     /// can fall on either side of it.
     fn bulk_by_run(&self, md: &mut String) {
-        let lines: Vec<String> = [Metric::BulkOne, Metric::BulkEight]
+        let lines: Vec<String> = [Metric::BulkOne, Metric::BulkOneDown, Metric::BulkEight]
             .into_iter()
             .filter_map(|metric| {
                 let by_run = self.run.results.ratio_by_run(SystemId::Tp, metric);
                 (by_run.len() > 1).then(|| {
                     let list: Vec<String> = by_run.iter().map(|&v| ratio(v)).collect();
-                    format!("({}) {}", metric.scenario().letter(), list.join(", "))
+                    format!("{}: {}", metric.title(), list.join(", "))
                 })
             })
             .collect();
@@ -525,6 +525,9 @@ mod tests {
         for (run, tp, haproxy) in [(1, 900.0, 600.0), (2, 700.0, 700.0)] {
             results.add(SystemId::Tp, Metric::BulkOne, run, tp);
             results.add(SystemId::Haproxy, Metric::BulkOne, run, haproxy);
+            // Downloads: tp twice haproxy's in both rounds.
+            results.add(SystemId::Tp, Metric::BulkOneDown, run, 2.0 * haproxy);
+            results.add(SystemId::Haproxy, Metric::BulkOneDown, run, haproxy);
         }
         let md = markdown_of(results);
         assert!(
@@ -535,12 +538,22 @@ mod tests {
             "{md}"
         );
         assert!(
-            md.contains("in the order run): (a) 1.50x, 1.00x.\n"),
+            md.contains(
+                "in the order run): (a) bulk 1 stream: 1.50x, 1.00x; (a) bulk 1 stream down: \
+                 2.00x, 2.00x.\n"
+            ),
             "{md}"
         );
         // (b) was not run: no verdict counts and no line for it.
         assert!(
             md.contains("| (b) bulk 8 streams: at least 1.2x the best peer | - | not measured |"),
+            "{md}"
+        );
+        assert!(
+            md.contains(
+                "| (a) bulk 1 stream down: at least 1.2x the best peer | 2.00x | met (2 of 2 \
+                 rounds at 1.2x or more) |"
+            ),
             "{md}"
         );
         assert!(!md.contains("; (b)"), "{md}");

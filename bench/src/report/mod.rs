@@ -82,6 +82,7 @@ pub(crate) struct Report<'a> {
 pub(crate) fn value(metric: Metric, v: f64) -> String {
     match metric {
         Metric::BulkOne
+        | Metric::BulkOneDown
         | Metric::BulkEight
         | Metric::OpenRate
         | Metric::SignalUp

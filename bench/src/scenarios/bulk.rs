@@ -1,6 +1,7 @@
-//! (a) and (b): bulk upload through fresh tunnels into the sink. The figure is the
-//! bytes the target counted divided by the wall time from the first connect to the
-//! last count received.
+//! (a) and (b): bulk through fresh tunnels, uploaded into the sink (and, for (a),
+//! also downloaded from the source). The figure is the bytes moved divided by the
+//! wall time from the first connect to the last byte: up, the sink's count coming
+//! back; down, EOF after the last byte the source sent.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -14,14 +15,28 @@ use crate::target::{MODE_SINK, MODE_SOURCE, PATTERN_PERIOD, SINK_CORRUPT, is_pat
 const CHUNK: usize = PATTERN_PERIOD;
 const STREAM_TIMEOUT: Duration = Duration::from_secs(600);
 
+/// Which way the bulk bytes go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Direction {
+    /// Load generator to target (the sink).
+    Up,
+    /// Target (the source) to load generator, checked against the pattern sent.
+    Down,
+}
+
 /// Moves `total` bytes over `streams` concurrent tunnels; returns MB/s (10^6 bytes).
-pub(crate) async fn run(entry: SocketAddr, total: u64, streams: usize) -> anyhow::Result<f64> {
+pub(crate) async fn run(
+    entry: SocketAddr,
+    total: u64,
+    streams: usize,
+    direction: Direction,
+) -> anyhow::Result<f64> {
     let per_stream = total / streams as u64;
     let start = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..streams {
         tasks.spawn(async move {
-            tokio::time::timeout(STREAM_TIMEOUT, upload(entry, per_stream))
+            tokio::time::timeout(STREAM_TIMEOUT, transfer(entry, per_stream, direction))
                 .await
                 .context("bulk stream took over 600 s")?
         });
@@ -34,13 +49,16 @@ pub(crate) async fn run(entry: SocketAddr, total: u64, streams: usize) -> anyhow
     Ok(moved as f64 / secs / 1e6)
 }
 
-/// One stream: mode byte, length, `bytes` of payload, then the sink's count.
-async fn upload(entry: SocketAddr, bytes: u64) -> anyhow::Result<u64> {
+/// One stream: [`send`] or [`receive`] `bytes` through a fresh tunnel.
+async fn transfer(entry: SocketAddr, bytes: u64, direction: Direction) -> anyhow::Result<u64> {
     let mut stream = TcpStream::connect(entry)
         .await
         .with_context(|| format!("connecting to {entry}"))?;
     stream.set_nodelay(true)?;
-    send(&mut stream, bytes).await
+    match direction {
+        Direction::Up => send(&mut stream, bytes).await,
+        Direction::Down => receive(&mut stream, bytes).await,
+    }
 }
 
 /// Sends `bytes` into the sink over `stream`; returns the count the sink confirmed.

@@ -68,7 +68,10 @@ impl ScenarioId {
 /// One figure a scenario reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub(crate) enum Metric {
+    /// (a) uploaded, into the sink.
     BulkOne,
+    /// (a) downloaded, from the source.
+    BulkOneDown,
     BulkEight,
     OpenP50,
     OpenP99,
@@ -103,8 +106,9 @@ pub(crate) enum Metric {
 }
 
 impl Metric {
-    pub(crate) const ALL: [Metric; 22] = [
+    pub(crate) const ALL: [Metric; 23] = [
         Metric::BulkOne,
+        Metric::BulkOneDown,
         Metric::BulkEight,
         Metric::OpenP50,
         Metric::OpenP99,
@@ -131,7 +135,7 @@ impl Metric {
     /// The scenario that measures it.
     pub(crate) fn scenario(self) -> ScenarioId {
         match self {
-            Metric::BulkOne => ScenarioId::BulkOne,
+            Metric::BulkOne | Metric::BulkOneDown => ScenarioId::BulkOne,
             Metric::BulkEight => ScenarioId::BulkEight,
             Metric::OpenP50 | Metric::OpenP99 => ScenarioId::OpenLatency,
             Metric::OpenRate => ScenarioId::OpenRate,
@@ -158,6 +162,7 @@ impl Metric {
     pub(crate) fn title(self) -> &'static str {
         match self {
             Metric::BulkOne => "(a) bulk 1 stream",
+            Metric::BulkOneDown => "(a) bulk 1 stream down",
             Metric::BulkEight => "(b) bulk 8 streams",
             Metric::OpenP50 => "(c) open p50",
             Metric::OpenP99 => "(c) open p99",
@@ -184,7 +189,11 @@ impl Metric {
 
     pub(crate) fn unit(self) -> &'static str {
         match self {
-            Metric::BulkOne | Metric::BulkEight | Metric::SignalUp | Metric::SignalDown => "MB/s",
+            Metric::BulkOne
+            | Metric::BulkOneDown
+            | Metric::BulkEight
+            | Metric::SignalUp
+            | Metric::SignalDown => "MB/s",
             Metric::OpenP50
             | Metric::OpenP99
             | Metric::FirstP50
@@ -208,6 +217,7 @@ impl Metric {
         matches!(
             self,
             Metric::BulkOne
+                | Metric::BulkOneDown
                 | Metric::BulkEight
                 | Metric::OpenRate
                 | Metric::SignalUp

@@ -8,20 +8,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
-use super::bulk;
+use super::bulk::{self, Direction};
 use super::latency::{self, Latency};
 use super::tls_in_tls::SignalClient;
 
 const BULK_TIMEOUT: Duration = Duration::from_secs(600);
-
-/// Which way the bulk bytes go.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Direction {
-    /// Client to Signal host (the sink).
-    Up,
-    /// Signal host (the source) to client, checked against the pattern sent.
-    Down,
-}
 
 /// One inner stream moves `bytes`; returns MB/s (10^6 bytes) over the wall time from
 /// the TCP connect (both handshakes included, as (a) includes the tunnel's) to the
