@@ -474,6 +474,21 @@ async fn traffic_scenarios(
         .context("(b)")?;
         progress(system, run, "(b) bulk 8 streams", format!("{mbps:.0} MB/s"));
         results.add(system, Metric::BulkEight, run, mbps);
+        let mbps = bulk::run(
+            entry,
+            settings.bulk_bytes,
+            settings.bulk_streams,
+            Direction::Down,
+        )
+        .await
+        .context("(b) down")?;
+        progress(
+            system,
+            run,
+            "(b) bulk 8 streams down",
+            format!("{mbps:.0} MB/s"),
+        );
+        results.add(system, Metric::BulkEightDown, run, mbps);
     }
     if has(ScenarioId::OpenLatency) {
         let l = latency::run(entry, settings.opens).await.context("(c)")?;

@@ -10,7 +10,7 @@ const SCENARIOS: &str = "\
 | | scenario | figure |
 |---|---|---|
 | (a) | one tunnel uploads the bulk size into the target's sink (length-prefixed, so no half-close is needed); then (down) a fresh tunnel downloads it from the target's source | MB/s (10^6 bytes/s): bytes the sink counted / time from `connect()` to the count coming back; down: bytes received, each checked against the pattern sent / time from `connect()` to EOF after the last |
-| (b) | eight tunnels at once upload the bulk size between them | MB/s, all streams together |
+| (b) | eight tunnels at once upload the bulk size between them; then (down) eight fresh ones download it | MB/s, all streams together |
 | (c) | sequential: `connect()`, 32-byte ping, echo back, close; after 10 untimed | p50 and p99 of `connect()` → echo received, ms |
 | (d) | 64 clients loop on the same open-ping-echo-close | completed tunnels per second |
 | (e) | the idle count of tunnels opened (64 at a time), each proven by one echo, then held silent | server-side memory per tunnel: PSS of the server's process group with all tunnels open minus before, / tunnels; the same for the client side |
@@ -217,7 +217,12 @@ impl Report<'_> {
             })
         };
         let between = |a: SystemId, b: SystemId, metric| r.mixed(&[(a, metric), (b, metric)]);
-        for metric in [Metric::BulkOne, Metric::BulkOneDown, Metric::BulkEight] {
+        for metric in [
+            Metric::BulkOne,
+            Metric::BulkOneDown,
+            Metric::BulkEight,
+            Metric::BulkEightDown,
+        ] {
             let vs_peer = r.ratio(SystemId::Tp, metric);
             let by_run = r.ratio_by_run(SystemId::Tp, metric);
             let mut ok = verdict(vs_peer.map(|v| v >= 1.2));
@@ -330,16 +335,21 @@ impl Report<'_> {
     /// machine's speed moves from round to round and a median near the threshold
     /// can fall on either side of it.
     fn bulk_by_run(&self, md: &mut String) {
-        let lines: Vec<String> = [Metric::BulkOne, Metric::BulkOneDown, Metric::BulkEight]
-            .into_iter()
-            .filter_map(|metric| {
-                let by_run = self.run.results.ratio_by_run(SystemId::Tp, metric);
-                (by_run.len() > 1).then(|| {
-                    let list: Vec<String> = by_run.iter().map(|&v| ratio(v)).collect();
-                    format!("{}: {}", metric.title(), list.join(", "))
-                })
+        let lines: Vec<String> = [
+            Metric::BulkOne,
+            Metric::BulkOneDown,
+            Metric::BulkEight,
+            Metric::BulkEightDown,
+        ]
+        .into_iter()
+        .filter_map(|metric| {
+            let by_run = self.run.results.ratio_by_run(SystemId::Tp, metric);
+            (by_run.len() > 1).then(|| {
+                let list: Vec<String> = by_run.iter().map(|&v| ratio(v)).collect();
+                format!("{}: {}", metric.title(), list.join(", "))
             })
-            .collect();
+        })
+        .collect();
         if !lines.is_empty() {
             let _ = writeln!(
                 md,

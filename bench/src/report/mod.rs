@@ -84,6 +84,7 @@ pub(crate) fn value(metric: Metric, v: f64) -> String {
         Metric::BulkOne
         | Metric::BulkOneDown
         | Metric::BulkEight
+        | Metric::BulkEightDown
         | Metric::OpenRate
         | Metric::SignalUp
         | Metric::SignalDown => format!("{v:.0}"),

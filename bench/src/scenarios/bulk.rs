@@ -1,5 +1,5 @@
-//! (a) and (b): bulk through fresh tunnels, uploaded into the sink (and, for (a),
-//! also downloaded from the source). The figure is the bytes moved divided by the
+//! (a) and (b): bulk through fresh tunnels, uploaded into the sink and downloaded
+//! from the source. The figure is the bytes moved divided by the
 //! wall time from the first connect to the last byte: up, the sink's count coming
 //! back; down, EOF after the last byte the source sent.
 

@@ -72,7 +72,10 @@ pub(crate) enum Metric {
     BulkOne,
     /// (a) downloaded, from the source.
     BulkOneDown,
+    /// (b) uploaded, into the sink.
     BulkEight,
+    /// (b) downloaded, from the source.
+    BulkEightDown,
     OpenP50,
     OpenP99,
     OpenRate,
@@ -106,10 +109,11 @@ pub(crate) enum Metric {
 }
 
 impl Metric {
-    pub(crate) const ALL: [Metric; 23] = [
+    pub(crate) const ALL: [Metric; 24] = [
         Metric::BulkOne,
         Metric::BulkOneDown,
         Metric::BulkEight,
+        Metric::BulkEightDown,
         Metric::OpenP50,
         Metric::OpenP99,
         Metric::OpenRate,
@@ -136,7 +140,7 @@ impl Metric {
     pub(crate) fn scenario(self) -> ScenarioId {
         match self {
             Metric::BulkOne | Metric::BulkOneDown => ScenarioId::BulkOne,
-            Metric::BulkEight => ScenarioId::BulkEight,
+            Metric::BulkEight | Metric::BulkEightDown => ScenarioId::BulkEight,
             Metric::OpenP50 | Metric::OpenP99 => ScenarioId::OpenLatency,
             Metric::OpenRate => ScenarioId::OpenRate,
             Metric::IdleServer | Metric::IdleClient => ScenarioId::Idle,
@@ -164,6 +168,7 @@ impl Metric {
             Metric::BulkOne => "(a) bulk 1 stream",
             Metric::BulkOneDown => "(a) bulk 1 stream down",
             Metric::BulkEight => "(b) bulk 8 streams",
+            Metric::BulkEightDown => "(b) bulk 8 streams down",
             Metric::OpenP50 => "(c) open p50",
             Metric::OpenP99 => "(c) open p99",
             Metric::OpenRate => "(d) tunnels/s, 64 clients",
@@ -192,6 +197,7 @@ impl Metric {
             Metric::BulkOne
             | Metric::BulkOneDown
             | Metric::BulkEight
+            | Metric::BulkEightDown
             | Metric::SignalUp
             | Metric::SignalDown => "MB/s",
             Metric::OpenP50
@@ -219,6 +225,7 @@ impl Metric {
             Metric::BulkOne
                 | Metric::BulkOneDown
                 | Metric::BulkEight
+                | Metric::BulkEightDown
                 | Metric::OpenRate
                 | Metric::SignalUp
                 | Metric::SignalDown
