@@ -446,49 +446,31 @@ async fn traffic_scenarios(
     for _ in 0..3 {
         drop(conn::open(entry).await.context("warm-up tunnel")?);
     }
-    if has(ScenarioId::BulkOne) {
-        let mbps = bulk::run(entry, settings.bulk_bytes, 1, Direction::Up)
-            .await
-            .context("(a)")?;
-        progress(system, run, "(a) bulk 1 stream", format!("{mbps:.0} MB/s"));
-        results.add(system, Metric::BulkOne, run, mbps);
-        let mbps = bulk::run(entry, settings.bulk_bytes, 1, Direction::Down)
-            .await
-            .context("(a) down")?;
-        progress(
-            system,
-            run,
-            "(a) bulk 1 stream down",
-            format!("{mbps:.0} MB/s"),
-        );
-        results.add(system, Metric::BulkOneDown, run, mbps);
-    }
-    if has(ScenarioId::BulkEight) {
-        let mbps = bulk::run(
-            entry,
-            settings.bulk_bytes,
+    // (a) and (b): each scenario up, then down; the metric's title names it.
+    let transfers = [
+        (ScenarioId::BulkOne, 1, Direction::Up, Metric::BulkOne),
+        (ScenarioId::BulkOne, 1, Direction::Down, Metric::BulkOneDown),
+        (
+            ScenarioId::BulkEight,
             settings.bulk_streams,
             Direction::Up,
-        )
-        .await
-        .context("(b)")?;
-        progress(system, run, "(b) bulk 8 streams", format!("{mbps:.0} MB/s"));
-        results.add(system, Metric::BulkEight, run, mbps);
-        let mbps = bulk::run(
-            entry,
-            settings.bulk_bytes,
+            Metric::BulkEight,
+        ),
+        (
+            ScenarioId::BulkEight,
             settings.bulk_streams,
             Direction::Down,
-        )
-        .await
-        .context("(b) down")?;
-        progress(
-            system,
-            run,
-            "(b) bulk 8 streams down",
-            format!("{mbps:.0} MB/s"),
-        );
-        results.add(system, Metric::BulkEightDown, run, mbps);
+            Metric::BulkEightDown,
+        ),
+    ];
+    for (scenario, streams, direction, metric) in transfers {
+        if has(scenario) {
+            let mbps = bulk::run(entry, settings.bulk_bytes, streams, direction)
+                .await
+                .context(metric.title())?;
+            progress(system, run, metric.title(), format!("{mbps:.0} MB/s"));
+            results.add(system, metric, run, mbps);
+        }
     }
     if has(ScenarioId::OpenLatency) {
         let l = latency::run(entry, settings.opens).await.context("(c)")?;
