@@ -148,11 +148,13 @@ pub(crate) async fn serve<S: TunnelStream + 'static>(
     // An `accept` is the data side of a tunnel already counted (a caller's, or
     // a public connection's), and a stranger's connections must not use up the
     // exposing identity's tunnels.
-    let slot = match hello {
-        Hello::Accept(_) => None,
-        _ => Some(shared.tunnels.try_take(who.to_string())),
+    let hello = match hello {
+        Hello::Accept(a) => {
+            return reverse::accept::serve(shared, stream, who, a, buf, &origin).await;
+        }
+        other => other,
     };
-    if let Some(None) = slot {
+    let Some(slot) = shared.tunnels.try_take(who.to_string()) else {
         let why = format!(
             "{who} already has {} tunnels open, the most one identity may hold",
             shared.tunnels.max()
@@ -160,16 +162,18 @@ pub(crate) async fn serve<S: TunnelStream + 'static>(
         audit::refused_op(who, hello.op(), &why);
         finish(&mut stream, &Answer::err(ErrorCode::Busy, why)).await;
         return;
-    }
-    let _slot = slot;
+    };
 
     match hello {
-        Hello::Connect(c) => tunnel::connect::serve(shared, stream, who, c, buf, origin).await,
+        // The tunnel gives its slot back before it logs its close line.
+        Hello::Connect(c) => {
+            tunnel::connect::serve(shared, stream, who, c, buf, origin, slot).await;
+        }
         // Boxed: the larger control session does not size every tunnel's task.
         Hello::Listen(l) => {
+            let _slot = slot;
             Box::pin(reverse::control::serve(shared, stream, who, l, buf, origin)).await;
         }
-        Hello::Accept(a) => reverse::accept::serve(shared, stream, who, a, buf, &origin).await,
         other => {
             let why = format!("{} is not supported by this server yet", other.op());
             audit::refused_op(who, other.op(), &why);

@@ -38,6 +38,8 @@ pub(crate) type HandshakeSlots = KeyedSlots<Source>;
 pub(crate) type HandshakeSlot = Slot<Source>;
 /// Open tunnels per identity.
 pub(crate) type TunnelSlots = KeyedSlots<String>;
+/// One tunnel's place among its identity's [`TunnelSlots`].
+pub(crate) type TunnelSlot = Slot<String>;
 
 /// At most `max` slots per key, shared by every task that takes them.
 #[derive(Debug)]

@@ -74,7 +74,7 @@ pub(crate) async fn serve(shared: Arc<Shared>, conn: PublicConn) {
         key,
         owner,
         offers,
-        slots: _slots,
+        slots,
     } = conn;
     let span = info_span!("public", port = to.port(), peer = %peer, exposer = %owner);
     async move {
@@ -91,6 +91,7 @@ pub(crate) async fn serve(shared: Arc<Shared>, conn: PublicConn) {
         let attached = match reach(&offers, incoming, shared.limits.connect_timeout, &key).await {
             Ok(attached) => attached,
             Err(Answer::Err { message, .. }) => {
+                drop(slots);
                 info!("public connection closed: {message}");
                 tcp.abort();
                 return;
@@ -103,12 +104,14 @@ pub(crate) async fn serve(shared: Arc<Shared>, conn: PublicConn) {
             exposer.abort();
             return;
         }
+        let idle = shared.limits.idle_timeout;
         let ended = splice(
-            &shared,
             &mut tcp,
             &mut exposer,
             BytesMut::new(),
             "exposing client",
+            idle,
+            slots,
         )
         .await;
         if ended == Ended::Failed {

@@ -13,9 +13,11 @@ use super::registry::{Key, session_id};
 use crate::audit;
 use crate::server::Shared;
 use crate::session::{Origin, TunnelStream, answer_ok, finish, write_flush};
+use crate::slots::TunnelSlot;
 use crate::tunnel::splice::{Ended, splice};
 
-/// Handles a TCP `connect` to the service `name`.
+/// Handles a TCP `connect` to the service `name`; `slot` is the tunnel's place
+/// among its identity's.
 pub(crate) async fn serve<S: TunnelStream>(
     shared: &Shared,
     mut client: S,
@@ -23,6 +25,7 @@ pub(crate) async fn serve<S: TunnelStream>(
     name: &str,
     early: BytesMut,
     origin: &Origin,
+    slot: TunnelSlot,
 ) {
     let span = info_span!("tunnel", service = name, exposer = tracing::field::Empty);
     async move {
@@ -67,7 +70,9 @@ pub(crate) async fn serve<S: TunnelStream>(
             exposer.abort();
             return;
         }
-        if splice(shared, &mut client, &mut exposer, early, "exposing client").await == Ended::Failed {
+        let idle = shared.limits.idle_timeout;
+        let ended = splice(&mut client, &mut exposer, early, "exposing client", idle, slot).await;
+        if ended == Ended::Failed {
             exposer.abort();
         }
         drop(attached.done);

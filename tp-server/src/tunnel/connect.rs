@@ -16,8 +16,10 @@ use crate::audit;
 use crate::reverse;
 use crate::server::Shared;
 use crate::session::{Origin, TunnelStream, answer_ok, finish};
+use crate::slots::TunnelSlot;
 
-/// Handles a `connect` hello; `early` holds payload the client sent behind its hello.
+/// Handles a `connect` hello; `early` holds payload the client sent behind its
+/// hello, `slot` the tunnel's place among its identity's.
 pub(crate) async fn serve<S: TunnelStream>(
     shared: &Shared,
     mut client: S,
@@ -25,14 +27,16 @@ pub(crate) async fn serve<S: TunnelStream>(
     hello: Connect,
     early: BytesMut,
     origin: Origin,
+    slot: TunnelSlot,
 ) {
     let (host, port) = match (&hello.proto, hello.target) {
         (Proto::Tcp, ConnectTarget::Addr { host, port }) => (host, port),
         (Proto::Udp, ConnectTarget::Addr { host, port }) => {
-            return super::udp::serve(shared, client, who, &host, port, early, origin.quic).await;
+            return super::udp::serve(shared, client, who, (&host, port), early, origin.quic, slot)
+                .await;
         }
         (Proto::Tcp, ConnectTarget::Service { name, .. }) => {
-            return reverse::service::serve(shared, client, who, &name, early, &origin).await;
+            return reverse::service::serve(shared, client, who, &name, early, &origin, slot).await;
         }
         (Proto::Udp, ConnectTarget::Service { name, .. }) => {
             let why = format!("UDP to an exposed service (\"{name}\") is not supported");
@@ -55,7 +59,7 @@ pub(crate) async fn serve<S: TunnelStream>(
                     .map_or_else(|_| "?".into(), |a| a.to_string()),
             ),
         );
-        bridge(shared, client, target, early).await;
+        bridge(shared, client, target, early, slot).await;
     }
     .instrument(span)
     .await
@@ -139,11 +143,13 @@ async fn bridge<S: TunnelStream>(
     mut client: S,
     mut target: TcpStream,
     early: BytesMut,
+    slot: TunnelSlot,
 ) {
     if !answer_ok(&mut client).await {
         return;
     }
-    splice(shared, &mut client, &mut target, early, "target").await;
+    let idle = shared.limits.idle_timeout;
+    splice(&mut client, &mut target, early, "target", idle, slot).await;
 }
 
 #[cfg(test)]

@@ -2,14 +2,13 @@
 //! ways until both sides are done, one fails or the tunnel idles out; one close
 //! line with the counts.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tp_net::relay::{RelayEnd, RelayOptions, Side, relay};
 use tracing::{debug, info};
 
-use crate::server::Shared;
 use crate::session::TunnelStream;
 
 /// How a spliced tunnel ended.
@@ -23,12 +22,18 @@ pub(crate) enum Ended {
 
 /// Relays `client` (already answered `ok`) and `target`, which `target_name`
 /// names in the close line. `early` is what the client sent behind its hello.
-pub(crate) async fn splice<S, T>(
-    shared: &Shared,
+/// The tunnel ends after `idle_timeout` without a byte either way.
+///
+/// `held` is the tunnel's place under the server's limits (a slot among its
+/// identity's tunnels, or a public port's): given back as soon as the relay
+/// ends, before the close line, so a client that saw the line may open another.
+pub(crate) async fn splice<S, T, H>(
     client: &mut S,
     target: &mut T,
     early: BytesMut,
     target_name: &'static str,
+    idle_timeout: Duration,
+    held: H,
 ) -> Ended
 where
     S: TunnelStream,
@@ -46,9 +51,10 @@ where
     // The hello's read buffer is not needed for the tunnel's lifetime.
     drop(early);
     let options = RelayOptions {
-        idle_timeout: Some(shared.limits.idle_timeout),
+        idle_timeout: Some(idle_timeout),
     };
     let (stats, end) = relay(&mut *client, &mut *target, options).await;
+    drop(held);
     let up = stats.a_to_b + early_len;
     let down = stats.b_to_a;
     let duration = started.elapsed();
@@ -73,3 +79,6 @@ where
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

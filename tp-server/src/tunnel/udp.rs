@@ -27,6 +27,7 @@ use super::plan;
 use crate::audit;
 use crate::server::Shared;
 use crate::session::{TunnelStream, answer_ok, finish, write_flush};
+use crate::slots::TunnelSlot;
 
 /// QUIC datagrams queued for one flow before new ones are dropped.
 const FLOW_QUEUE: usize = 256;
@@ -94,15 +95,16 @@ struct UdpStats {
     down_as_quic_datagrams: u64,
 }
 
-/// Handles a UDP `connect`.
+/// Handles a UDP `connect`; `slot` is the tunnel's place among its identity's,
+/// given back before the close line.
 pub(crate) async fn serve<S: TunnelStream>(
     shared: &Shared,
     mut client: S,
     who: &Identity,
-    host: &Host,
-    port: u16,
+    (host, port): (&Host, u16),
     early: BytesMut,
     datagrams: Option<DatagramPath>,
+    slot: TunnelSlot,
 ) {
     let span = info_span!("tunnel", proto = "udp", target = %format_args!("{host}:{port}"), addr = tracing::field::Empty);
     async move {
@@ -125,6 +127,7 @@ pub(crate) async fn serve<S: TunnelStream>(
             }
             UdpEnd::Failed(_) => client.abort(),
         }
+        drop(slot);
         info!(
             datagrams.up = stats.up_datagrams,
             bytes.up = stats.up_bytes,
