@@ -533,7 +533,9 @@ async fn website_connections_are_bounded_per_source() {
         cert: None,
         alpn: vec![b"http/1.1".to_vec()],
     };
-    // Two idle website connections (handshake done, no request yet).
+    // Two idle website connections (handshake done, no request yet), counted
+    // by the server (it counts a connection once it has the client's
+    // Finished, which may be after the client is done).
     let mut held = Vec::new();
     for _ in 0..2 {
         held.push(
@@ -542,6 +544,10 @@ async fn website_connections_are_bounded_per_source() {
                 .expect("handshake"),
         );
     }
+    assert_eventually!(
+        server.log_lines_with(&["website connection"]).len() == 2,
+        "the server never counted the two website connections"
+    );
     let mut third = client::connect(server.addr(), &options)
         .await
         .expect("handshake");
