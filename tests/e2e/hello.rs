@@ -257,13 +257,7 @@ async fn hostile_hellos_get_error_answers_and_the_server_keeps_serving(transport
     let mut tunnel = connect_as_over(transport, server.addr(), &pki().alice).await;
     let reply = send_hello(&mut tunnel, &exact).await;
     assert_eq!(reply.code(), "ok", "a hello of exactly 8 KiB: {reply:?}");
-    // The server answers once its dial connects; the target's accept loop may
-    // count the connection a moment later.
-    tp_tests::assert_eventually!(
-        target.accepted() == 2,
-        "the target saw {} connections, not 2",
-        target.accepted()
-    );
+    target.expect_accepted(2).await;
 
     let bad = server.log_lines_with(&["bad hello", transport.log_field()]);
     assert!(bad.len() >= 15, "each bad hello is logged: {bad:#?}");

@@ -86,12 +86,7 @@ async fn max_connections_queues_the_next_client() {
         .expect("second client task");
     assert_eq!(reply.code(), "ok", "{reply:?}");
     assert!(answered >= released);
-    // Answered once the server's dial connects; the target counts it a moment later.
-    tp_tests::assert_eventually!(
-        target.accepted() == 2,
-        "the target saw {} connections, not 2",
-        target.accepted()
-    );
+    target.expect_accepted(2).await;
 }
 
 #[tokio::test]
@@ -277,13 +272,7 @@ async fn an_identity_over_its_tunnel_limit_gets_busy(transport: tp_tests::Transp
     let mut third = connect_as_over(transport, server.addr(), &pki().alice).await;
     let reply = send_hello(&mut third, &connect_hello("127.0.0.1", target.port())).await;
     assert_eq!(reply.code(), "ok", "{reply:?}");
-    // The server answers once its dial is connected; the target's accept loop
-    // may count the connection a moment later.
-    tp_tests::assert_eventually!(
-        target.accepted() == 3,
-        "the target saw {} connections, not 3",
-        target.accepted()
-    );
+    target.expect_accepted(3).await;
 }
 
 tp_tests::over_both_transports!(an_identity_over_its_tunnel_limit_gets_busy);

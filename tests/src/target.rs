@@ -74,6 +74,17 @@ impl EchoTarget {
     pub fn accepted(&self) -> usize {
         self.accepted.load(Ordering::SeqCst)
     }
+
+    /// Waits until `n` connections were accepted. After a tunnel's `ok` the
+    /// count may lag: the server answers once its dial connects, and this
+    /// target's accept loop counts the connection a moment later.
+    pub async fn expect_accepted(&self, n: usize) {
+        crate::assert_eventually!(
+            self.accepted() == n,
+            "the target saw {} connections, not {n}",
+            self.accepted()
+        );
+    }
 }
 
 impl Drop for EchoTarget {
