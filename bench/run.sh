@@ -3,7 +3,7 @@
 # on loopback, with the same load generator (tp-bench); (g), tp-server's Signal relay
 # against nginx set up as Signal's TLS proxy; and (h), tunnel opens across an emulated
 # link with a round trip (a network namespace and TUN devices: needs root). Writes
-# docs/benchmarks.md.
+# docs/benchmarks.md and the figures behind it, docs/benchmarks.json: commit both.
 #
 #   bench/run.sh            full run (3 runs per figure; about 15 minutes on 2 cores)
 #   bench/run.sh --quick    smoke test: small sizes, one run (about 3 minutes)
@@ -13,7 +13,7 @@
 #   bench/run.sh --systems tp,nginx --scenarios g     the Signal relay (g) alone
 #   bench/run.sh --scenarios h --rtt-ms 40            opens across a 40 ms round trip
 #   bench/run.sh --rev HEAD     tp as committed at HEAD, not the working tree
-#   bench/run.sh --systems tp,tp-quic --scenarios f1 --merge target/bench/run.json
+#   bench/run.sh --systems tp,tp-quic --scenarios f1 --merge docs/benchmarks.json
 #                               one scenario again, merged into a saved full run: what
 #                               this run set out to measure replaces the saved figures,
 #                               every other figure stays, and a ratio between figures of

@@ -47,8 +47,8 @@ enum Command {
     Run(Box<settings::RunArgs>),
     /// Write the report again from a saved run (after editing bench/analysis.md).
     Report {
-        /// The run record `tp-bench run` saved.
-        #[arg(long, default_value = "target/bench/run.json")]
+        /// The run record `tp-bench run` saved beside its report.
+        #[arg(long, default_value = "docs/benchmarks.json")]
         from: PathBuf,
         /// Hand-written analysis included verbatim, if the file exists.
         #[arg(long, default_value = "bench/analysis.md")]
@@ -97,7 +97,7 @@ fn main() -> anyhow::Result<()> {
             from,
             analysis,
             out,
-        } => run::report_only(&from, &analysis, &out),
+        } => report::save::report_only(&from, &analysis, &out),
         Command::Target { listen } => runtime.block_on(target::serve_target(listen)),
         Command::Relay { listen, to } => runtime.block_on(target::serve_relay(listen, to)),
         Command::SignalHost { listen, cert, key } => {

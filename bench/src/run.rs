@@ -16,7 +16,7 @@ use anyhow::{Context, bail};
 use crate::children::Child;
 use crate::machine::{self, Machine};
 use crate::ports::Ports;
-use crate::report::{Report, RunRecord};
+use crate::report::{RunRecord, save};
 use crate::results::Results;
 use crate::scenarios::bulk::Direction;
 use crate::scenarios::{Metric, ScenarioId, bulk, conn, idle, latency, rate};
@@ -76,6 +76,7 @@ pub(crate) async fn main(args: RunArgs) -> anyhow::Result<()> {
     let mut settings = Settings::from_args(&args)?;
     let work_dir = absolute(&args.work_dir)?;
     let bin_dir = absolute(&args.bin_dir)?;
+    save::check_out(&args.out)?;
     if settings
         .systems
         .iter()
@@ -96,7 +97,7 @@ pub(crate) async fn main(args: RunArgs) -> anyhow::Result<()> {
     }
     std::fs::create_dir_all(&work_dir)?;
     // Read the run to merge into before measuring anything: a bad file fails now.
-    let base = args.merge.as_deref().map(merge::load).transpose()?;
+    let base = args.merge.as_deref().map(save::load).transpose()?;
     let started = Instant::now();
     let mut machine = Machine::read();
     if let Some(source) = &args.tp_source {
@@ -224,16 +225,7 @@ pub(crate) async fn main(args: RunArgs) -> anyhow::Result<()> {
         let measured = measured(&settings, &record);
         record = merge::merge(base, record, &attempted(&settings), measured);
     }
-    let saved = work_dir.join("run.json");
-    std::fs::write(&saved, serde_json::to_string_pretty(&record)?)
-        .with_context(|| format!("writing {}", saved.display()))?;
-    write_report(&record, &args.analysis, &args.out)?;
-    eprintln!(
-        "tp-bench: wrote {} (figures kept in {}: `tp-bench report --from` rewrites the report)",
-        args.out.display(),
-        saved.display()
-    );
-    Ok(())
+    save::write(&record, &args.analysis, &args.out)
 }
 
 /// The figures a run sets out to measure: each of its systems, each figure of
@@ -278,30 +270,6 @@ fn measured(settings: &Settings, record: &RunRecord) -> String {
         })
         .collect();
     per_scenario.join("; ")
-}
-
-/// Prints the table and writes the markdown report of `record`.
-fn write_report(record: &RunRecord, analysis: &Path, out: &Path) -> anyhow::Result<()> {
-    let report = Report {
-        run: record,
-        analysis: std::fs::read_to_string(analysis).ok(),
-    };
-    println!("{}", report.text_table());
-    if let Some(parent) = out.parent() {
-        std::fs::create_dir_all(parent)?;
-    }
-    std::fs::write(out, report.markdown()).with_context(|| format!("writing {}", out.display()))
-}
-
-/// `tp-bench report`: the report of a saved run, with the current analysis.
-pub(crate) fn report_only(from: &Path, analysis: &Path, out: &Path) -> anyhow::Result<()> {
-    let text =
-        std::fs::read_to_string(from).with_context(|| format!("reading {}", from.display()))?;
-    let record: RunRecord =
-        serde_json::from_str(&text).with_context(|| format!("parsing {}", from.display()))?;
-    write_report(&record, analysis, out)?;
-    eprintln!("tp-bench: wrote {}", out.display());
-    Ok(())
 }
 
 async fn run_system(

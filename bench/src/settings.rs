@@ -47,7 +47,7 @@ pub(crate) struct RunArgs {
     /// Sequential tunnel opens across the link in scenario (h) [default: 200, quick: 30].
     #[arg(long)]
     pub(crate) link_opens: Option<usize>,
-    /// A saved run.json to merge this run into: its figures stay, except every figure this
+    /// A saved run record (docs/benchmarks.json) to merge this run into: its figures stay, except every figure this
     /// run sets out to measure (its systems, its scenarios), which is replaced; the sizes of
     /// those scenarios must be the saved run's. The report names both runs.
     #[arg(long, value_name = "RUN_JSON")]
@@ -55,10 +55,10 @@ pub(crate) struct RunArgs {
     /// Directory holding the release binaries `tp` and `tp-server`.
     #[arg(long, default_value = "target/release")]
     pub(crate) bin_dir: PathBuf,
-    /// Scratch directory: certificates, peer configs, logs, run.json.
+    /// Scratch directory: certificates, peer configs, logs.
     #[arg(long, default_value = "target/bench")]
     pub(crate) work_dir: PathBuf,
-    /// Markdown report to write.
+    /// Markdown report to write; the run record goes beside it as .json.
     #[arg(long, default_value = "docs/benchmarks.md")]
     pub(crate) out: PathBuf,
     /// Hand-written analysis included verbatim in the report, if the file exists.

@@ -197,10 +197,7 @@ mod tests {
         results.add(SystemId::Tp, Metric::OpenP50, 1, 1.5);
         results.add(SystemId::TpQuic, Metric::OpenP50, 1, 0.5);
         let run = RunRecord::with_results(results);
-        let report = Report {
-            run: &run,
-            analysis: None,
-        };
+        let report = Report::bare(&run);
         let md = report.markdown();
         for row in [
             "| **tp** | 10.000 | 33.000 (0.98x) | 35.000 | 3.30 |",

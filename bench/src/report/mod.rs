@@ -3,6 +3,7 @@
 mod first;
 mod link;
 mod markdown;
+pub(crate) mod save;
 mod signal;
 
 use serde::{Deserialize, Serialize};
@@ -12,8 +13,9 @@ use crate::results::Results;
 use crate::scenarios::Metric;
 use crate::systems::SystemId;
 
-/// Everything one harness run recorded; saved as `run.json` so the report can be
-/// written again (`tp-bench report`) after the analysis changes.
+/// Everything one harness run recorded; saved beside the report (`docs/benchmarks.json`)
+/// so the report can be written again (`tp-bench report`) after the analysis changes,
+/// and a later partial run merged into it, from any checkout.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct RunRecord {
     pub(crate) quick: bool,
@@ -76,6 +78,21 @@ pub(crate) struct MergedRun {
 pub(crate) struct Report<'a> {
     pub(crate) run: &'a RunRecord,
     pub(crate) analysis: Option<String>,
+    /// Where the run record is kept beside the report (`docs/benchmarks.json`).
+    pub(crate) record: String,
+}
+
+#[cfg(test)]
+impl<'a> Report<'a> {
+    /// The report of `run` alone, as the tests read it: no analysis, the record where
+    /// `bench/run.sh` keeps it.
+    pub(crate) fn bare(run: &'a RunRecord) -> Self {
+        Report {
+            run,
+            analysis: None,
+            record: "docs/benchmarks.json".to_owned(),
+        }
+    }
 }
 
 /// A value in its metric's usual precision.

@@ -152,10 +152,7 @@ mod tests {
         results.add(SystemId::Tp, Metric::SignalOpenP50, 1, 3.0);
         results.add(SystemId::Nginx, Metric::SignalOpenP50, 1, 2.0);
         let run = RunRecord::with_results(results);
-        let report = Report {
-            run: &run,
-            analysis: None,
-        };
+        let report = Report::bare(&run);
         let md = report.markdown();
         assert!(md.contains("| **tp** | 330 | - | 3.000 | - | - |"), "{md}");
         assert!(

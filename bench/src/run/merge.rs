@@ -8,20 +8,12 @@
 //! and tp build.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 
 use crate::report::{MergedRun, RunRecord};
 use crate::scenarios::Metric;
 use crate::systems::SystemId;
-
-/// Reads a saved run record.
-pub(crate) fn load(path: &Path) -> anyhow::Result<RunRecord> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
-}
 
 /// Refuses a merge whose figures would not compare: a quick run into a full one
 /// or the other way round, or a scenario measured with other sizes than the saved
