@@ -428,13 +428,19 @@ impl Report<'_> {
         let _ = writeln!(md, "## Machine and versions\n");
         let _ = writeln!(md, "| | |\n|---|---|");
         let _ = writeln!(md, "| CPUs (nproc) | {} |", m.cpus);
-        let _ = writeln!(md, "| CPU model | {} |", m.cpu_model);
+        let _ = writeln!(
+            md,
+            "| CPU model | {} ({}) |",
+            m.cpu_model, m.cpu_family_model
+        );
         let _ = writeln!(md, "| kernel | {} |", m.kernel);
         let _ = writeln!(md, "| OS | {} |", m.os);
         let _ = writeln!(md, "| memory | {:.1} GiB |", m.mem_gib);
         let _ = writeln!(md, "| open-file limit | {} |", m.open_files_limit);
         let _ = writeln!(md, "| tp built from | {} |", m.tp_commit);
         let _ = writeln!(md, "| rustc | {} |", m.rustc);
+        let _ = writeln!(md, "| C library | {} |", m.libc);
+        let _ = writeln!(md, "| `GLIBC_TUNABLES` | {} |", m.glibc_tunables);
         for (name, version) in &self.run.versions {
             let _ = writeln!(md, "| {name} | {version} |");
         }
