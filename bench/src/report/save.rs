@@ -60,6 +60,7 @@ pub(crate) fn load(from: &Path) -> anyhow::Result<RunRecord> {
 
 /// `tp-bench report`: the report of a saved run, with the current analysis.
 pub(crate) fn report_only(from: &Path, analysis: &Path, out: &Path) -> anyhow::Result<()> {
+    check_out(out)?;
     write(&load(from)?, analysis, out)
 }
 
@@ -131,6 +132,14 @@ mod tests {
         );
         check_out(Path::new("docs/benchmarks.md")).unwrap();
         check_out(Path::new("report")).unwrap();
+        // `tp-bench report` too, before it reads anything.
+        let err = report_only(
+            Path::new("no-such-record.json"),
+            Path::new("no-such-analysis.md"),
+            Path::new("x.json"),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("--out x.json"), "{err}");
         assert_eq!(record_path(Path::new("report")), Path::new("report.json"));
     }
 }
