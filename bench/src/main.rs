@@ -53,7 +53,7 @@ enum Command {
         /// Hand-written analysis included verbatim, if the file exists.
         #[arg(long, default_value = "bench/analysis.md")]
         analysis: PathBuf,
-        /// Markdown report to write.
+        /// Markdown report to write; the run record goes beside it as .json.
         #[arg(long, default_value = "docs/benchmarks.md")]
         out: PathBuf,
     },

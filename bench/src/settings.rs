@@ -47,9 +47,10 @@ pub(crate) struct RunArgs {
     /// Sequential tunnel opens across the link in scenario (h) [default: 200, quick: 30].
     #[arg(long)]
     pub(crate) link_opens: Option<usize>,
-    /// A saved run record (docs/benchmarks.json) to merge this run into: its figures stay, except every figure this
-    /// run sets out to measure (its systems, its scenarios), which is replaced; the sizes of
-    /// those scenarios must be the saved run's. The report names both runs.
+    /// A saved run record (docs/benchmarks.json) to merge this run into: its figures
+    /// stay, except every figure this run sets out to measure (its systems, its
+    /// scenarios), which is replaced; the sizes of those scenarios must be the saved
+    /// run's. The report names both runs.
     #[arg(long, value_name = "RUN_JSON")]
     pub(crate) merge: Option<PathBuf>,
     /// Directory holding the release binaries `tp` and `tp-server`.
