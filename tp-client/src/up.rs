@@ -131,7 +131,11 @@ async fn forward(stream: TcpStream, peer: SocketAddr, connector: Arc<Connector>,
     debug!(%target, transport = %link.via(), "tunnel open");
     let sent_first = first.len() as u64;
     drop(first);
-    let (stats, end) = relay(stream, &mut link, RelayOptions { idle_timeout: None }).await;
+    let options = RelayOptions {
+        write_offset_b: link.write_offset(),
+        ..RelayOptions::default()
+    };
+    let (stats, end) = relay(stream, &mut link, options).await;
     let (sent, received) = (sent_first + stats.a_to_b, stats.b_to_a);
     let failed = match end {
         RelayEnd::Closed | RelayEnd::IdleTimeout => None,

@@ -10,9 +10,13 @@
 
 use std::cell::RefCell;
 
-/// The size of every buffer: a read of this much is one syscall on TCP and
-/// four full TLS records.
+/// What a buffer holds: a read of this much is one syscall on TCP and four full
+/// TLS records.
 pub(crate) const BUF_SIZE: usize = 64 * 1024;
+
+/// Room beyond [`BUF_SIZE`], so that a relay can start its bytes at a chosen
+/// offset from a 64-byte boundary ([`crate::relay::TLS_WRITE_OFFSET`]).
+pub(crate) const SLACK: usize = 64;
 
 /// Free buffers a thread keeps (at most 512 KiB); more are freed.
 const KEEP: usize = 8;
@@ -21,12 +25,12 @@ thread_local! {
     static FREE: RefCell<Vec<Box<[u8]>>> = const { RefCell::new(Vec::new()) };
 }
 
-/// A buffer of [`BUF_SIZE`] bytes, from this thread's free ones if it has any.
+/// A buffer of [`BUF_SIZE`] + [`SLACK`] bytes, from this thread's free ones if it has any.
 pub(crate) fn take() -> Box<[u8]> {
     FREE.try_with(|free| free.borrow_mut().pop())
         .ok()
         .flatten()
-        .unwrap_or_else(|| vec![0; BUF_SIZE].into_boxed_slice())
+        .unwrap_or_else(|| vec![0; BUF_SIZE + SLACK].into_boxed_slice())
 }
 
 /// Gives `buf` back: kept for the next [`take`] on this thread, or freed.
@@ -47,14 +51,14 @@ mod tests {
     #[test]
     fn a_buffer_given_back_is_taken_again_and_the_thread_keeps_only_a_few() {
         let first = take();
-        assert_eq!(first.len(), BUF_SIZE);
+        assert_eq!(first.len(), BUF_SIZE + SLACK);
         let at = first.as_ptr();
         give(first);
         let again = take();
         assert_eq!(again.as_ptr(), at, "the free buffer is reused");
 
         for _ in 0..KEEP + 3 {
-            give(vec![0; BUF_SIZE].into_boxed_slice());
+            give(vec![0; BUF_SIZE + SLACK].into_boxed_slice());
         }
         assert_eq!(FREE.with(|free| free.borrow().len()), KEEP);
     }

@@ -80,7 +80,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for ReadAhead<S> {
             }
             None => {
                 let mut buf = pool::take();
-                let mut read = ReadBuf::new(&mut buf);
+                let mut read = ReadBuf::new(&mut buf[..pool::BUF_SIZE]);
                 match Pin::new(&mut this.inner).poll_read(cx, &mut read) {
                     Poll::Ready(Ok(())) if !read.filled().is_empty() => {
                         (this.pos, this.cap) = (0, read.filled().len());

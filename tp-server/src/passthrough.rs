@@ -106,7 +106,7 @@ pub(crate) async fn serve(
 ) {
     let proxied = route.proxy_protocol.then_some((peer, local));
     let (what, closed) = ("passthrough", "passthrough closed");
-    forward_route(shared, &route.backend, what, closed, proxied, &mut tcp).await;
+    forward_route(shared, &route.backend, what, closed, proxied, &mut tcp, 0).await;
 }
 
 #[cfg(test)]

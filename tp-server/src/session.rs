@@ -31,6 +31,12 @@ pub(crate) trait TunnelStream: AsyncRead + AsyncWrite + Unpin + Send {
     /// Ends the stream so the client sees a failure, never a clean end: the
     /// target failed or the tunnel timed out, and what it received is incomplete.
     fn abort(&mut self);
+
+    /// Where the relay places the bytes it writes to this stream
+    /// ([`tp_net::relay::RelayOptions::write_offset_a`]).
+    fn write_offset(&self) -> usize {
+        0
+    }
 }
 
 impl TunnelStream for TlsStream<ReadAhead<TcpStream>> {
@@ -38,6 +44,10 @@ impl TunnelStream for TlsStream<ReadAhead<TcpStream>> {
     /// already went out, the client sees a failure, not a clean end.
     fn abort(&mut self) {
         self.get_mut().0.get_mut().abort();
+    }
+
+    fn write_offset(&self) -> usize {
+        tp_net::relay::TLS_WRITE_OFFSET
     }
 }
 
@@ -51,6 +61,10 @@ impl TunnelStream for TcpStream {
 impl<T: TunnelStream + ?Sized> TunnelStream for Box<T> {
     fn abort(&mut self) {
         (**self).abort();
+    }
+
+    fn write_offset(&self) -> usize {
+        (**self).write_offset()
     }
 }
 

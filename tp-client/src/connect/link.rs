@@ -10,6 +10,7 @@ use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::timeout;
 use tokio_rustls::client::TlsStream;
+use tp_net::relay::TLS_WRITE_OFFSET;
 use tp_proto::Proto;
 use tracing::info;
 
@@ -93,6 +94,16 @@ impl Link {
     /// The transport the tunnel runs over.
     pub fn via(&self) -> Via {
         self.tunnel().via()
+    }
+
+    /// Where a relay places the bytes it writes to this link
+    /// ([`tp_net::relay::RelayOptions::write_offset_a`]): to a service, the
+    /// end-to-end TLS is rustls whatever the tunnel runs over.
+    pub fn write_offset(&self) -> usize {
+        match self {
+            Link::Plain(tunnel) => tunnel.write_offset(),
+            Link::E2e(_) => TLS_WRITE_OFFSET,
+        }
     }
 }
 

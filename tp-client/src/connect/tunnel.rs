@@ -21,6 +21,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 use tp_net::quic::QuicStream;
 use tp_net::read_ahead::ReadAhead;
+use tp_net::relay::TLS_WRITE_OFFSET;
 use tracing::debug;
 
 use crate::transport::Via;
@@ -126,6 +127,15 @@ impl Tunnel {
         match self.stream {
             Stream::Tls(_) => Via::Tcp,
             Stream::Quic(_) => Via::Quic,
+        }
+    }
+
+    /// Where a relay places the bytes it writes to this tunnel
+    /// ([`tp_net::relay::RelayOptions::write_offset_a`]): rustls' over TLS/TCP.
+    pub fn write_offset(&self) -> usize {
+        match self.stream {
+            Stream::Tls(_) => TLS_WRITE_OFFSET,
+            Stream::Quic(_) => 0,
         }
     }
 

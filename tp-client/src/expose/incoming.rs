@@ -19,7 +19,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 use tp_net::message::read_message;
-use tp_net::relay::{RelayEnd, RelayOptions, Side, relay};
+use tp_net::relay::{RelayEnd, RelayOptions, Side, TLS_WRITE_OFFSET, relay};
 use tp_proto::{Accept, Event, Hello, Host, Incoming, decode_event};
 use tracing::{debug, info, warn};
 
@@ -144,8 +144,11 @@ impl Serve {
                     return settle(tls.into_inner().0, Some("the local service failed".into()))
                         .await;
                 };
-                let (stats, end) =
-                    relay(&mut tls, local, RelayOptions { idle_timeout: None }).await;
+                let options = RelayOptions {
+                    write_offset_a: TLS_WRITE_OFFSET,
+                    ..RelayOptions::default()
+                };
+                let (stats, end) = relay(&mut tls, local, options).await;
                 debug!(
                     received = stats.a_to_b,
                     sent = stats.b_to_a,
@@ -166,8 +169,11 @@ impl Serve {
                     }
                 }
                 let mut tunnel = tunnel;
-                let (stats, end) =
-                    relay(&mut tunnel, local, RelayOptions { idle_timeout: None }).await;
+                let options = RelayOptions {
+                    write_offset_a: tunnel.write_offset(),
+                    ..RelayOptions::default()
+                };
+                let (stats, end) = relay(&mut tunnel, local, options).await;
                 debug!(
                     received = stats.a_to_b,
                     sent = stats.b_to_a,

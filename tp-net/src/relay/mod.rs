@@ -15,6 +15,11 @@
 //! far as the source has bytes at hand (several TLS records, one syscall on TCP)
 //! before they are written. Writers are flushed when their source has nothing
 //! more for now, not after every write.
+//!
+//! Where the bytes sit in the buffer is chosen for the writer
+//! ([`RelayOptions::write_offset_a`]): a TLS writer copies them to just after a
+//! record header, and that copy is fast only between equally aligned places on
+//! some machines.
 
 use std::future::poll_fn;
 use std::io;
@@ -37,11 +42,31 @@ pub enum Side {
 }
 
 /// Tuning of one relay.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 pub struct RelayOptions {
     /// End the relay when no byte moved in either direction for this long.
     pub idle_timeout: Option<Duration>,
+    /// Where the bytes written to A start, past a 64-byte boundary (0-63):
+    /// [`TLS_WRITE_OFFSET`] when A is a rustls stream, else 0.
+    pub write_offset_a: usize,
+    /// The same for the bytes written to B.
+    pub write_offset_b: usize,
 }
+
+/// The place for bytes written to a rustls stream: 5 bytes past a 64-byte boundary.
+///
+/// rustls copies the plaintext of each record it sends into a buffer of its own,
+/// just after the 5-byte record header, and the allocator aligns that buffer to
+/// 16 bytes (glibc) or 64 (jemalloc, which tp's binaries use). Plaintext that
+/// starts 5 bytes past a 64-byte boundary makes source and destination of that
+/// copy equally aligned. Otherwise the copy can run at a fixed distance of 1 to
+/// 15 bytes between them modulo 4,096, at which `rep movsb`, which glibc 2.36
+/// uses for copies of 2 KiB to 1 MiB, is about 17 times slower on AMD Zen 3 and
+/// 4 (glibc bug 30994; bench/analysis.md).
+pub const TLS_WRITE_OFFSET: usize = 5;
+
+/// Every place is chosen modulo this.
+const ALIGN: usize = 64;
 
 /// Bytes moved by a relay.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -76,8 +101,8 @@ where
     B: AsyncRead + AsyncWrite,
 {
     let (mut a, mut b) = (pin!(a), pin!(b));
-    let mut forward = Direction::new(Side::A, Side::B);
-    let mut backward = Direction::new(Side::B, Side::A);
+    let mut forward = Direction::new(Side::A, Side::B, options.write_offset_b);
+    let mut backward = Direction::new(Side::B, Side::A, options.write_offset_a);
     let mut last_moved = Instant::now();
     let mut idle = pin!(options.idle_timeout.map(tokio::time::sleep));
     let end = poll_fn(|cx| {
@@ -126,6 +151,8 @@ where
 struct Direction {
     from: Side,
     to: Side,
+    /// Where the bytes read start, past a 64-byte boundary.
+    offset: usize,
     /// The buffer while bytes are in flight; `None` when all read was written
     /// and the source had nothing more.
     buf: Option<Box<[u8]>>,
@@ -149,10 +176,11 @@ enum State {
 }
 
 impl Direction {
-    fn new(from: Side, to: Side) -> Self {
+    fn new(from: Side, to: Side, offset: usize) -> Self {
         Direction {
             from,
             to,
+            offset: offset % ALIGN,
             buf: None,
             pos: 0,
             cap: 0,
@@ -242,7 +270,8 @@ impl Direction {
         R: AsyncRead + ?Sized,
     {
         let mut buf = self.buf.take().unwrap_or_else(pool::take);
-        let mut read = ReadBuf::new(&mut buf);
+        let start = place(&buf, self.offset);
+        let mut read = ReadBuf::new(&mut buf[start..start + pool::BUF_SIZE]);
         let result = loop {
             let before = read.filled().len();
             match reader.as_mut().poll_read(cx, &mut read) {
@@ -262,7 +291,7 @@ impl Direction {
         (self.pos, self.cap) = (0, 0);
         match result {
             Ok(()) if filled > 0 => {
-                self.cap = filled;
+                (self.pos, self.cap) = (start, start + filled);
                 self.buf = Some(buf);
                 Poll::Ready(Ok(()))
             }
@@ -280,6 +309,12 @@ impl Direction {
             }
         }
     }
+}
+
+/// The index in `buf` that lies `offset` bytes past a 64-byte boundary; a pool
+/// buffer has [`pool::SLACK`] bytes beyond [`pool::BUF_SIZE`] for it.
+fn place(buf: &[u8], offset: usize) -> usize {
+    (offset + ALIGN - buf.as_ptr().addr() % ALIGN) % ALIGN
 }
 
 #[cfg(test)]

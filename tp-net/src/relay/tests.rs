@@ -1,10 +1,14 @@
 //! The relay alone: both directions, half-close, flushing, idle timeout, byte counts,
-//! and the buffers it holds.
+//! the buffers it holds and where it places the bytes in them.
 
 use super::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, duplex};
 
-const NO_IDLE: RelayOptions = RelayOptions { idle_timeout: None };
+const NO_IDLE: RelayOptions = RelayOptions {
+    idle_timeout: None,
+    write_offset_a: 0,
+    write_offset_b: 0,
+};
 
 #[tokio::test]
 async fn half_close_keeps_the_other_direction_flowing() {
@@ -64,6 +68,7 @@ async fn idle_relay_ends() {
     let (b, _target) = duplex(64);
     let options = RelayOptions {
         idle_timeout: Some(Duration::from_secs(30)),
+        ..NO_IDLE
     };
     let (stats, end) = relay(a, b, options).await;
     assert!(matches!(end, RelayEnd::IdleTimeout), "{end:?}");
@@ -130,6 +135,8 @@ async fn both_directions_at_once_arrive_whole() {
 #[derive(Debug, Default)]
 struct Counting {
     data: Vec<u8>,
+    /// Where each write's bytes started, past a 64-byte boundary.
+    places: Vec<usize>,
     writes: usize,
     flushes: usize,
     shutdowns: usize,
@@ -142,6 +149,7 @@ impl AsyncWrite for Counting {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         self.writes += 1;
+        self.places.push(buf.as_ptr().addr() % 64);
         self.data.extend_from_slice(buf);
         Poll::Ready(Ok(buf.len()))
     }
@@ -177,10 +185,56 @@ async fn bytes_at_hand_go_in_full_buffers_and_the_writer_is_not_flushed_between(
 }
 
 #[tokio::test]
+async fn each_direction_places_its_bytes_where_its_writer_asked() {
+    let source: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    for offset in [0, TLS_WRITE_OFFSET, 63] {
+        // A to B, placed for B.
+        let a = tokio::io::join(&source[..], tokio::io::sink());
+        let mut to_b = Counting::default();
+        let b = tokio::io::join(tokio::io::empty(), &mut to_b);
+        let options = RelayOptions {
+            write_offset_b: offset,
+            ..NO_IDLE
+        };
+        let (stats, end) = relay(a, b, options).await;
+        assert!(matches!(end, RelayEnd::Closed), "{end:?}");
+        assert_eq!(stats.a_to_b, source.len() as u64);
+        assert!(to_b.data == source, "every byte, in order");
+        assert_eq!(
+            to_b.writes,
+            source.len().div_ceil(pool::BUF_SIZE),
+            "full buffers"
+        );
+        assert!(
+            to_b.places.iter().all(|&p| p == offset),
+            "{offset}: {:?}",
+            to_b.places
+        );
+
+        // B to A, placed for A.
+        let mut to_a = Counting::default();
+        let a = tokio::io::join(tokio::io::empty(), &mut to_a);
+        let b = tokio::io::join(&source[..], tokio::io::sink());
+        let options = RelayOptions {
+            write_offset_a: offset,
+            ..NO_IDLE
+        };
+        let (stats, _) = relay(a, b, options).await;
+        assert_eq!(stats.b_to_a, source.len() as u64);
+        assert!(to_a.data == source);
+        assert!(
+            to_a.places.iter().all(|&p| p == offset),
+            "{offset}: {:?}",
+            to_a.places
+        );
+    }
+}
+
+#[tokio::test]
 async fn a_quiet_direction_holds_no_buffer() {
     let (mut client, mut a) = duplex(1024);
     let (mut b, mut target) = duplex(1024);
-    let mut forward = Direction::new(Side::A, Side::B);
+    let mut forward = Direction::new(Side::A, Side::B, 0);
     let mut cx = Context::from_waker(std::task::Waker::noop());
     let mut moved = false;
 
@@ -204,6 +258,7 @@ async fn bytes_moving_keep_the_idle_timeout_away() {
     let (b, mut target) = duplex(64);
     let options = RelayOptions {
         idle_timeout: Some(Duration::from_secs(30)),
+        ..NO_IDLE
     };
     let started = Instant::now();
     let task = tokio::spawn(relay(a, b, options));

@@ -95,7 +95,17 @@ pub(crate) async fn serve(
     }
     let proxied = route.proxy_protocol.then_some((peer, local));
     let (what, closed) = ("terminate", "terminated connection closed");
-    forward_route(shared, &route.backend, what, closed, proxied, &mut client).await;
+    let offset = tp_net::relay::TLS_WRITE_OFFSET;
+    forward_route(
+        shared,
+        &route.backend,
+        what,
+        closed,
+        proxied,
+        &mut client,
+        offset,
+    )
+    .await;
 }
 
 #[cfg(test)]

@@ -52,6 +52,8 @@ where
     drop(early);
     let options = RelayOptions {
         idle_timeout: Some(idle_timeout),
+        write_offset_a: client.write_offset(),
+        write_offset_b: 0,
     };
     let (stats, end) = relay(&mut *client, &mut *target, options).await;
     drop(held);

@@ -59,6 +59,8 @@ impl Backend {
 /// `proxied` (client, server address) if given, then `early`, then relays
 /// `client` until both sides are done (or `[website] idle_timeout`). `None`: the backend
 /// could not be reached or failed at once (logged, `what` naming the route).
+/// `client_write_offset` places the bytes for the client
+/// ([`tp_net::relay::RelayOptions::write_offset_a`]).
 pub(crate) async fn forward<S>(
     shared: &Shared,
     backend: &Backend,
@@ -66,6 +68,7 @@ pub(crate) async fn forward<S>(
     proxied: Option<(SocketAddr, SocketAddr)>,
     early: &[u8],
     client: &mut S,
+    client_write_offset: usize,
 ) -> Option<(RelayStats, RelayEnd, std::time::Duration)>
 where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -96,6 +99,8 @@ where
     let started = Instant::now();
     let options = RelayOptions {
         idle_timeout: Some(shared.website.idle_timeout),
+        write_offset_a: client_write_offset,
+        write_offset_b: 0,
     };
     let (stats, end) = relay(&mut *client, &mut upstream, options).await;
     Some((stats, end, started.elapsed()))
@@ -110,10 +115,19 @@ pub(crate) async fn forward_route<S>(
     closed: &'static str,
     proxied: Option<(SocketAddr, SocketAddr)>,
     client: &mut S,
+    client_write_offset: usize,
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let forwarded = forward(shared, backend, what, proxied, &[], client);
+    let forwarded = forward(
+        shared,
+        backend,
+        what,
+        proxied,
+        &[],
+        client,
+        client_write_offset,
+    );
     if let Some((stats, end, duration)) = forwarded.await {
         tracing::info!(
             backend = %backend,

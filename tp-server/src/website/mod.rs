@@ -73,7 +73,7 @@ pub(crate) async fn serve<S>(
         }
     };
     let proxied = settings.proxy_protocol.then_some((peer, local));
-    let forwarded = backend::forward(shared, backend, "website", proxied, &early, &mut client);
+    let forwarded = backend::forward(shared, backend, "website", proxied, &early, &mut client, 0);
     if let Some((stats, end, duration)) = forwarded.await {
         debug!(
             backend = %backend,

@@ -146,8 +146,10 @@ pub(crate) async fn relay_inner<S>(
     let hello_len = hello.len() as u64;
     drop(hello);
     let started = Instant::now();
+    // Both sides are TCP: the TLS inside is the client's and Signal's, not ours.
     let options = RelayOptions {
         idle_timeout: Some(idle_timeout),
+        ..RelayOptions::default()
     };
     let (stats, end) = relay(&mut client, &mut upstream, options).await;
     info!(
