@@ -10,7 +10,8 @@
 //!
 //! `tp-bench target`, `tp-bench relay` and `tp-bench signal-host` are the helper
 //! processes the harness starts (the echo/sink target, one hop of the plain TCP
-//! relay reference, and the stand-in Signal host of scenario (g)).
+//! relay reference, and the stand-in Signal host of scenario (g)). `tp-bench
+//! record-copy` measures rustls alone, in memory, connection by connection.
 
 mod certs;
 mod children;
@@ -19,6 +20,7 @@ mod link;
 mod machine;
 mod ports;
 mod probe;
+mod record_copy;
 mod report;
 mod results;
 mod run;
@@ -57,6 +59,9 @@ enum Command {
         #[arg(long, default_value = "docs/benchmarks.md")]
         out: PathBuf,
     },
+    /// rustls alone, in memory: MB/s of each of many connections, to see whether
+    /// where buffers lie makes some slow (bench/analysis.md).
+    RecordCopy(record_copy::Args),
     /// Helper process: the echo/sink target every system forwards to.
     Target {
         /// Address to listen on.
@@ -98,6 +103,7 @@ fn main() -> anyhow::Result<()> {
             analysis,
             out,
         } => report::save::report_only(&from, &analysis, &out),
+        Command::RecordCopy(args) => record_copy::main(&args),
         Command::Target { listen } => runtime.block_on(target::serve_target(listen)),
         Command::Relay { listen, to } => runtime.block_on(target::serve_relay(listen, to)),
         Command::SignalHost { listen, cert, key } => {
