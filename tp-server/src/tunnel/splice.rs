@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tp_net::relay::{RelayEnd, RelayOptions, Side, relay};
 use tracing::{debug, info};
 
@@ -37,7 +37,7 @@ pub(crate) async fn splice<S, T, H>(
 ) -> Ended
 where
     S: TunnelStream,
-    T: AsyncRead + AsyncWrite + Unpin,
+    T: TunnelStream,
 {
     let started = Instant::now();
     let early_len = early.len() as u64;
@@ -53,7 +53,7 @@ where
     let options = RelayOptions {
         idle_timeout: Some(idle_timeout),
         write_offset_a: client.write_offset(),
-        write_offset_b: 0,
+        write_offset_b: target.write_offset(),
     };
     let (stats, end) = relay(&mut *client, &mut *target, options).await;
     drop(held);
