@@ -14,7 +14,7 @@ pub mod signal;
 use std::net::SocketAddr;
 
 use tokio::io::{AsyncRead, AsyncWrite};
-use tp_net::relay::RelayEnd;
+use tp_net::relay::{RelayEnd, TLS_WRITE_OFFSET};
 use tracing::debug;
 
 pub use backend::Backend;
@@ -73,7 +73,17 @@ pub(crate) async fn serve<S>(
         }
     };
     let proxied = settings.proxy_protocol.then_some((peer, local));
-    let forwarded = backend::forward(shared, backend, "website", proxied, &early, &mut client, 0);
+    // `client` is the TLS tp-server terminated: bytes for it are placed for rustls.
+    let offset = TLS_WRITE_OFFSET;
+    let forwarded = backend::forward(
+        shared,
+        backend,
+        "website",
+        proxied,
+        &early,
+        &mut client,
+        offset,
+    );
     if let Some((stats, end, duration)) = forwarded.await {
         debug!(
             backend = %backend,

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tp_net::relay::{RelayEnd, RelayOptions, relay};
+use tp_net::relay::{RelayEnd, RelayOptions, TLS_WRITE_OFFSET, relay};
 use tracing::{debug, info, warn};
 
 use crate::hello::{Hello, HelloReader};
@@ -104,6 +104,7 @@ pub(crate) async fn first_bytes<S: AsyncRead + Unpin>(client: &mut S, limit: Dur
 }
 
 /// Relays an inner TLS connection to its allowed Signal host, `hello` first.
+/// `client` is the outer TLS tp-server terminated.
 pub(crate) async fn relay_inner<S>(
     settings: &SignalSettings,
     mut client: S,
@@ -146,10 +147,11 @@ pub(crate) async fn relay_inner<S>(
     let hello_len = hello.len() as u64;
     drop(hello);
     let started = Instant::now();
-    // Both sides are TCP: the TLS inside is the client's and Signal's, not ours.
+    // The client is the outer TLS tp-server terminated: rustls copies what goes to it.
     let options = RelayOptions {
         idle_timeout: Some(idle_timeout),
-        ..RelayOptions::default()
+        write_offset_a: TLS_WRITE_OFFSET,
+        write_offset_b: 0,
     };
     let (stats, end) = relay(&mut client, &mut upstream, options).await;
     info!(
