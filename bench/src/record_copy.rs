@@ -16,10 +16,11 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, RootCertStore, ServerConfig, ServerConnection};
+use tp_net::relay::place;
 
 /// What the plaintext buffers are, as tp's relay has them.
 const CHUNK: usize = 64 * 1024;
-/// Offsets are taken past a boundary of this many bytes.
+/// Offsets are taken past a boundary of this many bytes ([`place`]'s).
 const ALIGN: usize = 64;
 
 /// `tp-bench record-copy` options.
@@ -150,9 +151,4 @@ fn one(server: &Arc<ServerConfig>, client: &Arc<ClientConfig>, args: &Args) -> a
     }
     let secs = started.elapsed().as_secs_f64();
     Ok(moved as f64 / secs / 1e6)
-}
-
-/// The index in `buf` that lies `offset` bytes past a 64-byte boundary.
-fn place(buf: &[u8], offset: usize) -> usize {
-    (offset % ALIGN + ALIGN - buf.as_ptr().addr() % ALIGN) % ALIGN
 }

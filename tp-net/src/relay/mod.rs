@@ -311,10 +311,10 @@ impl Direction {
     }
 }
 
-/// The index in `buf` that lies `offset` bytes past a 64-byte boundary; a pool
-/// buffer has [`pool::SLACK`] bytes beyond [`pool::BUF_SIZE`] for it.
-fn place(buf: &[u8], offset: usize) -> usize {
-    (offset + ALIGN - buf.as_ptr().addr() % ALIGN) % ALIGN
+/// The index in `buf`, below 64, that lies `offset` (modulo 64) bytes past a 64-byte
+/// boundary; a pool buffer has 64 bytes beyond the 64 KiB it holds for it.
+pub fn place(buf: &[u8], offset: usize) -> usize {
+    (offset % ALIGN + ALIGN - buf.as_ptr().addr() % ALIGN) % ALIGN
 }
 
 #[cfg(test)]
