@@ -30,6 +30,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tp_net::relay::place;
 use tracing::{debug, info, warn};
 
 use crate::addr::Target;
@@ -38,6 +39,10 @@ use crate::{exit, quic_error};
 
 /// Copy buffer size of each direction.
 pub const BUF_SIZE: usize = 64 * 1024;
+
+/// Room in stdin's buffer to place its bytes for the tunnel's writer
+/// ([`tp_net::relay::place`] returns less than this).
+const PLACE_SLACK: usize = 64;
 
 /// How long closing the tunnel's write side may take once the bridge is over,
 /// and how long `run` waits for the server to acknowledge what was sent.
@@ -150,7 +155,8 @@ where
     // stdin's end was read before the tunnel opened: a terminal does not give
     // it twice, so the bridge must not wait for it again.
     let input = std::io::Cursor::new(unsent).chain(input.take(if ended { 0 } else { u64::MAX }));
-    let bridged = bridge(&mut link, input, output, stop)
+    let write_offset = link.write_offset();
+    let bridged = bridge(&mut link, write_offset, input, output, stop)
         .await
         .map(|stats| BridgeStats {
             sent: sent_first + stats.sent,
@@ -232,8 +238,14 @@ fn stop_signal() -> Result<impl Future<Output = &'static str>, BridgeError> {
 /// reaches EOF or fails, or `stop` resolves. See the module docs for the
 /// half-close rules. After an error the tunnel's write side is left as it is:
 /// the caller aborts the tunnel ([`crate::Tunnel::abort`]).
+///
+/// What stdin gives is placed `write_offset` bytes past a 64-byte boundary
+/// before it is written to the tunnel, as the relay places it
+/// ([`tp_net::relay::RelayOptions::write_offset_a`]; the tunnel's own
+/// `write_offset()` says where).
 pub async fn bridge<T, R, W, S>(
     tunnel: T,
+    write_offset: usize,
     input: R,
     output: W,
     stop: S,
@@ -250,7 +262,7 @@ where
     let mut up_done = false;
     let result = {
         let down = copy_down(from_tunnel, output, &received);
-        let up = copy_up(input, &mut to_tunnel, &sent);
+        let up = copy_up(input, &mut to_tunnel, write_offset, &sent);
         tokio::pin!(down, up, stop);
         loop {
             tokio::select! {
@@ -300,14 +312,17 @@ where
 
 /// stdin → tunnel; at stdin EOF (or a stdin error) shuts the tunnel's write side.
 /// A failing tunnel write ends this direction; the other one reports the failure.
-async fn copy_up<R, W>(mut from: R, to: &mut W, count: &AtomicU64)
+/// The bytes read start `write_offset` past a 64-byte boundary.
+async fn copy_up<R, W>(mut from: R, to: &mut W, write_offset: usize, count: &AtomicU64)
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let mut buf = vec![0u8; BUF_SIZE];
+    let mut buf = vec![0u8; BUF_SIZE + PLACE_SLACK];
+    let start = place(&buf, write_offset);
+    let buf = &mut buf[start..start + BUF_SIZE];
     loop {
-        let n = match from.read(&mut buf).await {
+        let n = match from.read(buf).await {
             Ok(0) => {
                 debug!("stdin EOF, closing the tunnel's write side");
                 break;
@@ -355,7 +370,7 @@ mod tests {
         let (stdout, _stdout_r) = duplex(1024);
         server_w.write_all(b"bye").await.unwrap();
         server_w.shutdown().await.unwrap();
-        let task = tokio::spawn(bridge(tunnel, stdin, stdout, never()));
+        let task = tokio::spawn(bridge(tunnel, 0, stdin, stdout, never()));
         let mut rest = Vec::new();
         tokio::time::timeout(Duration::from_secs(5), server_r.read_to_end(&mut rest))
             .await
@@ -375,7 +390,7 @@ mod tests {
             let _ = stop_rx.await;
             "SIGHUP"
         };
-        let task = tokio::spawn(bridge(tunnel, stdin, stdout, stop));
+        let task = tokio::spawn(bridge(tunnel, 0, stdin, stdout, stop));
         stdin_w.write_all(b"last words").await.unwrap();
         let mut got = [0u8; 10];
         server.read_exact(&mut got).await.unwrap();
@@ -396,7 +411,7 @@ mod tests {
         let (tunnel, mut server) = duplex(1024);
         let (mut stdin_w, stdin) = duplex(1024);
         let (stdout, mut stdout_r) = duplex(256 * 1024);
-        let task = tokio::spawn(bridge(tunnel, stdin, stdout, never()));
+        let task = tokio::spawn(bridge(tunnel, 0, stdin, stdout, never()));
 
         stdin_w.write_all(b"request").await.unwrap();
         drop(stdin_w);
@@ -429,7 +444,7 @@ mod tests {
         drop(server);
         let stats = tokio::time::timeout(
             Duration::from_secs(5),
-            bridge(tunnel, stdin, stdout, never()),
+            bridge(tunnel, 0, stdin, stdout, never()),
         )
         .await
         .expect("bridge ends at tunnel EOF")
@@ -647,7 +662,61 @@ mod tests {
         let (stdout, stdout_r) = duplex(1024);
         drop(stdout_r);
         server.write_all(b"data").await.unwrap();
-        let err = bridge(tunnel, stdin, stdout, never()).await.unwrap_err();
+        let err = bridge(tunnel, 0, stdin, stdout, never()).await.unwrap_err();
         assert!(matches!(err, BridgeError::Stdout(_)), "{err:?}");
+    }
+
+    /// Records where each write's bytes start, modulo 64, and keeps them.
+    #[derive(Default)]
+    struct Placed {
+        places: Vec<usize>,
+        data: Vec<u8>,
+        shut: bool,
+    }
+
+    impl AsyncWrite for Placed {
+        fn poll_write(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            buf: &[u8],
+        ) -> std::task::Poll<io::Result<usize>> {
+            self.places.push(buf.as_ptr().addr() % 64);
+            self.data.extend_from_slice(buf);
+            std::task::Poll::Ready(Ok(buf.len()))
+        }
+
+        fn poll_flush(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<io::Result<()>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+
+        fn poll_shutdown(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<io::Result<()>> {
+            self.shut = true;
+            std::task::Poll::Ready(Ok(()))
+        }
+    }
+
+    #[tokio::test]
+    async fn stdin_is_placed_where_the_tunnels_writer_asked() {
+        let stdin: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        for offset in [0, tp_net::relay::TLS_WRITE_OFFSET, 63] {
+            let mut tunnel = Placed::default();
+            let sent = AtomicU64::new(0);
+            copy_up(&stdin[..], &mut tunnel, offset, &sent).await;
+            assert!(tunnel.data == stdin, "every byte, in order");
+            assert_eq!(sent.load(Ordering::Relaxed), stdin.len() as u64);
+            assert!(tunnel.shut, "stdin EOF shuts the tunnel's write side");
+            assert_eq!(tunnel.places.len(), stdin.len().div_ceil(BUF_SIZE));
+            assert!(
+                tunnel.places.iter().all(|&p| p == offset),
+                "{offset}: {:?}",
+                tunnel.places
+            );
+        }
     }
 }

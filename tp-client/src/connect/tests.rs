@@ -82,7 +82,7 @@ pub(super) async fn bridge_a_megabyte(tunnel: Tunnel) -> crate::stdio::BridgeSta
     };
     let stats = tokio::time::timeout(
         Duration::from_secs(20),
-        bridge(tunnel, stdin, stdout, std::future::pending()),
+        bridge(tunnel, 0, stdin, stdout, std::future::pending()),
     )
     .await
     .expect("the bridge ends after stdin EOF and the echo's EOF")
