@@ -59,6 +59,26 @@ async fn check_accepts_a_good_config() {
     );
     assert!(stdout.contains("(1 rules)"), "{stdout}");
     assert!(stdout.contains("client CAs        1"), "{stdout}");
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    assert!(
+        stdout.contains(&format!("workers           one per core ({cores} here)")),
+        "{stdout}"
+    );
+}
+
+#[tokio::test]
+async fn check_names_the_workers_the_config_asks_for() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = TestServer::builder()
+        .top("workers", "6")
+        .write_files(dir.path());
+    let out = tp_server(["check", "-c", path.to_str().expect("utf-8 path")]).await;
+    assert_eq!(out.code(), 0, "{out:?}");
+    let stdout = out.stdout_text();
+    assert!(
+        stdout.contains("workers           6 (threads serving TCP connections)"),
+        "{stdout}"
+    );
 }
 
 #[tokio::test]

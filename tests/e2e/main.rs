@@ -36,3 +36,4 @@ mod transport;
 mod tunnel_log;
 mod udp;
 mod website;
+mod workers;

@@ -43,6 +43,7 @@ pub struct TestServerBuilder {
     sections: Vec<(String, String, String)>,
     revoked: Vec<String>,
     raw: String,
+    top: Vec<(String, String)>,
     client_ca: bool,
 }
 
@@ -68,6 +69,7 @@ impl TestServer {
             sections: Vec::new(),
             revoked: Vec::new(),
             raw: String::new(),
+            top: Vec::new(),
             client_ca: true,
         }
     }
@@ -263,6 +265,14 @@ impl TestServerBuilder {
         self
     }
 
+    /// Sets a top-level key (before any table, e.g. `workers`) to a TOML value
+    /// written as is.
+    pub fn top(mut self, key: &str, toml_value: &str) -> Self {
+        self.top.retain(|(k, _)| k != key);
+        self.top.push((key.to_owned(), toml_value.to_owned()));
+        self
+    }
+
     /// Leaves `[tls] client_ca` out: no client certificate is trusted, no tunnel
     /// opens.
     pub fn no_client_ca(mut self) -> Self {
@@ -297,9 +307,11 @@ impl TestServerBuilder {
             .expect("saving the server certificate");
         std::fs::write(dir.join("root.pem"), pki.root.cert_pem()).expect("writing root.pem");
         std::fs::write(dir.join("policy.toml"), &self.policy).expect("writing policy.toml");
-        let mut config = String::from(
-            "listen = \"127.0.0.1:0\"\npolicy = \"policy.toml\"\n\n[tls]\ncert = \"server.pem\"\nkey = \"server.key\"\n",
-        );
+        let mut config = String::from("listen = \"127.0.0.1:0\"\npolicy = \"policy.toml\"\n");
+        for (key, value) in &self.top {
+            let _ = writeln!(config, "{key} = {value}");
+        }
+        config.push_str("\n[tls]\ncert = \"server.pem\"\nkey = \"server.key\"\n");
         if self.client_ca {
             config.push_str("client_ca = \"root.pem\"\n");
         }

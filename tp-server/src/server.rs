@@ -14,6 +14,7 @@
 //! running untouched.
 
 use std::net::SocketAddr;
+use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -190,7 +191,7 @@ pub async fn run(
 }
 
 /// Like [`run`], and applies every [`Config`] received on `reloads` to the connections
-/// accepted after it (`listen`, `max_connections`, `max_handshakes_per_source`,
+/// accepted after it (`listen`, `workers`, `max_connections`, `max_handshakes_per_source`,
 /// `max_tunnels_per_identity` and whether QUIC runs cannot change without a restart).
 pub async fn run_with_reload(
     config: Config,
@@ -201,7 +202,14 @@ pub async fn run_with_reload(
     let Listeners { tcp, udp, routes } = listeners;
     let listen = tcp.local_addr().map_err(RunError::Listener)?;
     let listener = TcpListeners::new(tcp, routes);
-    let configured_listen = config.listen;
+    let at_start = AtStart {
+        listen: config.listen,
+        workers: config.workers,
+    };
+    let workers = match config.workers {
+        Some(count) => Workers::start(count),
+        None => Workers::per_core(),
+    };
     // QUIC carries tunnels only.
     let quic_configured = config.quic.enabled;
     let quic_wanted = quic_configured && config.tls.has_client_ca();
@@ -219,7 +227,7 @@ pub async fn run_with_reload(
         quic_per_identity: KeyedSlots::new(first.quic.max_connections_per_identity),
         others_per_source: HandshakeSlots::new(first.website.max_connections_per_source),
         tracker: TaskTracker::new(),
-        workers: Arc::new(Workers::per_core().map_err(RunError::Workers)?),
+        workers: Arc::new(workers.map_err(RunError::Workers)?),
         draining: shutdown.clone(),
         force: CancellationToken::new(),
         listen,
@@ -288,7 +296,7 @@ pub async fn run_with_reload(
                             warn!(listen = %listen, "QUIC was off at start (no [tls] client_ca) and starts only on restart");
                         }
                         let current = ctx.current();
-                        let next = reload_into(&current, configured_listen, config);
+                        let next = reload_into(&current, &at_start, config);
                         if let Some(endpoint) = &endpoint
                             && !Arc::ptr_eq(&current, &next)
                         {
@@ -388,12 +396,15 @@ pub async fn run_with_reload(
     Ok(())
 }
 
+/// What the config said at start about things only a restart changes, besides what
+/// [`Shared`] keeps.
+struct AtStart {
+    listen: SocketAddr,
+    workers: Option<NonZeroUsize>,
+}
+
 /// Builds the state for a reloaded config, or keeps the current one if it is unusable.
-fn reload_into(
-    current: &Arc<Shared>,
-    configured_listen: SocketAddr,
-    config: Config,
-) -> Arc<Shared> {
+fn reload_into(current: &Arc<Shared>, at_start: &AtStart, config: Config) -> Arc<Shared> {
     let fixed = [
         (
             "max_connections",
@@ -412,7 +423,8 @@ fn reload_into(
             "quic.max_connections_per_identity",
             config.quic.max_connections_per_identity != current.quic.max_connections_per_identity,
         ),
-        ("listen", config.listen != configured_listen),
+        ("listen", config.listen != at_start.listen),
+        ("workers", config.workers != at_start.workers),
         (
             "[[terminate]] listen",
             route_ports(&config.terminate) != route_ports(&current.terminate),

@@ -12,6 +12,16 @@ pub fn check(config_path: &Path, out: &mut dyn Write) -> anyhow::Result<()> {
     let config = Config::load(config_path)?;
     writeln!(out, "{}: ok", config_path.display())?;
     writeln!(out, "  listen            {} (TLS over TCP)", config.listen)?;
+    match config.workers {
+        Some(n) => writeln!(
+            out,
+            "  workers           {n} (threads serving TCP connections)"
+        )?,
+        None => {
+            let cores = std::thread::available_parallelism().map_or(1, usize::from);
+            writeln!(out, "  workers           one per core ({cores} here)")?;
+        }
+    }
     let q = &config.quic;
     if q.enabled {
         writeln!(

@@ -89,11 +89,17 @@ impl TlsMaterial {
     }
 }
 
+/// The most `workers` a config may ask for.
+pub const MAX_WORKERS: usize = 1024;
+
 /// A loaded, typed server configuration.
 #[derive(Debug)]
 pub struct Config {
     /// The TCP address to listen on.
     pub listen: SocketAddr,
+    /// Threads that serve TCP connections ([`MAX_WORKERS`] at most); `None`: one per
+    /// core this process may run on.
+    pub workers: Option<NonZeroUsize>,
     /// Certificates and keys.
     pub tls: TlsMaterial,
     /// The access policy.
@@ -643,6 +649,25 @@ impl Config {
             )
         })?;
 
+        let workers = match &raw.workers {
+            None => None,
+            Some(n) => Some(
+                usize::try_from(*n.get_ref())
+                    .ok()
+                    .and_then(NonZeroUsize::new)
+                    .filter(|n| n.get() <= MAX_WORKERS)
+                    .ok_or_else(|| {
+                        src.invalid(
+                            n,
+                            "workers",
+                            format!(
+                                "must be between 1 and {MAX_WORKERS} (leave it out for one per core)"
+                            ),
+                        )
+                    })?,
+            ),
+        };
+
         let cert_chain = src.certs(&raw.tls.cert)?;
         let key_path = src.path(raw.tls.key.get_ref());
         let key = tp_net::pem::load_key(&key_path).map_err(|error| ConfigError::Pem {
@@ -723,6 +748,7 @@ impl Config {
         let stealth = src.stealth(&raw.stealth, !client_ca.is_empty())?;
         let config = Config {
             listen,
+            workers,
             tls: TlsMaterial {
                 cert_chain,
                 key,

@@ -9,6 +9,8 @@ use toml::Spanned;
 pub(super) struct RawConfig {
     pub(super) listen: Spanned<String>,
     pub(super) policy: Spanned<String>,
+    #[serde(default)]
+    pub(super) workers: Option<Spanned<i64>>,
     pub(super) tls: RawTls,
     #[serde(default)]
     pub(super) limits: RawLimits,

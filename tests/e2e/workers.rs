@@ -1,0 +1,91 @@
+//! `workers`: the threads that serve TCP connections, one per core unless the
+//! config says how many; a reload does not change them.
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tp_tests::client::{open_tunnel, round_trip};
+use tp_tests::process::ServerProcess;
+use tp_tests::target::EchoTarget;
+use tp_tests::{EVENTUALLY, TestServer, pki, within};
+
+/// The connection workers of process `pid`: its threads named `tp-worker-N`
+/// (their blocking threads are `tp-worker-N-blocking`, cut to 15 characters).
+fn worker_threads(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .expect("listing the server's threads")
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+        .filter(|comm| {
+            comm.trim_end()
+                .strip_prefix("tp-worker-")
+                .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        })
+        .count()
+}
+
+fn listening_line(server: &ServerProcess) -> String {
+    (server.stderr.snapshot().into_iter())
+        .find(|l| l.contains("tp-server listening"))
+        .expect("the listening line")
+}
+
+async fn echo<S>(tunnel: &mut S, bytes: &[u8])
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    tunnel.write_all(bytes).await.expect("write");
+    tunnel.flush().await.expect("flush");
+    let mut back = vec![0u8; bytes.len()];
+    within("the echo", EVENTUALLY, tunnel.read_exact(&mut back))
+        .await
+        .expect("read the echo");
+    assert_eq!(back, bytes);
+}
+
+#[tokio::test]
+async fn workers_sets_the_threads_serving_tcp_and_only_a_restart_changes_it() {
+    let pki = pki();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = TestServer::builder()
+        .top("workers", "3")
+        .write_files(dir.path());
+    let server = ServerProcess::start(&config).await;
+    let pid = server.child.id().expect("running");
+    let line = listening_line(&server);
+    assert!(line.contains("workers=3"), "{line}");
+    assert_eq!(worker_threads(pid), 3);
+
+    // Four tunnels at once, so every worker serves at least one.
+    let target = EchoTarget::start().await;
+    let mut open = Vec::new();
+    for _ in 0..4 {
+        open.push(open_tunnel(server.addr, &pki.alice, "127.0.0.1", target.port()).await);
+    }
+    for (i, tunnel) in open.iter_mut().enumerate() {
+        echo(tunnel, format!("tunnel {i}").as_bytes()).await;
+    }
+
+    // A reload asking for five says it keeps three, and does.
+    let text = std::fs::read_to_string(&config).expect("reading the config");
+    std::fs::write(&config, text.replace("workers = 3", "workers = 5")).expect("config");
+    server.reload("workers changes only on restart").await;
+    server
+        .stderr
+        .wait_for("the reload", |l| l.contains("configuration reloaded"))
+        .await;
+    assert_eq!(worker_threads(pid), 3);
+    for tunnel in &mut open {
+        echo(tunnel, b"after the reload").await;
+    }
+    let mut next = open_tunnel(server.addr, &pki.bob, "127.0.0.1", target.port()).await;
+    assert_eq!(round_trip(&mut next, b"bob").await, b"bob");
+}
+
+#[tokio::test]
+async fn without_workers_there_is_one_per_core() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = TestServer::builder().write_files(dir.path());
+    let server = ServerProcess::start(&config).await;
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    assert_eq!(worker_threads(server.child.id().expect("running")), cores);
+    let line = listening_line(&server);
+    assert!(line.contains(&format!("workers={cores}")), "{line}");
+}
