@@ -4,29 +4,12 @@
 
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-use tp_tests::client::{self, ClientOptions, Reply, connect_hello, open_tunnel, send_hello};
+use tp_tests::client::{self, ClientOptions, Reply, connect_hello, echo, open_tunnel, send_hello};
 use tp_tests::process::ServerProcess;
 use tp_tests::target::EchoTarget;
 use tp_tests::{TestServer, pki, within};
-
-async fn echo<S>(tls: &mut S, bytes: &[u8])
-where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
-{
-    tls.write_all(bytes).await.expect("write");
-    tls.flush().await.expect("flush");
-    let mut back = vec![0u8; bytes.len()];
-    within(
-        "the echo",
-        Duration::from_secs(5),
-        tls.read_exact(&mut back),
-    )
-    .await
-    .expect("read the echo");
-    assert_eq!(back, bytes);
-}
 
 /// The server refuses `leaf` now: at the handshake or by closing before any answer.
 async fn assert_refused(addr: std::net::SocketAddr, leaf: &tp_server::pki::Issued, port: u16) {

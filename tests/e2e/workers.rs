@@ -1,11 +1,10 @@
 //! `workers`: the threads that serve TCP connections, one per core unless the
 //! config says how many; a reload does not change them.
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tp_tests::client::{open_tunnel, round_trip};
+use tp_tests::client::{echo, open_tunnel, round_trip};
 use tp_tests::process::ServerProcess;
 use tp_tests::target::EchoTarget;
-use tp_tests::{EVENTUALLY, TestServer, pki, within};
+use tp_tests::{TestServer, pki};
 
 /// The connection workers of process `pid`: its threads named `tp-worker-N`
 /// (their blocking threads are `tp-worker-N-blocking`, cut to 15 characters).
@@ -25,19 +24,6 @@ fn listening_line(server: &ServerProcess) -> String {
     (server.stderr.snapshot().into_iter())
         .find(|l| l.contains("tp-server listening"))
         .expect("the listening line")
-}
-
-async fn echo<S>(tunnel: &mut S, bytes: &[u8])
-where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
-{
-    tunnel.write_all(bytes).await.expect("write");
-    tunnel.flush().await.expect("flush");
-    let mut back = vec![0u8; bytes.len()];
-    within("the echo", EVENTUALLY, tunnel.read_exact(&mut back))
-        .await
-        .expect("read the echo");
-    assert_eq!(back, bytes);
 }
 
 #[tokio::test]

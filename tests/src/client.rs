@@ -311,6 +311,18 @@ pub async fn round_trip<S: AsyncRead + AsyncWrite + Unpin + ?Sized>(
     back
 }
 
+/// Writes `bytes` on an open tunnel to an echo target and reads them back, leaving
+/// the tunnel open; panics on an error, a different answer or after 10 s.
+pub async fn echo<S: AsyncRead + AsyncWrite + Unpin + ?Sized>(tunnel: &mut S, bytes: &[u8]) {
+    tunnel.write_all(bytes).await.expect("write");
+    tunnel.flush().await.expect("flush");
+    let mut back = vec![0u8; bytes.len()];
+    crate::within("the echo", crate::EVENTUALLY, tunnel.read_exact(&mut back))
+        .await
+        .expect("read the echo");
+    assert_eq!(back, bytes);
+}
+
 /// A connect hello line for `host:port`.
 pub fn connect_hello(host: &str, port: u16) -> Vec<u8> {
     let mut line = serde_json::json!({"v": 1, "op": "connect", "host": host, "port": port})
