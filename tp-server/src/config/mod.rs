@@ -579,14 +579,25 @@ impl Source<'_> {
         field: &'static str,
         default: NonZeroUsize,
     ) -> Result<NonZeroUsize, ConfigError> {
-        let Some(n) = raw else {
-            return Ok(default);
-        };
+        match raw {
+            None => Ok(default),
+            Some(n) => self.between_1_and(n, 1_000_000, field, ""),
+        }
+    }
+
+    /// `n`, which must lie between 1 and `max`; else an error that says so, then `hint`.
+    fn between_1_and(
+        &self,
+        n: &Spanned<i64>,
+        max: usize,
+        field: &'static str,
+        hint: &str,
+    ) -> Result<NonZeroUsize, ConfigError> {
         usize::try_from(*n.get_ref())
             .ok()
             .and_then(NonZeroUsize::new)
-            .filter(|n| n.get() <= 1_000_000)
-            .ok_or_else(|| self.invalid(n, field, "must be between 1 and 1000000"))
+            .filter(|n| n.get() <= max)
+            .ok_or_else(|| self.invalid(n, field, format!("must be between 1 and {max}{hint}")))
     }
 
     /// The certificates of every file `client_ca` names (at `at`), at least one file.
@@ -649,24 +660,10 @@ impl Config {
             )
         })?;
 
-        let workers = match &raw.workers {
-            None => None,
-            Some(n) => Some(
-                usize::try_from(*n.get_ref())
-                    .ok()
-                    .and_then(NonZeroUsize::new)
-                    .filter(|n| n.get() <= MAX_WORKERS)
-                    .ok_or_else(|| {
-                        src.invalid(
-                            n,
-                            "workers",
-                            format!(
-                                "must be between 1 and {MAX_WORKERS} (leave it out for one per core)"
-                            ),
-                        )
-                    })?,
-            ),
-        };
+        let one_per_core = " (leave it out for one per core)";
+        let workers = (raw.workers.as_ref())
+            .map(|n| src.between_1_and(n, MAX_WORKERS, "workers", one_per_core))
+            .transpose()?;
 
         let cert_chain = src.certs(&raw.tls.cert)?;
         let key_path = src.path(raw.tls.key.get_ref());
