@@ -76,7 +76,7 @@ async fn check_names_the_workers_the_config_asks_for() {
     assert_eq!(out.code(), 0, "{out:?}");
     let stdout = out.stdout_text();
     assert!(
-        stdout.contains("workers           6 (threads serving TCP connections)"),
+        stdout.contains("workers           6 (threads for TCP connections, and as many for QUIC)"),
         "{stdout}"
     );
 }

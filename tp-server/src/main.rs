@@ -16,9 +16,7 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Run { config } => {
-            with_runtime(cli.log_format, "info", tp_server::cli::run::run(&config))
-        }
+        Command::Run { config } => run(cli.log_format, &config),
         Command::Quickstart(args) => with_runtime(
             cli.log_format,
             "info",
@@ -52,6 +50,22 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `tp-server run`: the config first, since its `workers` also sets the threads of the
+/// runtime that runs the accept loops and QUIC (docs/config.md).
+fn run(format: logging::LogFormat, path: &std::path::Path) -> anyhow::Result<()> {
+    logging::init(format, "info");
+    let config = tp_server::Config::load(path)?;
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if let Some(workers) = config.workers {
+        runtime.worker_threads(workers.get());
+    }
+    runtime
+        .thread_name("tp-main")
+        .enable_all()
+        .build()?
+        .block_on(tp_server::cli::run::run(config, path))
 }
 
 fn with_runtime<T>(

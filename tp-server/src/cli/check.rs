@@ -15,7 +15,7 @@ pub fn check(config_path: &Path, out: &mut dyn Write) -> anyhow::Result<()> {
     match config.workers {
         Some(n) => writeln!(
             out,
-            "  workers           {n} (threads serving TCP connections)"
+            "  workers           {n} (threads for TCP connections, and as many for QUIC)"
         )?,
         None => {
             let cores = std::thread::available_parallelism().map_or(1, usize::from);

@@ -1,4 +1,5 @@
-//! `tp-server run -c FILE`: load, bind, serve until a signal, drain. SIGHUP reloads.
+//! `tp-server run -c FILE`: bind, serve until a signal, drain. SIGHUP reloads. The
+//! config is loaded before the runtime starts (its `workers` sizes the runtime).
 
 use std::path::{Path, PathBuf};
 
@@ -10,10 +11,9 @@ use tracing::{info, warn};
 
 use crate::{Config, Listeners};
 
-/// Loads the config, binds its address (TCP, and UDP for QUIC) and those of the
-/// routes with their own ports, and serves until SIGTERM/SIGINT.
-pub async fn run(config_path: &Path) -> anyhow::Result<()> {
-    let config = Config::load(config_path)?;
+/// Binds the address of `config`, loaded from `config_path` (TCP, and UDP for QUIC),
+/// and those of the routes with their own ports, and serves until SIGTERM/SIGINT.
+pub async fn run(config: Config, config_path: &Path) -> anyhow::Result<()> {
     // QUIC carries tunnels only, and without client CAs none open.
     let quic = config.quic.enabled && config.tls.has_client_ca();
     let listeners = Listeners::bind(config.listen, quic)
