@@ -33,10 +33,10 @@ pub(crate) trait TunnelStream: AsyncRead + AsyncWrite + Unpin + Send {
     fn abort(&mut self);
 
     /// Where the relay places the bytes it writes to this stream
-    /// ([`tp_net::relay::RelayOptions::write_offset_a`]).
-    fn write_offset(&self) -> usize {
-        0
-    }
+    /// ([`tp_net::relay::RelayOptions::write_offset_a`]): rustls' place for TLS,
+    /// 0 for the rest. No default, so that a wrapper cannot forget to ask the
+    /// stream it wraps.
+    fn write_offset(&self) -> usize;
 }
 
 impl TunnelStream for TlsStream<ReadAhead<TcpStream>> {
@@ -56,6 +56,10 @@ impl TunnelStream for TcpStream {
     fn abort(&mut self) {
         let _ = socket2::SockRef::from(&*self).set_linger(Some(Duration::ZERO));
     }
+
+    fn write_offset(&self) -> usize {
+        0
+    }
 }
 
 impl<T: TunnelStream + ?Sized> TunnelStream for Box<T> {
@@ -73,6 +77,10 @@ impl TunnelStream for tp_net::quic::QuicStream {
     fn abort(&mut self) {
         let _ = self.writer_mut().reset(STREAM_ABORTED);
         let _ = self.reader_mut().stop(STREAM_ABORTED);
+    }
+
+    fn write_offset(&self) -> usize {
+        0
     }
 }
 

@@ -85,6 +85,10 @@ impl<S: TunnelStream> TunnelStream for Prefixed<S> {
     fn abort(&mut self) {
         self.inner.abort();
     }
+
+    fn write_offset(&self) -> usize {
+        self.inner.write_offset()
+    }
 }
 
 #[cfg(test)]
@@ -108,6 +112,21 @@ mod tests {
         let mut back = [0u8; 2];
         far.read_exact(&mut back).await.expect("read back");
         assert_eq!(&back, b"ok");
+    }
+
+    /// Stands for a stream that wants its bytes at 7.
+    impl TunnelStream for tokio::io::Join<tokio::io::Empty, tokio::io::Sink> {
+        fn abort(&mut self) {}
+
+        fn write_offset(&self) -> usize {
+            7
+        }
+    }
+
+    #[test]
+    fn the_relay_places_bytes_where_the_stream_inside_wants_them() {
+        let inner = tokio::io::join(tokio::io::empty(), tokio::io::sink());
+        assert_eq!(Prefixed::new(b"{".to_vec(), inner).write_offset(), 7);
     }
 
     #[tokio::test]

@@ -9,6 +9,10 @@ use super::*;
 
 impl TunnelStream for DuplexStream {
     fn abort(&mut self) {}
+
+    fn write_offset(&self) -> usize {
+        0
+    }
 }
 
 /// Sets its flag when dropped: stands for a slot under the server's limits.
