@@ -16,12 +16,10 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, RootCertStore, ServerConfig, ServerConnection};
-use tp_net::relay::place;
+use tp_net::relay::{ALIGN, place};
 
 /// What the plaintext buffers are, as tp's relay has them.
 const CHUNK: usize = 64 * 1024;
-/// Offsets are taken past a boundary of this many bytes ([`place`]'s).
-const ALIGN: usize = 64;
 
 /// `tp-bench record-copy` options.
 #[derive(Debug, clap::Args)]

@@ -30,7 +30,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tp_net::relay::place;
+use tp_net::relay::{ALIGN, place};
 use tracing::{debug, info, warn};
 
 use crate::addr::Target;
@@ -39,10 +39,6 @@ use crate::{exit, quic_error};
 
 /// Copy buffer size of each direction.
 pub const BUF_SIZE: usize = 64 * 1024;
-
-/// Room in stdin's buffer to place its bytes for the tunnel's writer
-/// ([`tp_net::relay::place`] returns less than this).
-const PLACE_SLACK: usize = 64;
 
 /// How long closing the tunnel's write side may take once the bridge is over,
 /// and how long `run` waits for the server to acknowledge what was sent.
@@ -318,7 +314,7 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let mut buf = vec![0u8; BUF_SIZE + PLACE_SLACK];
+    let mut buf = vec![0u8; BUF_SIZE + ALIGN];
     let start = place(&buf, write_offset);
     let buf = &mut buf[start..start + BUF_SIZE];
     loop {

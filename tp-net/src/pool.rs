@@ -16,7 +16,7 @@ pub(crate) const BUF_SIZE: usize = 64 * 1024;
 
 /// Room beyond [`BUF_SIZE`], so that a relay can start its bytes at a chosen
 /// offset from a 64-byte boundary ([`crate::relay::TLS_WRITE_OFFSET`]).
-pub(crate) const SLACK: usize = 64;
+pub(crate) const SLACK: usize = crate::relay::ALIGN;
 
 /// Free buffers a thread keeps (at most 512 KiB); more are freed.
 const KEEP: usize = 8;

@@ -65,8 +65,9 @@ pub struct RelayOptions {
 /// 4 (glibc bug 30994; bench/analysis.md).
 pub const TLS_WRITE_OFFSET: usize = 5;
 
-/// Every place is chosen modulo this.
-const ALIGN: usize = 64;
+/// Every place is chosen modulo this; [`place`] returns less, so a buffer with this
+/// many bytes beyond what it holds can start its bytes at any place.
+pub const ALIGN: usize = 64;
 
 /// Bytes moved by a relay.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
